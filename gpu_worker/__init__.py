@@ -1,0 +1,1 @@
+"""gpu_worker: the GPU-host side of orch (inference, decoding, scoring)."""

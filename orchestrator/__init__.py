@@ -1,0 +1,1 @@
+"""orch: the laptop side. Never imports torch, transformers or peft."""

@@ -1,0 +1,258 @@
+"""The `orch` command line: parse, call one function, render. Errors map to exit codes here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from . import config as config_mod
+from .errors import EXIT_FAILED, EXIT_USAGE, OrchError
+
+
+@dataclass
+class State:
+    """Global options shared by every command."""
+
+    config_path: Path | None
+    verbose: bool
+
+    def config(self) -> config_mod.Config:
+        """The loaded orch.yaml (or defaults when there is none)."""
+        return config_mod.load_config(self.config_path)
+
+
+class OrchGroup(click.Group):
+    """A click group that turns `OrchError` into a one-line message and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OrchError as exc:
+            state = ctx.obj if isinstance(ctx.obj, State) else None
+            if state is not None and state.verbose:
+                traceback.print_exc()
+            click.echo(f"orch: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("orch: interrupted", err=True)
+            ctx.exit(130)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*r)
+    _console().print(table)
+
+
+def _json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def _connected(state: State, host_name: str | None):
+    from .transport import open_host
+
+    cfg = state.config()
+    with open_host(cfg.host(host_name)) as host:
+        yield cfg, host
+
+
+host_option = click.option("--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(cls=OrchGroup)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Path of orch.yaml.")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="orch")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
+    """Run OCR evaluations on SSH GPU hosts and publish the results.
+
+    Example: orch run quickwin --host gpu1 --follow
+    """
+    ctx.obj = State(config_path=config_path, verbose=verbose)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing orch.yaml.")
+def init(force: bool) -> None:
+    """Write a commented starter orch.yaml in the current folder.
+
+    Example: orch init
+    """
+    path = Path.cwd() / config_mod.CONFIG_NAME
+    if path.exists() and not force:
+        raise OrchError(f"{path.name} already exists; use --force to overwrite it")
+    path.write_text(config_mod.STARTER, encoding="utf-8")
+    click.echo(f"wrote {path}")
+
+
+@cli.group()
+def hosts() -> None:
+    """List hosts and manage their trusted keys."""
+
+
+@hosts.command("list")
+@json_option
+@click.pass_obj
+def hosts_list(state: State, as_json: bool) -> None:
+    """List hosts from orch.yaml, the built-in `local` and ~/.ssh/config aliases.
+
+    Example: orch hosts list
+    """
+    cfg = state.config()
+    names = list(cfg.hosts) + [n for n in ("local",) if n not in cfg.hosts]
+    names += sorted(config_mod.ssh_config_aliases() - set(names))
+    rows = []
+    for n in names:
+        h = cfg.host(n)
+        source = "orch.yaml" if n in cfg.hosts else ("built-in" if n == "local" else "ssh config")
+        rows.append({"name": n, "host": h.hostname, "remote_dir": h.remote_dir, "source": source})
+    if as_json:
+        return _json(rows)
+    _table(None, ["host", "address", "remote_dir", "from"], [list(r.values()) for r in rows])
+
+
+@hosts.command("trust")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Trust without asking (for scripts).")
+@click.option("--replace", is_flag=True, help="Replace a CHANGED key (host was reinstalled).")
+@click.pass_obj
+def hosts_trust(state: State, name: str, yes: bool, replace: bool) -> None:
+    """Show a host's key fingerprint and record it in known_hosts after confirmation.
+
+    Example: orch hosts trust gpu1
+    """
+    from .transport import SSHHost
+
+    cfg = state.config().host(name)
+    if cfg.is_local:
+        raise OrchError("the local host needs no key")
+
+    def confirm(line: str) -> bool:
+        click.echo(f"{name}: {line}")
+        return yes or (sys.stdin.isatty() and click.confirm("Trust this key?", default=False))
+
+    with SSHHost(cfg) as host:
+        click.echo(host.trust(confirm, replace=replace))
+
+
+@cli.command()
+@host_option
+@json_option
+@click.pass_obj
+def doctor(state: State, host_name: str | None, as_json: bool) -> None:
+    """Check that a host can run the worker: SSH, tmux, python, torch, GPU, disk, model files.
+
+    Example: orch doctor --host gpu1
+    """
+    from .doctor import run_doctor
+
+    with _connected(state, host_name) as (cfg, host):
+        checks = run_doctor(cfg, host)
+    if as_json:
+        _json({"host": host.name, "checks": [c.to_json() for c in checks]})
+    else:
+        marks = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
+        _table(f"doctor: {host.name}", ["check", "status", "detail"],
+               [[c.name, marks[c.status], c.detail] for c in checks])
+    if any(c.status == "fail" for c in checks):
+        sys.exit(EXIT_FAILED)
+
+
+def _render_push(res, as_json: bool) -> None:
+    if as_json:
+        return _json(res.to_json())
+    verb = "would send" if res.dry_run else "sent"
+    click.echo(
+        f"{res.host}: {verb} {len(res.sent)} file(s), deleted {len(res.deleted)}, "
+        f"{res.unchanged} unchanged, {res.bytes_sent} bytes, {res.seconds:.2f}s "
+        f"(code {(res.identity.commit or 'no-commit')[:10]}"
+        f"{'+dirty' if res.identity.dirty else ''})"
+    )
+    if res.dry_run:
+        for p in res.sent:
+            click.echo(f"  send   {p}")
+        for p in res.deleted:
+            click.echo(f"  delete {p}")
+
+
+@contextmanager
+def _progress(enabled: bool):
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress("push", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("push", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@cli.command()
+@host_option
+@click.option("--dry-run", is_flag=True, help="List what would be sent and deleted.")
+@click.option("--watch", is_flag=True, help="Push again whenever a pushed file changes.")
+@json_option
+@click.pass_obj
+def push(state: State, host_name: str | None, dry_run: bool, watch: bool, as_json: bool) -> None:
+    """Send the worker code to <remote_dir>/code on the host, only what changed.
+
+    Example: orch push --host gpu1 --dry-run
+    """
+    from . import sync
+
+    with _connected(state, host_name) as (cfg, host):
+        if watch:
+            if dry_run:
+                raise OrchError("--watch and --dry-run do not go together")
+            click.echo(f"watching {cfg.root} (Ctrl-C to stop)")
+            return sync.watch(cfg, host, lambda r: _render_push(r, as_json))
+        with _progress(sys.stdout.isatty() and not as_json and not dry_run) as on_progress:
+            res = sync.push(cfg, host, dry_run=dry_run, on_progress=on_progress)
+    _render_push(res, as_json)
+
+
+@cli.command()
+@host_option
+@click.pass_obj
+def setup(state: State, host_name: str | None) -> None:
+    """Push, then create or update <remote_dir>/venv with the worker's packages.
+
+    Example: orch setup --host gpu1
+    """
+    from . import envsetup, sync
+
+    with _connected(state, host_name) as (cfg, host):
+        _render_push(sync.push(cfg, host), False)
+        res = envsetup.setup_env(cfg, host)
+    state_word = "updated" if res.changed else "already up to date"
+    click.echo(f"{res.host}: {res.venv} {state_word} ({len(res.requirements)} requirements)")
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        cli(prog_name="orch")
+    except OrchError as exc:  # raised outside a command (rare): same one-line contract
+        click.echo(f"orch: error: {exc}", err=True)
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)

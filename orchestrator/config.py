@@ -1,0 +1,271 @@
+"""Load `orch.yaml` and `~/.ssh/config` aliases into validated, frozen objects.
+
+Every error names the file and the field: ``orch.yaml: hosts.gpu1.port: expected an integer``.
+Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in playbooks.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+CONFIG_NAME = "orch.yaml"
+LOCAL_HOST = "local"
+DEFAULT_TIMEOUT = 15.0
+DEFAULT_PUSH_PATHS = ("gpu_worker", "playbooks", "setup.cfg", "pyproject.toml")
+
+STARTER = """\
+# orch.yaml: where orch runs your jobs and where it publishes results.
+# Precedence: built-in defaults < this file < playbook < `orch run --set key=value`.
+
+defaults:
+  host: local              # `local` is built in: runs on this machine, no SSH
+  results_dir: results     # where `orch fetch` puts each run's files
+  readme: README.md        # where `orch publish` writes the results table
+  # playbook: quickwin     # checked by `orch doctor` (model and checkpoints present)
+
+hosts:
+  gpu1:                    # use as `--host gpu1`; a ~/.ssh/config alias works too
+    host: 203.0.113.10     # address or ~/.ssh/config alias
+    user: root
+    port: 22
+    identity_file: ~/.ssh/id_ed25519
+    remote_dir: /root/odia_ocr   # code/, runs/ and venv/ live here
+    python: python3        # interpreter used by `orch setup` to make <remote_dir>/venv
+    timeout: 15            # seconds: connect, banner, auth, dead-link detection, commands
+    # hourly_rate: 0.79    # price per hour, for cost in `orch status`
+    # env:                 # exported for every job on this host
+    #   HF_HOME: /root/.cache/huggingface
+
+# push:
+#   include: [data/sample]   # pushed in addition to gpu_worker/ and playbooks/
+
+# hub:
+#   repo_id: your-name/qwen-odia-ocr
+#   repo_type: model
+"""
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """One place jobs run: an SSH host, or the built-in `local` host when `is_local`."""
+
+    name: str
+    hostname: str
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+    remote_dir: str = "orch"
+    python: str = "python3"
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = DEFAULT_TIMEOUT
+    hourly_rate: float | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    is_local: bool = False
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Project-wide defaults from the `defaults:` section."""
+
+    host: str = LOCAL_HOST
+    results_dir: str = "results"
+    readme: str = "README.md"
+    playbook: str | None = None
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """Where `orch publish` sends the model card."""
+
+    repo_id: str
+    repo_type: str = "model"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole project configuration; `root` is the folder holding orch.yaml."""
+
+    root: Path
+    path: Path | None
+    hosts: dict[str, HostConfig]
+    defaults: Defaults
+    push_include: tuple[str, ...] = ()
+    hub: HubConfig | None = None
+
+    def host(self, name: str | None) -> HostConfig:
+        """Resolve a `--host` value: orch.yaml, then built-in `local`, then ~/.ssh/config."""
+        name = name or self.defaults.host
+        if name in self.hosts:
+            return self.hosts[name]
+        if name == LOCAL_HOST:
+            return HostConfig(
+                name=LOCAL_HOST,
+                hostname="localhost",
+                remote_dir=str(self.root / ".orch" / "local"),
+                is_local=True,
+            )
+        if name in ssh_config_aliases():
+            return HostConfig(name=name, hostname=name)
+        known = sorted(set(self.hosts) | {LOCAL_HOST} | ssh_config_aliases())
+        raise ConfigError(
+            f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a Host alias in "
+            f"~/.ssh/config{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
+        )
+
+
+def ssh_config_aliases(path: str = "~/.ssh/config") -> set[str]:
+    """Host names written literally (no wildcards) in the user's ssh config."""
+    from paramiko import SSHConfig  # only here: keep `orch --help` light
+
+    p = Path(os.path.expanduser(path))
+    if not p.is_file():
+        return set()
+    return {h for h in SSHConfig.from_path(str(p)).get_hostnames() if not set(h) & set("*?!")}
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The nearest orch.yaml in `start` or a parent folder, or None."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder / CONFIG_NAME
+    return None
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Load and validate orch.yaml (found upwards from the cwd when `path` is None)."""
+    path = path or find_config()
+    if path is None:
+        return Config(root=Path.cwd().resolve(), path=None, hosts={}, defaults=Defaults())
+    path = path.resolve()
+    label = path.name
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{label}: cannot read: {str(exc).splitlines()[0]}") from exc
+    v = _Validator(label)
+    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub"})
+    defaults = Defaults(**v.section(top.get("defaults"), "defaults", _DEFAULT_FIELDS))
+    hosts = {}
+    for name, body in v.mapping(top.get("hosts") or {}, "hosts", None).items():
+        fields = v.section(body, f"hosts.{name}", _HOST_FIELDS)
+        if name != LOCAL_HOST and "host" not in fields:
+            raise ConfigError(f"{label}: hosts.{name}.host: required (an address or ssh alias)")
+        fields["hostname"] = fields.pop("host", "localhost")
+        if name == LOCAL_HOST:
+            fields["is_local"] = True
+            rd = Path(fields.get("remote_dir", ".orch/local")).expanduser()
+            fields["remote_dir"] = str(rd if rd.is_absolute() else path.parent / rd)
+        hosts[str(name)] = HostConfig(name=str(name), **fields)
+    push = v.section(top.get("push"), "push", {"include": _str_list})
+    hub_fields = v.section(top.get("hub"), "hub", {"repo_id": _str, "repo_type": _str})
+    if hub_fields and "repo_id" not in hub_fields:
+        raise ConfigError(f"{label}: hub.repo_id: required when hub: is present")
+    return Config(
+        root=path.parent,
+        path=path,
+        hosts=hosts,
+        defaults=defaults,
+        push_include=tuple(push.get("include", ())),
+        hub=HubConfig(**hub_fields) if hub_fields else None,
+    )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("expected a non-empty string")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("expected an integer")
+    if not 0 < value < 65536:
+        raise TypeError("expected an integer between 1 and 65535")
+    return value
+
+
+def _positive(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise TypeError("expected a positive number")
+    return float(value)
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
+
+
+def _env(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise TypeError("expected a mapping of NAME: value")
+    out = {}
+    for k, val in value.items():
+        if not isinstance(k, str) or not k.isidentifier():
+            raise TypeError(f"'{k}' is not a valid environment variable name")
+        if isinstance(val, (dict, list)) or val is None:
+            raise TypeError(f"{k}: expected a string or number")
+        out[k] = str(val)
+    return out
+
+
+_HOST_FIELDS = {
+    "host": _str,
+    "user": _str,
+    "port": _int,
+    "identity_file": _str,
+    "remote_dir": _str,
+    "python": _str,
+    "env": _env,
+    "timeout": _positive,
+    "hourly_rate": _positive,
+    "known_hosts": _str,
+}
+_DEFAULT_FIELDS = {"host": _str, "results_dir": _str, "readme": _str, "playbook": _str}
+
+
+def _hint(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Validator:
+    """Checks mappings against field tables and raises `file: path.field: problem`."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def fail(self, where: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.label}: {where}: {problem}" if where else f"{self.label}: {problem}")
+
+    def mapping(self, value: Any, where: str, allowed: set[str] | None) -> dict:
+        if not isinstance(value, dict):
+            return_where = where or "top level"
+            raise self.fail(return_where, "expected a mapping")
+        for key in value:
+            if allowed is not None and key not in allowed:
+                raise self.fail(
+                    f"{where}.{key}" if where else str(key),
+                    f"unknown key{_hint(key, allowed)}; allowed: {', '.join(sorted(allowed))}",
+                )
+        return value
+
+    def section(self, value: Any, where: str, fields: dict) -> dict:
+        if value is None:
+            return {}
+        out = {}
+        for key, val in self.mapping(value, where, set(fields)).items():
+            try:
+                out[key] = fields[key](val)
+            except TypeError as exc:
+                raise self.fail(f"{where}.{key}", str(exc)) from None
+        return out

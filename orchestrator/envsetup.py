@@ -1,0 +1,65 @@
+"""`orch setup`: a worker virtual environment at `<remote_dir>/venv` on the host.
+
+The venv sees system site-packages (GPU boxes ship CUDA torch; pip leaves it alone) and gets the
+`worker` extra's requirements from setup.cfg. A stamp of python + requirements makes re-runs cheap.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import shlex
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import ConfigError
+from .transport import Host
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    """Whether the venv was (re)built, and with which requirements."""
+
+    host: str
+    venv: str
+    requirements: list[str]
+    changed: bool
+
+
+def worker_requirements(config: Config) -> list[str]:
+    """The `worker` extra of the project's setup.cfg."""
+    path = config.root / "setup.cfg"
+    parser = configparser.ConfigParser()
+    parser.read(path, encoding="utf-8")
+    try:
+        raw = parser["options.extras_require"]["worker"]
+    except KeyError:
+        raise ConfigError(
+            f"{path.name}: options.extras_require.worker: missing; list the worker's packages there"
+        ) from None
+    return [line.strip() for line in raw.splitlines() if line.strip()]
+
+
+def setup_env(config: Config, host: Host) -> SetupResult:
+    """Create or update the host's worker venv; a no-op when nothing changed."""
+    reqs = worker_requirements(config)
+    stamp = hashlib.sha256("\n".join([host.config.python, *reqs]).encode()).hexdigest()
+    venv = host.path("venv")
+    py = shlex.quote(host.config.python)
+    script = f"""set -e
+mkdir -p {host.path()}
+if [ -x {venv}/bin/python ] && [ "$(cat {venv}/.orch-setup 2>/dev/null)" = {stamp} ]; then
+  echo unchanged; exit 0
+fi
+[ -x {venv}/bin/python ] || {py} -m venv --system-site-packages {venv}
+{venv}/bin/python -m pip install -q --disable-pip-version-check {" ".join(map(shlex.quote, reqs))}
+echo {stamp} > {venv}/.orch-setup
+echo changed
+"""
+    res = host.run(script, timeout=3600)
+    return SetupResult(
+        host=host.name,
+        venv=f"{host.remote_dir}/venv",
+        requirements=reqs,
+        changed=res.text.strip().endswith("changed") and "unchanged" not in res.text,
+    )

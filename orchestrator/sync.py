@@ -1,0 +1,312 @@
+"""`orch push`: send the worker code to `<remote_dir>/code/`, incrementally and atomically.
+
+- The file list is what git would ship (`git ls-files -co --exclude-standard`) under the push
+  paths (gpu_worker/, playbooks/, setup.cfg, pyproject.toml), plus orch.yaml's `push.include`
+  (sent even if git ignores it), minus `.orchignore` patterns (added to .gitignore, not replacing it).
+- One remote command lists the remote tree's sha256s; only new or changed files travel, in one
+  tar stream over the same connection, together with the list of files to delete.
+- The host unpacks into a fresh tree (hard links to the current one, then the changes) and swaps
+  the `code` symlink with a rename: a push cut off half-way leaves the previous tree in place.
+- `.orch-identity.json` in the tree records commit, dirty flag and content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import DEFAULT_PUSH_PATHS, Config
+from .errors import ConfigError
+from .transport import Host
+
+IDENTITY_FILE = ".orch-identity.json"
+DELETE_LIST = ".orch-delete"
+KEEP_TREES = 3
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class CodeIdentity:
+    """Which code a tree holds: git commit, whether it differed from it, and a content hash."""
+
+    commit: str | None
+    dirty: bool
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did (or, with dry_run, would do)."""
+
+    host: str
+    sent: list[str]
+    deleted: list[str]
+    unchanged: int
+    bytes_sent: int
+    identity: CodeIdentity
+    dry_run: bool = False
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict of the result."""
+        return asdict(self)
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return res.stdout
+
+
+def _ignore_spec(root: Path, name: str):
+    import pathspec
+
+    path = root / name
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _walk(root: Path, top: str) -> list[str]:
+    start = root / top
+    if start.is_file():
+        return [top]
+    found = []
+    for folder, dirs, files in os.walk(start):
+        dirs[:] = [d for d in dirs if d not in (".git", "__pycache__")]
+        for f in files:
+            found.append((Path(folder) / f).relative_to(root).as_posix())
+    return found
+
+
+def list_files(config: Config) -> list[str]:
+    """Relative POSIX paths of every file `orch push` sends, sorted."""
+    root = config.root
+    for extra in config.push_include:
+        target = (root / extra).resolve()
+        if not target.is_relative_to(root) or not target.exists():
+            raise ConfigError(
+                f"orch.yaml: push.include: '{extra}' does not exist inside {root}; fix or remove it"
+            )
+    listed = _git(root, "ls-files", "-co", "--exclude-standard", "-z", "--", *DEFAULT_PUSH_PATHS)
+    if listed is None:  # not a git repository: walk, honouring a top-level .gitignore
+        gitignore = _ignore_spec(root, ".gitignore")
+        files = {
+            f for top in DEFAULT_PUSH_PATHS for f in _walk(root, top) if not gitignore.match_file(f)
+        }
+    else:
+        files = {f for f in listed.split("\0") if f}
+    for extra in config.push_include:
+        files.update(_walk(root, extra))
+    orchignore = _ignore_spec(root, ".orchignore")
+    return sorted(
+        f for f in files if (root / f).is_file() and not orchignore.match_file(f) and f
+    )
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def local_manifest(config: Config) -> dict[str, str]:
+    """path -> sha256 for every file that would be pushed."""
+    return {f: sha256_file(config.root / f) for f in list_files(config)}
+
+
+def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
+    """Commit of the project, whether the pushed files differ from it, and a content hash."""
+    content = hashlib.sha256(
+        "".join(f"{p}\0{h}\n" for p, h in sorted(manifest.items())).encode()
+    ).hexdigest()
+    commit = (_git(config.root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
+    dirty = True
+    if commit is not None:
+        status = _git(config.root, "status", "--porcelain", "--", *manifest) or ""
+        dirty = bool(status.strip())
+    return CodeIdentity(commit=commit, dirty=dirty, content_hash=content)
+
+
+def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
+    """path -> sha256 of the host's current tree, and its recorded identity (one round trip)."""
+    code = host.path("code")
+    res = host.run(
+        f"cd {code} 2>/dev/null || exit 0; "
+        f"find . -type f ! -name {IDENTITY_FILE} -print0 | xargs -0 -r sha256sum; "
+        f"echo '#identity'; cat {IDENTITY_FILE} 2>/dev/null || true"
+    )
+    text, _, ident = res.text.partition("#identity\n")
+    manifest = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if name.startswith("./"):
+            manifest[name[2:]] = digest
+    try:
+        identity = json.loads(ident) if ident.strip() else None
+    except json.JSONDecodeError:
+        identity = None
+    return manifest, identity
+
+
+def _swap_script(host: Host, tree_name: str) -> str:
+    """The host-side script: stage a new tree from stdin's tar, then swap `code` atomically."""
+    return f"""set -e
+cd {host.path()} 2>/dev/null || {{ mkdir -p {host.path()}; cd {host.path()}; }}
+mkdir -p .trees
+if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; ln -s .trees/legacy-$$ code; fi
+new=.trees/.incoming-$$
+rm -rf "$new"
+if [ -d code/ ]; then cp -al code/. "$new"; else mkdir "$new"; fi
+tar -x --unlink-first --no-same-owner -f - -C "$new"
+if [ -f "$new/{DELETE_LIST}" ]; then
+  (cd "$new" && xargs -0 -r rm -f -- < {DELETE_LIST} && rm -f {DELETE_LIST})
+  find "$new" -mindepth 1 -type d -empty -delete
+fi
+mv "$new" .trees/{tree_name}
+ln -sfn .trees/{tree_name} code.new
+mv -Tf code.new code
+ls -1t .trees | grep -v '^[.]' | grep -vx {tree_name} | tail -n +{KEEP_TREES} | \
+  (cd .trees && xargs -r rm -rf --)
+"""
+
+
+class _CountingReader(io.RawIOBase):
+    """Wraps a file, reporting bytes read to a progress callback."""
+
+    def __init__(self, f, total: int, on_progress: ProgressCallback | None) -> None:
+        self.f, self.total, self.done, self.on_progress = f, total, 0, on_progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.done += len(data)
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+        return data
+
+
+def push(
+    config: Config,
+    host: Host,
+    *,
+    dry_run: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> PushResult:
+    """Bring `<remote_dir>/code` up to date with the local file list; see the module docstring."""
+    started = time.monotonic()
+    local = local_manifest(config)
+    identity = code_identity(config, local)
+    remote, remote_identity = remote_manifest(host)
+    sent = [p for p, h in local.items() if remote.get(p) != h]
+    deleted = sorted(set(remote) - set(local))
+    nbytes = sum((config.root / p).stat().st_size for p in sent)
+    ident_json = json.dumps(asdict(identity), indent=1).encode()
+    same_identity = remote_identity is not None and all(
+        remote_identity.get(k) == v for k, v in asdict(identity).items()
+    )
+
+    def result(bytes_sent: int) -> PushResult:
+        return PushResult(
+            host=host.name,
+            sent=sent,
+            deleted=deleted,
+            unchanged=len(local) - len(sent),
+            bytes_sent=bytes_sent,
+            identity=identity,
+            dry_run=dry_run,
+            seconds=time.monotonic() - started,
+        )
+
+    if dry_run or (not sent and not deleted and same_identity):
+        return result(0)
+    if not sent and not deleted:  # same files, new commit: rewrite only the identity
+        host.write_file(host.path("code", IDENTITY_FILE), ident_json)
+        return result(len(ident_json))
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
+        with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for rel in sent:
+                src = config.root / rel
+                info = tar.gettarinfo(str(src), arcname=rel)
+                info.type, info.linkname = tarfile.REGTYPE, ""
+                info.size = src.stat().st_size  # follow symlinks: send the content
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with open(src, "rb") as f:
+                    tar.addfile(info, f)
+            for name, data in (
+                (IDENTITY_FILE, ident_json),
+                (DELETE_LIST, "\0".join(deleted).encode() if deleted else None),
+            ):
+                if data is not None:
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                    tar.addfile(info, io.BytesIO(data))
+        total = buf.tell()
+        buf.seek(0)
+        tree_name = time.strftime("%Y%m%d-%H%M%S") + f"-{identity.content_hash[:12]}"
+        host.run(
+            _swap_script(host, tree_name),
+            stdin=_CountingReader(buf, total, on_progress),
+            timeout=max(host.config.timeout, 600.0),
+        )
+    return result(total)
+
+
+def watch(
+    config: Config,
+    host: Host,
+    on_push: Callable[[PushResult], None],
+    debounce: float = 0.5,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Push now, then again whenever a file in the push list changes (debounced), until `stop()`."""
+    import threading
+
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    changed = threading.Event()
+    root = config.root.resolve()
+    tops = tuple(DEFAULT_PUSH_PATHS) + tuple(config.push_include) + (".orchignore",)
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event) -> None:
+            for p in (event.src_path, getattr(event, "dest_path", "")):
+                try:
+                    rel = Path(os.fsdecode(p)).resolve().relative_to(root).as_posix()
+                except ValueError:
+                    continue
+                if any(rel == t or rel.startswith(t.rstrip("/") + "/") for t in tops):
+                    changed.set()
+
+    observer = Observer()
+    observer.schedule(Handler(), str(root), recursive=True)
+    observer.start()
+    try:
+        on_push(push(config, host))
+        while not stop():
+            if not changed.wait(0.2):
+                continue
+            while changed.is_set():  # debounce: wait for a quiet period
+                changed.clear()
+                time.sleep(debounce)
+            on_push(push(config, host))
+    finally:
+        observer.stop()
+        observer.join()
