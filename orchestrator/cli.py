@@ -74,7 +74,9 @@ def _connected(state: State, host_name: str | None):
         yield cfg, host
 
 
-host_option = click.option("--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`.")
+host_option = click.option(
+    "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
@@ -172,8 +174,11 @@ def doctor(state: State, host_name: str | None, as_json: bool) -> None:
         _json({"host": host.name, "checks": [c.to_json() for c in checks]})
     else:
         marks = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
-        _table(f"doctor: {host.name}", ["check", "status", "detail"],
-               [[c.name, marks[c.status], c.detail] for c in checks])
+        _table(
+            f"doctor: {host.name}",
+            ["check", "status", "detail"],
+            [[c.name, marks[c.status], c.detail] for c in checks],
+        )
     if any(c.status == "fail" for c in checks):
         sys.exit(EXIT_FAILED)
 
@@ -202,8 +207,9 @@ def _progress(enabled: bool):
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress("push", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True) as bar:
+    with Progress(
+        "push", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+    ) as bar:
         task = bar.add_task("push", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 

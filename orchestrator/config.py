@@ -245,7 +245,9 @@ class _Validator:
         self.label = label
 
     def fail(self, where: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.label}: {where}: {problem}" if where else f"{self.label}: {problem}")
+        return ConfigError(
+            f"{self.label}: {where}: {problem}" if where else f"{self.label}: {problem}"
+        )
 
     def mapping(self, value: Any, where: str, allowed: set[str] | None) -> dict:
         if not isinstance(value, dict):

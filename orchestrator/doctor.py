@@ -33,18 +33,18 @@ class Check:
 def _script(host: HostConfig, paths: list[str]) -> str:
     r = sh_path(host.remote_dir)
     lines = [
-        f"R={r}; mkdir -p \"$R\" 2>/dev/null",
+        f'R={r}; mkdir -p "$R" 2>/dev/null',
         'echo "tmux=$(tmux -V 2>/dev/null || echo missing)"',
         'if [ -x "$R/venv/bin/python" ]; then P="$R/venv/bin/python"; echo venv=yes; '
         f"else P={shlex.quote(host.python)}; echo venv=no; fi",
-        "echo \"python=$($P -c 'import sys;print(\"%d.%d.%d\" % sys.version_info[:3])' 2>&1"
+        'echo "python=$($P -c \'import sys;print("%d.%d.%d" % sys.version_info[:3])\' 2>&1'
         ' | tail -n 1)"',
         "echo \"torch=$($P -c 'import torch;print(torch.__version__, torch.cuda.is_available())'"
         ' 2>&1 | tail -n 1)"',
-        "if command -v nvidia-smi >/dev/null 2>&1; then echo \"gpu=$(nvidia-smi "
+        'if command -v nvidia-smi >/dev/null 2>&1; then echo "gpu=$(nvidia-smi '
         '--query-gpu=name,memory.free --format=csv,noheader 2>&1 | head -n 1)"; '
         "else echo gpu=absent; fi",
-        "echo \"disk=$(df -Pk \"$R\" 2>/dev/null | awk 'NR==2{print $4}')\"",
+        'echo "disk=$(df -Pk "$R" 2>/dev/null | awk \'NR==2{print $4}\')"',
         'if t=$(mktemp "$R/.orch-write-XXXXXX" 2>/dev/null); then rm -f "$t"; echo writable=yes; '
         "else echo writable=no; fi",
         'cd "$R/code" 2>/dev/null || cd "$R"',
@@ -52,7 +52,7 @@ def _script(host: HostConfig, paths: list[str]) -> str:
     for i, p in enumerate(paths):
         glob = p if any(c in p for c in "*?[") else None
         target = sh_path(p) if glob is None else p.replace(" ", "\\ ")
-        lines.append(f"echo \"path{i}=$(ls -d {target} 2>/dev/null | wc -l)\"")
+        lines.append(f'echo "path{i}=$(ls -d {target} 2>/dev/null | wc -l)"')
     return "\n".join(lines)
 
 
@@ -97,7 +97,9 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
         checks.append(Check("torch import", "fail", " ".join(torch) or "no output"))
         checks.append(Check("cuda", "skip", "torch not importable"))
     gpu = seen.get("gpu", "absent")
-    checks.append(Check("gpu", "skip" if gpu == "absent" else "ok", gpu.replace("absent", "no nvidia-smi")))
+    checks.append(
+        Check("gpu", "skip" if gpu == "absent" else "ok", gpu.replace("absent", "no nvidia-smi"))
+    )
     disk = seen.get("disk", "")
     free = int(disk) if disk.isdigit() else -1
     checks.append(

@@ -18,7 +18,7 @@ class OrchError(Exception):
 
 
 class ConfigError(OrchError):
-    """orch.yaml, a playbook or a command-line value is invalid; the message names file and field."""
+    """orch.yaml, a playbook or a command-line value is invalid; the message names the field."""
 
     exit_code = EXIT_USAGE
 

@@ -1,10 +1,11 @@
 """`orch push`: send the worker code to `<remote_dir>/code/`, incrementally and atomically.
 
 - The file list is what git would ship (`git ls-files -co --exclude-standard`) under the push
-  paths (gpu_worker/, playbooks/, setup.cfg, pyproject.toml), plus orch.yaml's `push.include`
-  (sent even if git ignores it), minus `.orchignore` patterns (added to .gitignore, not replacing it).
+  paths (gpu_worker/, playbooks/, setup.cfg, pyproject.toml), plus orch.yaml's
+  `push.include` (sent even if git ignores it), minus `.orchignore` patterns (which add to
+  .gitignore rather than replacing it).
 - One remote command lists the remote tree's sha256s; only new or changed files travel, in one
-  tar stream over the same connection, together with the list of files to delete.
+  gzip'd tar stream over the same connection, together with the list of files to delete.
 - The host unpacks into a fresh tree (hard links to the current one, then the changes) and swaps
   the `code` symlink with a rename: a push cut off half-way leaves the previous tree in place.
 - `.orch-identity.json` in the tree records commit, dirty flag and content hash.
@@ -21,6 +22,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,9 +114,7 @@ def list_files(config: Config) -> list[str]:
     for extra in config.push_include:
         files.update(_walk(root, extra))
     orchignore = _ignore_spec(root, ".orchignore")
-    return sorted(
-        f for f in files if (root / f).is_file() and not orchignore.match_file(f) and f
-    )
+    return sorted(f for f in files if (root / f).is_file() and not orchignore.match_file(f) and f)
 
 
 def sha256_file(path: Path) -> str:
@@ -174,7 +174,7 @@ if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; ln -s .trees/leg
 new=.trees/.incoming-$$
 rm -rf "$new"
 if [ -d code/ ]; then cp -al code/. "$new"; else mkdir "$new"; fi
-tar -x --unlink-first --no-same-owner -f - -C "$new"
+tar -xz --unlink-first --no-same-owner -f - -C "$new"
 if [ -f "$new/{DELETE_LIST}" ]; then
   (cd "$new" && xargs -0 -r rm -f -- < {DELETE_LIST} && rm -f {DELETE_LIST})
   find "$new" -mindepth 1 -type d -empty -delete
@@ -210,12 +210,13 @@ def push(
 ) -> PushResult:
     """Bring `<remote_dir>/code` up to date with the local file list; see the module docstring."""
     started = time.monotonic()
-    local = local_manifest(config)
+    with ThreadPoolExecutor(1) as pool:  # hash locally while the host lists its tree
+        local_job = pool.submit(local_manifest, config)
+        remote, remote_identity = remote_manifest(host)
+        local = local_job.result()
     identity = code_identity(config, local)
-    remote, remote_identity = remote_manifest(host)
     sent = [p for p, h in local.items() if remote.get(p) != h]
     deleted = sorted(set(remote) - set(local))
-    nbytes = sum((config.root / p).stat().st_size for p in sent)
     ident_json = json.dumps(asdict(identity), indent=1).encode()
     same_identity = remote_identity is not None and all(
         remote_identity.get(k) == v for k, v in asdict(identity).items()
@@ -239,7 +240,7 @@ def push(
         host.write_file(host.path("code", IDENTITY_FILE), ident_json)
         return result(len(ident_json))
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
-        with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
             for rel in sent:
                 src = config.root / rel
                 info = tar.gettarinfo(str(src), arcname=rel)

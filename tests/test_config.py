@@ -25,7 +25,11 @@ def test_full_config_loads(tmp_path):
     )
     h = cfg.host(None)
     assert (h.name, h.hostname, h.user, h.port, h.remote_dir) == (
-        "gpu1", "10.0.0.5", "root", 2222, "/root/x"
+        "gpu1",
+        "10.0.0.5",
+        "root",
+        2222,
+        "/root/x",
     )
     assert h.env == {"HF_HOME": "/data/hf", "N": "3"}
     assert h.timeout == 15.0 and h.hourly_rate == 0.8
@@ -36,13 +40,22 @@ def test_full_config_loads(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("hosts:\n  gpu1: {host: h, port: abc}\n", "orch.yaml: hosts.gpu1.port: expected an integer"),
-        ("hosts:\n  gpu1: {host: h, prot: 22}\n", "orch.yaml: hosts.gpu1.prot: unknown key (did you mean 'port'?)"),
+        (
+            "hosts:\n  gpu1: {host: h, port: abc}\n",
+            "orch.yaml: hosts.gpu1.port: expected an integer",
+        ),
+        (
+            "hosts:\n  gpu1: {host: h, prot: 22}\n",
+            "orch.yaml: hosts.gpu1.prot: unknown key (did you mean 'port'?)",
+        ),
         ("hosts:\n  gpu1: {user: root}\n", "orch.yaml: hosts.gpu1.host: required"),
         ("defualts: {}\n", "orch.yaml: defualts: unknown key (did you mean 'defaults'?)"),
         ("hosts: [a, b]\n", "orch.yaml: hosts: expected a mapping"),
         ("hub: {repo_type: model}\n", "orch.yaml: hub.repo_id: required"),
-        ("hosts:\n  g: {host: h, timeout: -1}\n", "orch.yaml: hosts.g.timeout: expected a positive number"),
+        (
+            "hosts:\n  g: {host: h, timeout: -1}\n",
+            "orch.yaml: hosts.g.timeout: expected a positive number",
+        ),
         ("hosts: {a: 1\n", "orch.yaml: cannot read"),
     ],
 )
@@ -80,7 +93,9 @@ def test_local_host_is_built_in(tmp_path, monkeypatch):
 
 def test_ssh_config_alias_is_a_host(tmp_path, isolated_home):
     (isolated_home / ".ssh").mkdir()
-    (isolated_home / ".ssh" / "config").write_text("Host lab\n  HostName 10.1.1.1\nHost *\n  User x\n")
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host lab\n  HostName 10.1.1.1\nHost *\n  User x\n"
+    )
     cfg = load_config(write(tmp_path / "orch.yaml", "{}\n"))
     assert cfg.host("lab").hostname == "lab"
     with pytest.raises(ConfigError, match="unknown host 'lba'.*did you mean 'lab'"):

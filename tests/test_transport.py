@@ -22,7 +22,9 @@ def test_ssh_alias_runs_commands(project, box):
         assert h.run("wc -c", stdin=b"x" * 3_000_000).text.strip() == "3000000"
         with pytest.raises(RemoteCommandError) as err:
             h.run("echo boom >&2; exit 5")
-        assert str(err.value) == "box: command failed with exit code 5: echo boom >&2; exit 5 -- boom"
+        assert (
+            str(err.value) == "box: command failed with exit code 5: echo boom >&2; exit 5 -- boom"
+        )
 
 
 def test_streaming_output(project, box):

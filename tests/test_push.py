@@ -1,0 +1,186 @@
+"""`orch push` over real SSH and locally: incremental, ignore rules, identity, atomic swap."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import sync
+from orchestrator.config import load_config
+from orchestrator.errors import HostUnreachable
+from orchestrator.transport import open_host
+from tests.conftest import git
+
+
+def remote_tree(remote: Path) -> dict[str, str]:
+    code = remote / "code"
+    return {
+        p.relative_to(code).as_posix(): p.read_bytes().decode("utf-8", "replace")
+        for p in code.rglob("*")
+        if p.is_file() and p.name != sync.IDENTITY_FILE
+    }
+
+
+def push_json(orch, host: str, *extra: str) -> dict:
+    res = orch("push", "--host", host, "--json", *extra)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("host", ["gpu", "local"])
+def test_incremental_push(project, gpu, tmp_path, orch, host):
+    remote = tmp_path / "remote" if host == "gpu" else project / ".orch" / "local"
+    first = push_json(orch, host)
+    assert sorted(first["sent"]) == [
+        "gpu_worker/__init__.py",
+        "gpu_worker/engine.py",
+        "playbooks/demo.yaml",
+        "setup.cfg",
+    ]
+    assert remote_tree(remote)["gpu_worker/engine.py"] == "VALUE = 1\n"
+    assert "notes.txt" not in remote_tree(remote)  # outside the push paths
+    ident = json.loads((remote / "code" / sync.IDENTITY_FILE).read_text())
+    assert ident["commit"] == git(project, "rev-parse", "HEAD").strip() and not ident["dirty"]
+
+    noop = push_json(orch, host)
+    assert (noop["sent"], noop["deleted"], noop["bytes_sent"]) == ([], [], 0)
+
+    (project / "gpu_worker" / "engine.py").write_text("VALUE = 2\n")
+    (project / "gpu_worker" / "debug.log").write_text("ignored by .gitignore\n")
+    (project / "gpu_worker" / "new.py").write_text("NEW = 1\n")
+    (project / "playbooks" / "demo.yaml").unlink()
+    one = push_json(orch, host)
+    assert sorted(one["sent"]) == ["gpu_worker/engine.py", "gpu_worker/new.py"]
+    assert one["deleted"] == ["playbooks/demo.yaml"]
+    tree = remote_tree(remote)
+    assert tree["gpu_worker/engine.py"] == "VALUE = 2\n"
+    assert "gpu_worker/debug.log" not in tree and "playbooks/demo.yaml" not in tree
+    ident = json.loads((remote / "code" / sync.IDENTITY_FILE).read_text())
+    assert ident["dirty"] and ident["content_hash"] == one["identity"]["content_hash"]
+
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "two")
+    again = push_json(orch, host)  # same files, new commit: identity only
+    assert again["sent"] == [] and again["bytes_sent"] > 0
+    ident = json.loads((remote / "code" / sync.IDENTITY_FILE).read_text())
+    assert ident["commit"] == git(project, "rev-parse", "HEAD").strip() and not ident["dirty"]
+    assert (remote / "code").is_symlink()
+    assert len([p for p in (remote / ".trees").iterdir()]) <= sync.KEEP_TREES
+
+
+def test_orchignore_adds_to_gitignore_and_include_adds_files(project, orch):
+    (project / "data").mkdir()
+    (project / "data" / "sample.txt").write_text("sample\n")
+    (project / ".gitignore").write_text("*.log\ndata/\n")
+    (project / "gpu_worker" / "scratch.py").write_text("x\n")
+    (project / "gpu_worker" / "run.log").write_text("x\n")
+    (project / ".orchignore").write_text("gpu_worker/scratch.py\n")
+    (project / "orch.yaml").write_text("push:\n  include: [data]\n")
+    files = sync.list_files(load_config())
+    assert "data/sample.txt" in files  # git ignores it, orch.yaml asks for it
+    assert "gpu_worker/scratch.py" not in files  # .orchignore
+    assert "gpu_worker/run.log" not in files  # .gitignore still applies
+    (project / "orch.yaml").write_text("push:\n  include: [nope]\n")
+    res = orch("push", "--host", "local")
+    assert res.exit_code == 2 and "push.include: 'nope' does not exist" in res.stderr
+
+
+def test_dry_run_changes_nothing(project, gpu, tmp_path, orch):
+    res = orch("push", "--host", gpu, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "would send 4 file(s)" in res.stdout and "  send   gpu_worker/engine.py" in res.stdout
+    assert not (tmp_path / "remote" / "code").exists()
+
+
+def test_cut_off_push_keeps_previous_tree(project, gpu, tmp_path):
+    cfg = load_config()
+    with open_host(cfg.host(gpu)) as h:
+        sync.push(cfg, h)
+    before = remote_tree(tmp_path / "remote")
+    (project / "gpu_worker" / "big.bin").write_bytes(os.urandom(4 << 20))
+    (project / "gpu_worker" / "engine.py").write_text("VALUE = 3\n")
+
+    def cut(done: int, total: int) -> None:
+        if done > total // 2:
+            raise ConnectionResetError("link cut")
+
+    with open_host(cfg.host(gpu)) as h:
+        with pytest.raises(HostUnreachable):
+            sync.push(cfg, h, on_progress=cut)
+    time.sleep(0.5)
+    assert remote_tree(tmp_path / "remote") == before
+    with open_host(cfg.host(gpu)) as h:  # and the next push completes
+        res = sync.push(cfg, h)
+    assert "gpu_worker/big.bin" in res.sent
+    assert remote_tree(tmp_path / "remote")["gpu_worker/engine.py"] == "VALUE = 3\n"
+
+
+def test_watch_pushes_on_change(project):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "push", "--host", "local", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    target = project / ".orch" / "local" / "code" / "gpu_worker" / "engine.py"
+    try:
+        deadline = time.monotonic() + 20
+        while not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert target.read_text() == "VALUE = 1\n"
+        time.sleep(0.5)
+        (project / "gpu_worker" / "engine.py").write_text("VALUE = 9\n")
+        while target.read_text() != "VALUE = 9\n" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert target.read_text() == "VALUE = 9\n"
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    assert "sent 1 file(s)" in out
+
+
+def test_setup_creates_venv_then_is_cheap(project, gpu, tmp_path, orch):
+    res = orch("setup", "--host", gpu)
+    assert res.exit_code == 0, res.output
+    assert "updated (1 requirements)" in res.stdout
+    venv_py = tmp_path / "remote" / "venv" / "bin" / "python"
+    out = subprocess.run(
+        [str(venv_py), "-c", "import sys, yaml; print(sys.prefix != sys.base_prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "True"
+    start = time.monotonic()
+    res = orch("setup", "--host", gpu)
+    assert res.exit_code == 0 and "already up to date" in res.stdout
+    assert time.monotonic() - start < 3
+
+
+def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
+    (project / "orch.yaml").write_text(
+        (project / "orch.yaml").read_text().replace("defaults:\n", "defaults:\n  playbook: demo\n")
+    )
+    res = orch("doctor", "--host", gpu, "--json")
+    report = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert res.exit_code == 1  # no venv yet, no model files
+    assert report["ssh login"]["status"] == "ok"
+    assert report["tmux"]["status"] == "ok" and "tmux" in report["tmux"]["detail"]
+    assert report["python"]["status"] == "ok"
+    assert report["remote_dir writable"]["status"] == "ok"
+    assert report["free disk"]["status"] == "ok"
+    assert report["worker venv"]["status"] == "fail"
+    assert report["model files"] == {
+        "name": "model files",
+        "status": "fail",
+        "detail": "./models/base (0 found)",
+    }
+    assert report["torch import"]["status"] in ("ok", "fail")
+    (tmp_path / "remote" / "code").mkdir(parents=True)
+    (tmp_path / "remote" / "code" / "models" / "base").mkdir(parents=True)
+    res = orch("doctor", "--host", gpu)
+    assert "./models/base (1 found)" in res.stdout
