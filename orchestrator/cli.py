@@ -51,6 +51,14 @@ def _console():
 
 
 def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal; plain aligned columns otherwise (pipes, logs, tests)."""
+    if not sys.stdout.isatty():
+        widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
+        if title:
+            click.echo(title)
+        for r in [columns, *rows]:
+            click.echo("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip())
+        return
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
@@ -253,6 +261,221 @@ def setup(state: State, host_name: str | None) -> None:
         res = envsetup.setup_env(cfg, host)
     state_word = "updated" if res.changed else "already up to date"
     click.echo(f"{res.host}: {res.venv} {state_word} ({len(res.requirements)} requirements)")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _render_status(statuses, as_json: bool) -> None:
+    if as_json:
+        return _json([s.to_json() for s in statuses])
+    if not statuses:
+        click.echo("no runs")
+        return
+    rows = []
+    for s in statuses:
+        state = s.state if s.reachable else f"unreachable (last: {s.state})"
+        progress = f"{s.done}/{s.total}" if s.total is not None else "-"
+        rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
+        cost = f"${s.cost:.2f}" if s.cost is not None else "-"
+        rows.append(
+            [
+                s.run_id,
+                s.host,
+                s.playbook,
+                state,
+                progress,
+                s.method or "-",
+                rate,
+                _age(s.eta_s),
+                _age(s.updated_age_s),
+                _age(s.elapsed_s),
+                cost,
+            ]
+        )
+    _table(
+        None,
+        [
+            "run",
+            "host",
+            "playbook",
+            "state",
+            "progress",
+            "method",
+            "img/s",
+            "ETA",
+            "updated",
+            "elapsed",
+            "cost",
+        ],
+        rows,
+    )
+    for s in statuses:
+        if s.note and (not s.reachable or s.state in ("failed", "lost")):
+            click.echo(f"{s.run_id}: {s.note}")
+        if s.state == "failed" and s.log_tail:
+            click.echo(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
+            click.echo("\n".join(s.log_tail))
+
+
+def _follow(state: State, record, lines: int) -> None:
+    from . import jobs
+
+    out = sys.stdout.buffer
+
+    def write(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    jobs.stream_log(
+        state.config(), record, lines, True, write, lambda msg: click.echo(f"orch: {msg}", err=True)
+    )
+
+
+@cli.command()
+@click.argument("playbook")
+@host_option
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a playbook setting (repeatable), e.g. data.n_samples=20.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
+@click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
+@click.pass_obj
+def run(
+    state: State,
+    playbook: str,
+    host_name: str | None,
+    overrides: tuple[str, ...],
+    follow: bool,
+    allow_concurrent: bool,
+) -> None:
+    """Push, then start PLAYBOOK on the host in a detached tmux session.
+
+    Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
+    """
+    from . import jobs, playbooks
+
+    cfg = state.config()
+    book = playbooks.resolve(cfg, playbook, overrides)
+    with _connected(state, host_name) as (cfg, host):
+        record = jobs.launch(
+            cfg,
+            host,
+            book,
+            allow_concurrent=allow_concurrent,
+            on_push=lambda r: _render_push(r, False),
+        )
+    click.echo(f"started {record.run_id} on {record.host}")
+    if not follow:
+        return
+    _follow(state, record, 1000)
+    final = jobs.collect_status(cfg, [record.run_id])
+    _render_status(final, False)
+    sys.exit(0 if final and final[0].state == "succeeded" else EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1)
+@host_option
+@json_option
+@click.option("--watch", "-w", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
+@click.pass_obj
+def status(
+    state: State, runs: tuple[str, ...], host_name: str | None, as_json: bool, watch: bool
+) -> None:
+    """Show runs: state, progress, method, images/s, ETA, last update, elapsed, cost.
+
+    Example: orch status --host gpu1
+    """
+    import time
+
+    from . import jobs
+
+    while True:
+        statuses = jobs.collect_status(state.config(), runs, host_name)
+        if watch and not as_json:
+            click.clear()
+        _render_status(statuses, as_json)
+        if not watch:
+            break
+        time.sleep(2)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
+@click.option("--lines", "-n", default=50, show_default=True, help="Lines to show first.")
+@click.pass_obj
+def logs(state: State, run_id: str, follow: bool, lines: int) -> None:
+    """Print a run's log; -f follows it (and reconnects if the link drops).
+
+    Example: orch logs quickwin-20261124-101200-ab12 -f
+    """
+    from . import jobs
+
+    record = jobs.find_record(state.config(), run_id)
+    if follow:
+        return _follow(state, record, lines)
+    out = sys.stdout.buffer
+    jobs.stream_log(state.config(), record, lines, False, out.write)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--grace", default=10.0, show_default=True, help="Seconds between signals.")
+@click.pass_obj
+def cancel(state: State, run_id: str, grace: float) -> None:
+    """Stop a run: SIGINT, then SIGTERM, then SIGKILL after a grace period; mark it cancelled.
+
+    Example: orch cancel quickwin-20261124-101200-ab12
+    """
+    from . import jobs
+
+    cfg = state.config()
+    record = jobs.find_record(cfg, run_id)
+    outcome = jobs.cancel(cfg, record, grace)
+    click.echo(f"{record.run_id}: {outcome}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1)
+@json_option
+@click.pass_obj
+def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
+    """Copy finished runs' results, predictions, log and playbook into results/<run_id>/.
+
+    Example: orch fetch
+    """
+    from .fetch import fetch as fetch_runs
+
+    results = fetch_runs(state.config(), runs)
+    if as_json:
+        _json([r.to_json() for r in results])
+    for r in results if not as_json else []:
+        where = f" -> {r.path}" if r.path else ""
+        click.echo(
+            f"{r.run_id}: {r.outcome} ({r.state}){where}" + (f": {r.error}" if r.error else "")
+        )
+        if r.state == "failed" and r.log_tail and r.outcome == "fetched":
+            click.echo("\n".join(f"  {line}" for line in r.log_tail))
+    if not results and not as_json:
+        click.echo("nothing to fetch")
+    if any(r.outcome == "error" for r in results):
+        sys.exit(EXIT_FAILED)
+    if any(r.outcome == "unreachable" for r in results):
+        sys.exit(3)
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ Relative local paths in a playbook are relative to the pushed code folder on the
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -56,3 +58,66 @@ def model_paths(config: Config, name: str) -> list[str]:
         if isinstance(c, str):
             paths.append(c)
     return paths
+
+
+DEFAULT_COMMAND = "{python} -m gpu_worker run {playbook} --out {out}"
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """A playbook with `--set` overrides applied; `data` is what the worker receives."""
+
+    name: str
+    data: dict
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """The command template: playbook `command`, else the gpu_worker default."""
+        return str(self.data.get("command") or DEFAULT_COMMAND)
+
+    def to_yaml(self) -> str:
+        """The resolved playbook as YAML."""
+        return yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
+
+
+def apply_override(data: dict, assignment: str, label: str) -> None:
+    """Apply one `key.sub=value` (value parsed as YAML) to `data`, in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {assignment}: expected key=value, e.g. data.n_samples=20")
+    parts = key.split(".")
+    node = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[: depth + 1])
+            choices = list(node) if isinstance(node, dict) else []
+            close = difflib.get_close_matches(part, choices, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"--set {key}: {label} has no key '{where}'{hint}")
+        if last:
+            try:
+                node[part] = yaml.safe_load(raw) if raw else ""
+            except yaml.YAMLError:
+                node[part] = raw
+        else:
+            node = node[part]
+
+
+def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playbook:
+    """Load a playbook and apply `--set` overrides (playbook < command line)."""
+    path = playbook_path(config, name)
+    data = load_raw(config, name)
+    for assignment in overrides:
+        apply_override(data, assignment, path.name)
+    return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
+
+
+def render_command(template: str, playbook_file: str, out_dir: str) -> str:
+    """Fill `{python}`, `{playbook}` and `{out}`; the paths arrive already shell-quoted."""
+    return (
+        template.replace("{python}", '"$ORCH_PYTHON"')
+        .replace("{playbook}", playbook_file)
+        .replace("{out}", out_dir)
+    )

@@ -297,7 +297,11 @@ def watch(
                     changed.set()
 
     observer = Observer()
-    observer.schedule(Handler(), str(root), recursive=True)
+    handler = Handler()
+    observer.schedule(handler, str(root), recursive=False)  # top-level files (setup.cfg, ...)
+    for top in tops:  # only the pushed folders: never .git/ or .orch/ (where local pushes land)
+        if (root / top).is_dir():
+            observer.schedule(handler, str(root / top), recursive=True)
     observer.start()
     try:
         on_push(push(config, host))

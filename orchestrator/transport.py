@@ -142,7 +142,7 @@ class LocalHost(Host):
             t.start()
         try:
             out = _drain(proc.stdout.read1, on_stdout, deadline, lambda: _kill(proc))
-            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            code = proc.wait(timeout=_remaining(deadline))
         except (subprocess.TimeoutExpired, TimeoutError):
             _kill(proc)
             limit = self.config.timeout if timeout is None else timeout
@@ -167,6 +167,11 @@ def _feed(pipe: IO[bytes], data: bytes | IO[bytes] | None) -> None:
         pass
 
 
+def _remaining(deadline: float) -> float | None:
+    """Seconds left until `deadline`, or None (wait forever) when there is no deadline."""
+    return max(0.0, deadline - time.monotonic()) if math.isfinite(deadline) else None
+
+
 def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -181,7 +186,7 @@ def _drain(
     on_timeout: Callable[[], None],
 ) -> bytes:
     """Read a stream to its end, streaming chunks to `on_stdout`; enforce the deadline."""
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), on_timeout)
+    timer = threading.Timer(_remaining(deadline) or 0.0, on_timeout)
     timer.daemon = True
     if math.isfinite(deadline):
         timer.start()
@@ -314,10 +319,10 @@ class SSHHost(Host):
                     chan.sendall(chunk)
             chan.shutdown_write()
             out = _drain(chan.recv, on_stdout, deadline, chan.close)
-            if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+            if not chan.status_event.wait(_remaining(deadline)):
                 raise TimeoutError("no exit status")
             code = chan.recv_exit_status()
-            reader.join(max(0.0, deadline - time.monotonic()))
+            reader.join(_remaining(deadline))
         except HostUnreachable:
             raise
         except Exception as exc:  # noqa: BLE001 - link errors become HostUnreachable

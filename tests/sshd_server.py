@@ -145,3 +145,8 @@ class SSHServer:
         if trust:
             with open(ssh / "known_hosts", "a") as f:
                 f.write(self.known_hosts_line())
+
+    def drop_connections(self) -> None:
+        """Cut every open SSH connection (the listener stays up), like a flaky link."""
+        if self.proc is not None:
+            subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)

@@ -119,12 +119,12 @@ def test_cut_off_push_keeps_previous_tree(project, gpu, tmp_path):
     assert remote_tree(tmp_path / "remote")["gpu_worker/engine.py"] == "VALUE = 3\n"
 
 
-def test_watch_pushes_on_change(project):
+def test_watch_pushes_on_change(project, tmp_path):
+    log = tmp_path / "watch.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "push", "--host", "local", "--watch"],
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        text=True,
     )
     target = project / ".orch" / "local" / "code" / "gpu_worker" / "engine.py"
     try:
@@ -137,10 +137,14 @@ def test_watch_pushes_on_change(project):
         while target.read_text() != "VALUE = 9\n" and time.monotonic() < deadline:
             time.sleep(0.1)
         assert target.read_text() == "VALUE = 9\n"
+        while "sent 1 file(s)" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         proc.terminate()
-        out = proc.communicate(timeout=10)[0]
-    assert "sent 1 file(s)" in out
+        proc.wait(timeout=10)
+    out = log.read_text()
+    assert "sent 4 file(s)" in out and "sent 1 file(s)" in out
+    assert "Traceback" not in out and "Overwritten" not in out
 
 
 def test_setup_creates_venv_then_is_cheap(project, gpu, tmp_path, orch):

@@ -1,0 +1,69 @@
+"""The JSON formats shared by the worker and the orchestrator. Standard library only.
+
+results.json: one object per run. Each decoding method is a top-level key holding at least
+``cer wer exact_match n failures time_per_image_s images_per_s`` (rates are fractions, 0.42);
+the reserved key ``run`` holds provenance (run id, playbook, host, versions, code, data, times).
+
+progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+RUN_KEY = "run"
+METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s", "images_per_s")
+PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")
+
+
+class SchemaError(ValueError):
+    """A results or progress document does not have the agreed shape."""
+
+
+def _number(value: Any, where: str, integer: bool = False) -> None:
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (isinstance(value, float) and not math.isfinite(value)):
+        kind = "an integer" if integer else "a finite number"
+        raise SchemaError(f"{where}: expected {kind}, got {value!r}")
+    if value < 0:
+        raise SchemaError(f"{where}: expected >= 0, got {value!r}")
+
+
+def validate_results(doc: Any) -> dict:
+    """Return `doc` if it is a valid results object, else raise SchemaError naming the field."""
+    if not isinstance(doc, dict):
+        raise SchemaError("results: expected a JSON object")
+    if not isinstance(doc.get(RUN_KEY), dict):
+        raise SchemaError(f"results.{RUN_KEY}: missing provenance object")
+    methods = [k for k in doc if k != RUN_KEY]
+    if not methods:
+        raise SchemaError("results: no method results")
+    for name in methods:
+        body = doc[name]
+        if not isinstance(body, dict):
+            raise SchemaError(f"results.{name}: expected an object")
+        for field in METHOD_FIELDS:
+            if field not in body:
+                raise SchemaError(f"results.{name}.{field}: missing")
+            _number(body[field], f"results.{name}.{field}", integer=field in ("n", "failures"))
+        if body["exact_match"] > 1:
+            raise SchemaError(f"results.{name}.exact_match: expected a fraction <= 1")
+    return doc
+
+
+def validate_progress(doc: Any) -> dict:
+    """Return `doc` if it is a valid progress object, else raise SchemaError."""
+    if not isinstance(doc, dict):
+        raise SchemaError("progress: expected a JSON object")
+    for field in PROGRESS_FIELDS:
+        if field not in doc:
+            raise SchemaError(f"progress.{field}: missing")
+    for field in ("done", "total"):
+        _number(doc[field], f"progress.{field}", integer=True)
+    return doc
+
+
+def method_names(doc: dict) -> list[str]:
+    """The method keys of a results object, in file order."""
+    return [k for k in doc if k != RUN_KEY]

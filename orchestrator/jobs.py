@@ -1,0 +1,501 @@
+"""Jobs on a host: launch under tmux, run records, states, progress, logs and cancel.
+
+On the host, `<remote_dir>/runs/<run_id>/` holds run.json (written at launch), playbook.yaml,
+log.txt, pid, progress.json (by the worker), results.json, exit_code (by the job's wrapper when the
+command ends) and `cancelled` (by `orch cancel`). States are derived, never guessed:
+cancelled marker > exit_code (0 and results.json -> succeeded, else failed) > tmux session alive
+(running) > neither (lost). A host that does not answer is "unreachable", shown beside the last
+state seen; it is never turned into a job failure.
+
+Locally, `.orch/runs/<run_id>.json` keeps a record of each run so any later `orch status` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+import shlex
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .config import Config, HostConfig
+from .errors import ConfigError, HostUnreachable, JobNotFound, OrchError
+from .playbooks import Playbook, render_command
+from .sync import push
+from .transport import Host, open_host
+
+SESSION_PREFIX = "orch-"
+RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
+FINISHED = ("succeeded", "failed", "cancelled", "lost")
+LOG_TAIL_LINES = 10
+BUSY_EXIT = 75
+
+
+@dataclass
+class RunRecord:
+    """The laptop's record of one run (`.orch/runs/<run_id>.json`)."""
+
+    run_id: str
+    host: str
+    playbook: str
+    started_at: float
+    overrides: list[str] = field(default_factory=list)
+    code: dict | None = None
+    state: str = "running"
+    last_seen_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    hourly_rate: float | None = None
+    fetched: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunRecord:
+        """Build from a dict, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What `orch status` read about one run, and when."""
+
+    run_id: str
+    host: str
+    playbook: str
+    state: str
+    reachable: bool = True
+    done: int | None = None
+    total: int | None = None
+    method: str | None = None
+    images_per_s: float | None = None
+    eta_s: float | None = None
+    updated_age_s: float | None = None
+    elapsed_s: float | None = None
+    cost: float | None = None
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+    note: str = ""
+    read_at: float = 0.0
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+# -- local records -------------------------------------------------------------------------
+
+
+def records_dir(config: Config) -> Path:
+    """Where run records live: `.orch/runs/` under the project root."""
+    return config.root / ".orch" / "runs"
+
+
+def check_run_id(run_id: str) -> str:
+    """Refuse run ids that could escape their folder or break a shell word."""
+    if not RUN_ID_RE.match(run_id):
+        raise ConfigError(f"invalid run id '{run_id}': expected lowercase letters, digits, - _ .")
+    return run_id
+
+
+def save_record(config: Config, record: RunRecord) -> None:
+    """Write a run record atomically (temp file + rename), so concurrent readers never see half."""
+    folder = records_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / f"{check_run_id(record.run_id)}.json", json.dumps(asdict(record)))
+
+
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write `path` via a temp file in the same folder and a rename."""
+    data = text.encode() if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_records(config: Config) -> list[RunRecord]:
+    """Every local run record, oldest first."""
+    out = []
+    for p in sorted(records_dir(config).glob("*.json")):
+        try:
+            out.append(RunRecord.from_json(json.loads(p.read_text())))
+        except (json.JSONDecodeError, TypeError):
+            continue
+    return sorted(out, key=lambda r: r.started_at)
+
+
+def find_record(config: Config, run_id: str) -> RunRecord:
+    """The record whose id is `run_id` or starts with it (unambiguously)."""
+    records = load_records(config)
+    exact = [r for r in records if r.run_id == run_id]
+    matches = exact or [r for r in records if r.run_id.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise JobNotFound(f"no run '{run_id}' in .orch/runs; see `orch status --host NAME`")
+    names = ", ".join(r.run_id for r in matches[:5])
+    raise JobNotFound(f"run '{run_id}' is ambiguous: {names}")
+
+
+def new_run_id(playbook: str) -> str:
+    """`<playbook>-<YYYYmmdd-HHMMSS>-<4 hex>`."""
+    slug = re.sub(r"[^a-z0-9_]+", "-", playbook.lower()).strip("-") or "run"
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def run_dir(host: Host, run_id: str) -> str:
+    """Shell-quoted `<remote_dir>/runs/<run_id>`."""
+    return host.path("runs", check_run_id(run_id))
+
+
+# -- launch --------------------------------------------------------------------------------
+
+
+def _job_script(host: Host, run_id: str, command: str) -> str:
+    """What tmux runs: the command, its output to log.txt, its exit status to exit_code."""
+    d = run_dir(host, run_id)
+    hc = host.config
+    env = {"PYTHONUNBUFFERED": "1", "ORCH_RUN_ID": run_id, **hc.env}
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return "\n".join(
+        [
+            f"D={d}",
+            'echo $$ > "$D/pid"',
+            f'cd "$(cd {host.path("code")} && pwd -P)" 2>> "$D/log.txt" || '
+            '{ echo 1 > "$D/exit_code"; exit 1; }',
+            "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
+            f'export {exports} ORCH_RUN_DIR="$D"',
+            f"ORCH_PYTHON={host.path('venv', 'bin', 'python')}",
+            f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {shlex.quote(hc.python)})',
+            "export ORCH_PYTHON",
+            f'{command} > "$D/log.txt" 2>&1 < /dev/null',
+            'echo $? > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
+        ]
+    )
+
+
+def launch(
+    config: Config,
+    host: Host,
+    playbook: Playbook,
+    *,
+    allow_concurrent: bool = False,
+    on_push: Callable | None = None,
+) -> RunRecord:
+    """Push, write the resolved playbook and run.json, start the job in a detached tmux session."""
+    pushed = push(config, host)
+    if on_push is not None:
+        on_push(pushed)
+    run_id = new_run_id(playbook.name)
+    d = run_dir(host, run_id)
+    record = RunRecord(
+        run_id=run_id,
+        host=host.name,
+        playbook=playbook.name,
+        started_at=time.time(),
+        overrides=list(playbook.overrides),
+        code=asdict(pushed.identity),
+        hourly_rate=host.config.hourly_rate,
+    )
+    remote_record = {
+        "run_id": run_id,
+        "playbook": playbook.name,
+        "state": "running",
+        "tmux_session": SESSION_PREFIX + run_id,
+        "pid": "__PID__",
+        "started_at": record.started_at,
+        "host": host.name,
+        "hourly_rate": host.config.hourly_rate,
+        "overrides": list(playbook.overrides),
+        "code": record.code,
+    }
+    command = render_command(playbook.command, '"$D"/playbook.yaml', '"$D"')
+    script = f"""set -e
+mkdir -p {host.path("runs")}
+busy=$(tmux ls -F '#{{session_name}}' 2>/dev/null | grep '^{SESSION_PREFIX}' || true)
+if [ -n "$busy" ] && [ {int(allow_concurrent)} = 0 ]; then
+  echo "$busy" | head -n 1; exit {BUSY_EXIT}
+fi
+D={d}
+mkdir "$D"
+printf '%s' {shlex.quote(playbook.to_yaml())} > "$D/playbook.yaml"
+pid=$(tmux new-session -d -P -F '#{{pane_pid}}' -s {SESSION_PREFIX}{run_id} \
+  {shlex.quote(_job_script(host, run_id, command))})
+printf '%s' {shlex.quote(json.dumps(remote_record))} | sed "s/\\"__PID__\\"/$pid/" > "$D/run.json"
+echo "$pid"
+"""
+    res = host.run(script, check=False)
+    if res.exit_code == BUSY_EXIT:
+        busy = res.text.strip().removeprefix(SESSION_PREFIX)
+        raise OrchError(
+            f"{host.name} is busy: orch job {busy} is still running; wait for it, "
+            f"`orch cancel {busy}`, or pass --allow-concurrent"
+        )
+    host._check(res)
+    save_record(config, record)
+    return record
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def _status_script(host: Host, run_ids: list[str] | None) -> str:
+    names = " ".join(check_run_id(r) for r in run_ids) if run_ids is not None else "*"
+    return f"""cd {host.path("runs")} 2>/dev/null || exit 0
+sessions=" $(tmux ls -F '#{{session_name}}' 2>/dev/null | tr '\\n' ' ') "
+echo "@now $(date +%s)"
+for d in {names}; do
+  [ -f "$d/run.json" ] || continue
+  echo "@run $d"
+  echo "@json $(head -c 65536 "$d/run.json" | tr -d '\\n')"
+  [ -f "$d/progress.json" ] && echo "@progress $(head -c 65536 "$d/progress.json" | tr -d '\\n')"
+  if [ -f "$d/exit_code" ]; then
+    echo "@exit $(cat "$d/exit_code") $(stat -c %Y "$d/exit_code")"
+    [ -f "$d/results.json" ] && echo "@results"
+    [ "$(cat "$d/exit_code")" = 0 ] ||
+      tail -n {LOG_TAIL_LINES} "$d/log.txt" 2>/dev/null | sed 's/^/@log /'
+  fi
+  [ -f "$d/cancelled" ] && echo "@cancelled"
+  case "$sessions" in *" {SESSION_PREFIX}$d "*) echo "@alive";; esac
+done
+"""
+
+
+def _parse_status(text: str) -> tuple[float, dict[str, dict]]:
+    now, runs, cur = time.time(), {}, None
+    for line in text.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag == "@now":
+            now = float(rest)
+        elif tag == "@run":
+            cur = runs.setdefault(rest, {"log": []})
+        elif cur is None:
+            continue
+        elif tag in ("@json", "@progress"):
+            try:
+                cur[tag[1:]] = json.loads(rest)
+            except json.JSONDecodeError:
+                cur[tag[1:]] = {}
+        elif tag == "@exit":
+            code, _, mtime = rest.partition(" ")
+            cur["exit"] = int(code) if code.lstrip("-").isdigit() else -1
+            cur["ended"] = float(mtime) if mtime.isdigit() else None
+        elif tag == "@log":
+            cur["log"].append(rest)
+        elif tag in ("@results", "@cancelled", "@alive"):
+            cur[tag[1:]] = True
+    return now, runs
+
+
+def derive_state(seen: dict) -> str:
+    """The run's state from what the host showed (see the module docstring)."""
+    if seen.get("cancelled"):
+        return "cancelled"
+    if "exit" in seen:
+        return "succeeded" if seen["exit"] == 0 and seen.get("results") else "failed"
+    return "running" if seen.get("alive") else "lost"
+
+
+def _to_status(host_name: str, run_id: str, seen: dict, now: float, read_at: float) -> RunStatus:
+    info, prog = seen.get("json") or {}, seen.get("progress") or {}
+    state = derive_state(seen)
+    started = info.get("started_at")
+    end = seen.get("ended") if state in FINISHED else None
+    elapsed = ((end or now) - started) if isinstance(started, (int, float)) else None
+    rate = info.get("hourly_rate")
+    note = ""
+    if state == "failed" and seen.get("exit") == 0:
+        note = "exit 0 but no results.json"
+    elif state == "lost":
+        note = "no tmux session and no exit code: host rebooted or job killed"
+    updated = prog.get("updated_at")
+    return RunStatus(
+        run_id=run_id,
+        host=host_name,
+        playbook=str(info.get("playbook", "?")),
+        state=state,
+        done=prog.get("done"),
+        total=prog.get("total"),
+        method=prog.get("method"),
+        images_per_s=prog.get("images_per_s"),
+        eta_s=prog.get("eta_s") if state == "running" else None,
+        updated_age_s=(now - updated) if isinstance(updated, (int, float)) else None,
+        elapsed_s=elapsed,
+        cost=(elapsed / 3600 * rate) if elapsed is not None and rate else None,
+        exit_code=seen.get("exit"),
+        log_tail=seen.get("log", []),
+        note=note,
+        read_at=read_at,
+    )
+
+
+def host_status(host: Host, run_ids: list[str] | None) -> list[RunStatus]:
+    """One round trip: the status of the named runs (or all runs) on one host."""
+    res = host.run(_status_script(host, run_ids))
+    read_at = time.time()
+    now, runs = _parse_status(res.text)
+    return [_to_status(host.name, rid, seen, now, read_at) for rid, seen in runs.items()]
+
+
+def collect_status(
+    config: Config, run_ids: Iterable[str] = (), host_name: str | None = None
+) -> list[RunStatus]:
+    """Status of the named runs, or all runs on `host_name`, or all recorded runs.
+
+    Hosts are asked in parallel, one SSH round trip each. Local records are updated with what was
+    seen; runs found on a host without a local record are adopted.
+    """
+    records = {r.run_id: r for r in load_records(config)}
+    wanted: dict[str, list[str] | None] = {}
+    if run_ids:
+        for rid in run_ids:
+            rec = find_record(config, rid)
+            wanted.setdefault(rec.host, []).append(rec.run_id)
+    elif host_name:
+        wanted[config.host(host_name).name] = None
+    else:
+        for rec in records.values():
+            wanted.setdefault(rec.host, []).append(rec.run_id)
+
+    def ask(name: str) -> list[RunStatus]:
+        ids = wanted[name]
+        try:
+            with open_host(config.host(name)) as host:
+                return host_status(host, ids)
+        except (HostUnreachable, ConfigError) as exc:
+            known = [
+                r for r in records.values() if r.host == name and (ids is None or r.run_id in ids)
+            ]
+            return [
+                RunStatus(
+                    run_id=r.run_id,
+                    host=name,
+                    playbook=r.playbook,
+                    state=r.state,
+                    reachable=False,
+                    note=str(exc),
+                    read_at=time.time(),
+                )
+                for r in known
+            ]
+
+    with ThreadPoolExecutor(max(1, len(wanted))) as pool:
+        results = [s for batch in pool.map(ask, list(wanted)) for s in batch]
+    for s in results:
+        if s.reachable:
+            _remember(config, records.get(s.run_id), s)
+    order = {rid: r.started_at for rid, r in records.items()}
+    return sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
+
+
+def _remember(config: Config, record: RunRecord | None, s: RunStatus) -> None:
+    if record is None:
+        record = RunRecord(
+            run_id=s.run_id, host=s.host, playbook=s.playbook, started_at=time.time()
+        )
+        if s.elapsed_s is not None:
+            record.started_at = s.read_at - s.elapsed_s
+    record.state, record.last_seen_at, record.exit_code = s.state, s.read_at, s.exit_code
+    if s.state in FINISHED and s.elapsed_s is not None:
+        record.ended_at = record.started_at + s.elapsed_s
+    save_record(config, record)
+
+
+# -- logs and cancel -----------------------------------------------------------------------
+
+
+def stream_log(
+    config: Config,
+    record: RunRecord,
+    lines: int,
+    follow: bool,
+    on_output: Callable[[bytes], None],
+    on_reconnect: Callable[[str], None] = lambda msg: None,
+) -> None:
+    """Print the last `lines` of the log; with `follow`, stream until the job ends.
+
+    Following survives a lost connection: it reconnects with backoff and resumes at the byte
+    offset it had reached, so nothing is printed twice or skipped.
+    """
+    host_cfg: HostConfig = config.host(record.host)
+    offset = 0
+    delay = 1.0
+    first = True
+    while True:
+        try:
+            with open_host(host_cfg) as host:
+                log = f"{run_dir(host, record.run_id)}/log.txt"
+                if first:
+                    res = host.run(
+                        f"s=$(stat -c %s {log} 2>/dev/null || echo 0); echo $s; "
+                        f"head -c $s {log} 2>/dev/null | tail -n {int(lines)}"
+                    )
+                    size, _, text = res.stdout.partition(b"\n")
+                    offset = int(size or 0)
+                    on_output(text)
+                    first = False
+                if not follow:
+                    return
+
+                def count(chunk: bytes) -> None:
+                    nonlocal offset
+                    offset += len(chunk)
+                    on_output(chunk)
+
+                d = run_dir(host, record.run_id)
+                start = offset + 1
+                host.run(
+                    f"if [ -f {d}/exit_code ]; then tail -c +{start} {log}; else "
+                    f"tail -c +{start} -F -s 0.5 --pid=$(cat {d}/pid) {log} 2>/dev/null; fi",
+                    timeout=math.inf,
+                    on_stdout=count,
+                    check=False,
+                )
+                return
+        except HostUnreachable as exc:
+            on_reconnect(f"{exc}; reconnecting in {delay:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def cancel(config: Config, record: RunRecord, grace: float = 10.0) -> str:
+    """Stop the job: SIGINT, then SIGTERM, then SIGKILL, each after `grace` seconds; mark it."""
+    steps = max(1, int(grace * 10))
+    with open_host(config.host(record.host)) as host:
+        d = run_dir(host, record.run_id)
+        script = f"""D={d}
+[ -d "$D" ] || {{ echo missing; exit 0; }}
+[ -f "$D/exit_code" ] && {{ echo finished; exit 0; }}
+touch "$D/cancelled"
+pid=$(cat "$D/pid" 2>/dev/null)
+if [ -n "$pid" ]; then
+  for sig in INT TERM KILL; do
+    kill -s $sig -- "-$pid" 2>/dev/null || break
+    i=0
+    while kill -0 -- "-$pid" 2>/dev/null && [ $i -lt {steps} ]; do sleep 0.1; i=$((i+1)); done
+    kill -0 -- "-$pid" 2>/dev/null || break
+  done
+fi
+tmux kill-session -t ={SESSION_PREFIX}{record.run_id} 2>/dev/null || true
+echo cancelled
+"""
+        res = host.run(script, timeout=3 * grace + host.config.timeout + 5)
+    outcome = res.text.strip()
+    if outcome == "missing":
+        raise JobNotFound(f"run {record.run_id} not found on {record.host}")
+    if outcome == "cancelled":
+        record.state = "cancelled"
+        record.ended_at = time.time()
+        save_record(config, record)
+    return outcome

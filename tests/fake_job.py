@@ -1,0 +1,55 @@
+"""A stand-in job for the orchestrator tests: progress, log lines, then results.json.
+
+Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json).
+"""
+
+import json
+import os
+import sys
+import time
+
+import yaml
+
+out = sys.argv[sys.argv.index("--out") + 1]
+book = yaml.safe_load(open(sys.argv[sys.argv.index("--playbook") + 1]))
+job = book.get("job", {})
+steps, pause = int(job.get("steps", 5)), float(job.get("sleep", 0.05))
+
+
+def write_json(name, doc):
+    tmp = os.path.join(out, name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, os.path.join(out, name))
+
+
+for i in range(steps):
+    print(f"step {i}", flush=True)
+    write_json(
+        "progress.json",
+        {
+            "done": i + 1,
+            "total": steps,
+            "method": "baseline",
+            "images_per_s": 10.0,
+            "eta_s": (steps - i - 1) * pause,
+            "updated_at": time.time(),
+        },
+    )
+    time.sleep(pause)
+method = {
+    "cer": 0.42,
+    "wer": 0.7,
+    "exact_match": 0.1,
+    "n": steps,
+    "failures": 0,
+    "time_per_image_s": pause,
+    "images_per_s": 1 / pause if pause else 0.0,
+}
+if job.get("corrupt"):
+    open(os.path.join(out, "results.json"), "w").write('{"baseline": {"cer": ')
+else:
+    write_json("results.json", {"run": {"run_id": os.environ["ORCH_RUN_ID"]}, "baseline": method})
+open(os.path.join(out, "predictions.jsonl"), "w").write('{"index": 0}\n')
+print("done", flush=True)
+sys.exit(int(job.get("exit", 0)))

@@ -1,0 +1,283 @@
+"""Jobs end to end against the real sshd and real tmux (and the local host): run, status,
+logs, cancel, fetch, and what happens when things go wrong."""
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sshd_server import SSHServer
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def jobs_project(project, box, tmp_path, sshd):
+    """The test project with a fake job playbook and two hosts: `gpu` (ssh) and `local`."""
+    shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
+    (project / "playbooks" / "job.yaml").write_text(
+        'command: "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"\n'
+        "job: {steps: 5, sleep: 0.05, exit: 0, corrupt: false}\n"
+    )
+    (project / "orch.yaml").write_text(
+        f"hosts:\n"
+        f"  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
+        f" timeout: 5, hourly_rate: 3.6}}\n"
+        f"  local: {{python: {sys.executable}}}\n"
+    )
+    yield project
+    # the sshd outlives the test: stop what this test left running there, so hosts start idle
+    subprocess.run(
+        ["tmux", "kill-server"],
+        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
+
+
+def start(orch, host, *sets):
+    args = ["run", "job", "--host", host]
+    for s in sets:
+        args += ["--set", s]
+    res = orch(*args)
+    assert res.exit_code == 0, res.output
+    return res.stdout.split("started ")[1].split()[0]
+
+
+def status(orch, *args):
+    res = orch("status", "--json", *args)
+    assert res.exit_code == 0, res.output
+    return {s["run_id"]: s for s in json.loads(res.stdout)}
+
+
+def wait_for(
+    orch, run_id, states=("succeeded", "failed", "cancelled", "lost"), limit=30, progress=False
+):
+    """Poll status until the run is in one of `states` (and, with `progress`, has reported)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        s = status(orch, run_id)[run_id]
+        if s["state"] in states and (not progress or s["done"]):
+            return s
+        time.sleep(0.2)
+    raise AssertionError(f"{run_id} still {s['state']}")
+
+
+@pytest.mark.parametrize("host", ["gpu", "local"])
+def test_run_status_logs_fetch(jobs_project, orch, host):
+    run_id = start(orch, host, "job.steps=8", "job.sleep=0.1")
+    assert run_id.startswith("job-") and len(run_id.split("-")) == 4
+    seen = status(orch)[run_id]
+    assert seen["state"] == "running" and seen["host"] == host
+    final = wait_for(orch, run_id)
+    assert final["state"] == "succeeded", final
+    assert (final["done"], final["total"], final["method"]) == (8, 8, "baseline")
+    if host == "gpu":
+        assert final["cost"] == pytest.approx(final["elapsed_s"] / 3600 * 3.6)
+    logs = orch("logs", run_id, "-n", "3")
+    assert logs.stdout.splitlines() == ["step 6", "step 7", "done"]
+    fetched = orch("fetch")
+    assert fetched.exit_code == 0 and f"{run_id}: fetched (succeeded)" in fetched.stdout
+    out = jobs_project / "results" / run_id
+    assert sorted(p.name for p in out.iterdir()) == [
+        "exit_code",
+        "log.txt",
+        "orch-run.json",
+        "playbook.yaml",
+        "predictions.jsonl",
+        "results.json",
+        "run.json",
+    ]
+    assert json.loads((out / "results.json").read_text())["baseline"]["cer"] == 0.42
+    assert "steps: 8" in (out / "playbook.yaml").read_text()
+    assert orch("fetch").stdout.strip() == "nothing to fetch"
+    assert "already fetched" in orch("fetch", run_id).stdout
+
+
+def test_run_follow_exits_with_job_status(jobs_project, orch):
+    ok = orch("run", "job", "--host", "gpu", "--follow", "--set", "job.steps=3")
+    assert ok.exit_code == 0, ok.output
+    assert "step 0\nstep 1\nstep 2\ndone\n" in ok.stdout
+    bad = orch("run", "job", "--host", "gpu", "--follow", "--set", "job.exit=3")
+    assert bad.exit_code == 1
+    assert "failed" in bad.stdout and "exit code 3" in bad.stdout
+
+
+def test_failed_job_shows_log_tail(jobs_project, orch):
+    run_id = start(orch, "gpu", "job.exit=3")
+    assert wait_for(orch, run_id)["state"] == "failed"
+    text = orch("status", run_id).stdout
+    assert "last lines of" in text and "step 4" in text and "exit code 3" in text
+    fetched = orch("fetch", run_id)
+    assert f"{run_id}: fetched (failed)" in fetched.stdout and "  done" in fetched.stdout
+    assert (jobs_project / "results" / run_id / "log.txt").exists()
+
+
+@pytest.mark.parametrize("host", ["gpu", "local"])
+def test_cancel(jobs_project, orch, host):
+    run_id = start(orch, host, "job.steps=200", "job.sleep=0.1")
+    wait_for(orch, run_id, states=("running",), progress=True)
+    res = orch("cancel", run_id, "--grace", "2")
+    assert res.exit_code == 0 and res.stdout.strip() == f"{run_id}: cancelled"
+    s = status(orch, run_id)[run_id]
+    assert s["state"] == "cancelled" and s["done"] < 200
+    assert "already" not in orch("cancel", run_id).stdout  # second cancel: says finished
+    time.sleep(0.5)
+    assert status(orch, run_id)[run_id]["done"] == s["done"]  # nothing runs any more
+
+
+def test_tmux_killed_behind_our_back_is_lost(jobs_project, orch, sshd):
+    run_id = start(orch, "gpu", "job.steps=200", "job.sleep=0.1")
+    wait_for(orch, run_id, states=("running",))
+    subprocess.run(
+        ["tmux", "kill-session", "-t", f"orch-{run_id}"],
+        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    s = wait_for(orch, run_id)
+    assert s["state"] == "lost" and "no tmux session" in s["note"]
+
+
+def test_client_disconnect_job_finishes_and_is_fetched_later(jobs_project):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            "job",
+            "--host",
+            "gpu",
+            "--follow",
+            "--set",
+            "job.steps=15",
+            "--set",
+            "job.sleep=0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    while not line.startswith("started "):
+        line = proc.stdout.readline()
+    run_id = line.split()[1]
+    proc.kill()  # the laptop goes away mid-follow
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "fetch", run_id], capture_output=True, text=True
+        )
+        if "fetched (succeeded)" in out.stdout:
+            break
+        time.sleep(0.3)
+    assert "fetched (succeeded)" in out.stdout, out.stdout + out.stderr
+
+
+def test_second_run_on_busy_host_refused(jobs_project, orch):
+    first = start(orch, "gpu", "job.steps=100", "job.sleep=0.1")
+    res = orch("run", "job", "--host", "gpu")
+    assert res.exit_code == 1
+    assert f"gpu is busy: orch job {first} is still running" in res.stderr
+    second = start(orch, "gpu", "job.steps=1") if False else None
+    res = orch("run", "job", "--host", "gpu", "--allow-concurrent", "--set", "job.steps=1")
+    assert res.exit_code == 0, res.output
+    second = res.stdout.split("started ")[1].split()[0]
+    assert wait_for(orch, second)["state"] == "succeeded"
+    orch("cancel", first, "--grace", "1")
+
+
+def test_corrupt_results_fetch_writes_nothing(jobs_project, orch):
+    run_id = start(orch, "gpu", "job.corrupt=true")
+    wait_for(orch, run_id)
+    res = orch("fetch", run_id)
+    assert res.exit_code == 1
+    assert "results.json on gpu is invalid" in res.stdout and "nothing was written" in res.stdout
+    results = jobs_project / "results"
+    assert not results.exists() or list(results.iterdir()) == []
+
+
+def test_two_status_at_once(jobs_project, orch):
+    run_id = start(orch, "gpu", "job.steps=20", "job.sleep=0.05")
+    cmd = [sys.executable, "-m", "orchestrator", "status", "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=30)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert all(json.loads(o)[0]["run_id"] == run_id for o in outs)
+    record = json.loads((jobs_project / ".orch" / "runs" / f"{run_id}.json").read_text())
+    assert record["run_id"] == run_id
+
+
+def test_status_host_finds_runs_without_local_records(jobs_project, orch):
+    run_id = start(orch, "gpu", "job.steps=2")
+    shutil.rmtree(jobs_project / ".orch" / "runs")  # another laptop, or .orch/ lost
+    assert status(orch) == {}
+    seen = status(orch, "--host", "gpu")
+    assert run_id in seen
+    wait_for(orch, run_id)
+    assert "fetched (succeeded)" in orch("fetch").stdout
+
+
+def test_unreachable_host_shown_others_still_show(jobs_project, orch, tmp_path, isolated_home):
+    run_id = start(orch, "gpu", "job.steps=2")
+    dead = SSHServer(tmp_path / "dead").start()
+    dead.install_client(isolated_home, "deadbox")
+    cfg = jobs_project / "orch.yaml"
+    cfg.write_text(
+        cfg.read_text()
+        + f"  dead: {{host: deadbox, remote_dir: {tmp_path / 'r2'}, python: {sys.executable},"
+        " timeout: 3}\n"
+    )
+    dead_id = start(orch, "dead", "job.steps=100", "job.sleep=0.1")
+    dead.stop()
+    seen = status(orch)
+    assert seen[dead_id]["reachable"] is False and seen[dead_id]["state"] == "running"
+    assert seen[run_id]["reachable"] is True
+    table = orch("status").stdout
+    assert "unreachable (last: running)" in table
+
+
+def test_logs_follow_survives_reconnect(jobs_project, sshd):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            "job",
+            "--host",
+            "gpu",
+            "--set",
+            "job.steps=40",
+            "--set",
+            "job.sleep=0.1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run_id = run.stdout.split("started ")[1].split()[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "logs", run_id, "-f", "-n", "1000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    threading.Timer(1.5, sshd.drop_connections).start()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "reconnecting" in err
+    assert out.splitlines() == [f"step {i}" for i in range(40)] + ["done"]
+
+
+def test_unknown_set_key_is_a_usage_error(jobs_project, orch):
+    res = orch("run", "job", "--host", "gpu", "--set", "job.stpes=3")
+    assert res.exit_code == 2
+    assert "--set job.stpes: job.yaml has no key 'job.stpes' (did you mean 'steps'?)" in res.stderr
+    res = orch("run", "nope", "--host", "gpu")
+    assert res.exit_code == 2 and "playbook 'nope' not found; known: demo, job" in res.stderr
