@@ -251,50 +251,73 @@ echo "$pid"
 
 
 def _status_script(host: Host, run_ids: list[str] | None) -> str:
-    names = " ".join(check_run_id(r) for r in run_ids) if run_ids is not None else "*"
+    """A shell script that reports every run's files with a fixed handful of processes.
+
+    `grep -H ''` prints each small file's line prefixed with its path, for all runs at once, and
+    `grep -c ''` says which marker files exist; a failed run's log tail is the only per-run
+    process. The cost stays flat as runs accumulate on a host.
+    """
+    names = [check_run_id(r) for r in run_ids] if run_ids is not None else ["*"]
+
+    def each(leaf: str) -> str:
+        return " ".join(f"{n}/{leaf}" for n in names)
+
     return f"""cd {host.path("runs")} 2>/dev/null || exit 0
-sessions=" $(tmux ls -F '#{{session_name}}' 2>/dev/null | tr '\\n' ' ') "
 echo "@now $(date +%s)"
-for d in {names}; do
-  [ -f "$d/run.json" ] || continue
-  echo "@run $d"
-  echo "@json $(head -c 65536 "$d/run.json" | tr -d '\\n')"
-  [ -f "$d/progress.json" ] && echo "@progress $(head -c 65536 "$d/progress.json" | tr -d '\\n')"
-  if [ -f "$d/exit_code" ]; then
-    echo "@exit $(cat "$d/exit_code") $(stat -c %Y "$d/exit_code")"
-    [ -f "$d/results.json" ] && echo "@results"
-    [ "$(cat "$d/exit_code")" = 0 ] ||
-      tail -n {LOG_TAIL_LINES} "$d/log.txt" 2>/dev/null | sed 's/^/@log /'
-  fi
-  [ -f "$d/cancelled" ] && echo "@cancelled"
-  case "$sessions" in *" {SESSION_PREFIX}$d "*) echo "@alive";; esac
+tmux ls -F '@alive #{{session_name}}' 2>/dev/null
+grep -H '' {each("run.json")} {each("progress.json")} {each("exit_code")} 2>/dev/null
+grep -c '' {each("results.json")} {each("cancelled")} 2>/dev/null | sed 's/^/@has /'
+stat -c '@ended %n %Y' {each("exit_code")} 2>/dev/null
+for f in {each("exit_code")}; do
+  d=${{f%/exit_code}}
+  [ -f "$f" ] && read -r code < "$f" && [ "$code" != 0 ] &&
+    tail -n {LOG_TAIL_LINES} "$d/log.txt" 2>/dev/null | sed "s|^|@log $d |"
 done
+exit 0
 """
 
 
 def _parse_status(text: str) -> tuple[float, dict[str, dict]]:
-    now, runs, cur = time.time(), {}, None
+    """Turn the status script's output into `{run_id: seen}` (see `derive_state`)."""
+    now, runs, alive = time.time(), {}, set()
+    files = {"run.json": "json", "progress.json": "progress", "exit_code": "exit"}
     for line in text.splitlines():
         tag, _, rest = line.partition(" ")
         if tag == "@now":
             now = float(rest)
-        elif tag == "@run":
-            cur = runs.setdefault(rest, {"log": []})
-        elif cur is None:
-            continue
-        elif tag in ("@json", "@progress"):
-            try:
-                cur[tag[1:]] = json.loads(rest)
-            except json.JSONDecodeError:
-                cur[tag[1:]] = {}
-        elif tag == "@exit":
-            code, _, mtime = rest.partition(" ")
-            cur["exit"] = int(code) if code.lstrip("-").isdigit() else -1
-            cur["ended"] = float(mtime) if mtime.isdigit() else None
+        elif tag == "@alive":
+            alive.add(rest.removeprefix(SESSION_PREFIX))
+        elif tag == "@has":
+            path, _, count = rest.rpartition(":")
+            run_id, _, leaf = path.partition("/")
+            if run_id in runs:
+                runs[run_id][leaf.removesuffix(".json")] = True
+        elif tag == "@ended":
+            path, _, mtime = rest.rpartition(" ")
+            run_id = path.partition("/")[0]
+            if run_id in runs and mtime.isdigit():
+                runs[run_id]["ended"] = float(mtime)
         elif tag == "@log":
-            cur["log"].append(rest)
-        elif tag in ("@results", "@cancelled", "@alive"):
-            cur[tag[1:]] = True
+            run_id, _, text_line = rest.partition(" ")
+            if run_id in runs:
+                runs[run_id]["log"].append(text_line)
+        else:
+            path, sep, content = line.partition(":")
+            run_id, _, leaf = path.partition("/")
+            key = files.get(leaf)
+            if not sep or key is None or (key != "json" and run_id not in runs):
+                continue
+            seen = runs.setdefault(run_id, {"log": []})
+            if key == "exit":
+                code = content.strip()
+                seen["exit"] = int(code) if code.lstrip("-").isdigit() else -1
+            else:
+                try:
+                    seen[key] = json.loads(content)
+                except json.JSONDecodeError:
+                    seen[key] = {}
+    for run_id, seen in runs.items():
+        seen["alive"] = run_id in alive
     return now, runs
 
 
