@@ -1,0 +1,128 @@
+"""Datasets of line images with their text, and the seeded choice of which samples to score.
+
+Sources (`data.source` in a playbook):
+- a folder with `labels.jsonl`: one `{"image": "a.png", "text": "..."}` per line (image paths
+  relative to the folder);
+- a folder written by `datasets.save_to_disk` (a Dataset, or a DatasetDict with `split`);
+- a dataset name on the Hugging Face Hub (only when the host is online).
+
+`sample_indices(total, n_samples, seed)` picks the same indices every time for the same inputs;
+`selection_hash` names that choice (source, split, indices) so results can be compared honestly.
+Images are decoded only when asked for: a corrupt image fails that sample, not the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the samples come from and how many to score."""
+
+    source: str
+    split: str = "test"
+    n_samples: int | None = None
+    seed: int = 42
+    image_column: str = "image"
+    text_column: str = "text"
+
+
+class Samples:
+    """Random access to (image, text) pairs of one source."""
+
+    def __init__(self, spec: DataSpec, root: str | None = None) -> None:
+        self.spec = spec
+        path = os.path.expanduser(spec.source)
+        if root and not os.path.isabs(path):
+            path = os.path.join(root, path)
+        self.path = path
+        self._rows: list[dict] | None = None
+        self._dataset = None
+        if os.path.isfile(os.path.join(path, "labels.jsonl")):
+            self._rows = _read_labels(Path(path))
+        elif os.path.isdir(path):
+            import datasets
+
+            loaded = datasets.load_from_disk(path)
+            self._dataset = (
+                loaded[spec.split] if isinstance(loaded, datasets.DatasetDict) else loaded
+            )
+        elif spec.source.startswith(("/", ".", "~")):
+            raise FileNotFoundError(f"data.source: {spec.source}: no such folder")
+        else:
+            import datasets
+
+            self._dataset = datasets.load_dataset(spec.source, split=spec.split)
+        if self._dataset is not None:
+            for col in (spec.image_column, spec.text_column):
+                if col not in self._dataset.column_names:
+                    raise ValueError(
+                        f"data: column '{col}' not in {spec.source} "
+                        f"(columns: {', '.join(self._dataset.column_names)})"
+                    )
+
+    def __len__(self) -> int:
+        return len(self._rows) if self._rows is not None else len(self._dataset)
+
+    def text(self, index: int) -> str:
+        """The reference text of sample `index`."""
+        if self._rows is not None:
+            return self._rows[index]["text"]
+        return self._dataset[index][self.spec.text_column]
+
+    def image(self, index: int):
+        """Sample `index` as an RGB PIL image; raises on a missing or corrupt file."""
+        from PIL import Image
+
+        if self._rows is not None:
+            with Image.open(os.path.join(self.path, self._rows[index]["image"])) as img:
+                return img.convert("RGB")
+        value = self._dataset[index][self.spec.image_column]
+        if isinstance(value, dict) and value.get("bytes") is not None:
+            import io
+
+            value = Image.open(io.BytesIO(value["bytes"]))
+        elif isinstance(value, (str, dict)):
+            value = Image.open(value["path"] if isinstance(value, dict) else value)
+        return value.convert("RGB")
+
+
+def _read_labels(folder: Path) -> list[dict]:
+    rows = []
+    with open(folder / "labels.jsonl", encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{folder}/labels.jsonl:{number}: invalid JSON ({exc})") from None
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("image"), str)
+                or not isinstance(row.get("text"), str)
+            ):
+                raise ValueError(
+                    f'{folder}/labels.jsonl:{number}: expected {{"image": ..., "text": ...}}'
+                )
+            rows.append(row)
+    return rows
+
+
+def sample_indices(total: int, n_samples: int | None, seed: int) -> list[int]:
+    """`n_samples` distinct indices out of `total`, the same for the same seed, in order."""
+    if not n_samples or n_samples >= total:
+        return list(range(total))
+    return sorted(random.Random(seed).sample(range(total), n_samples))
+
+
+def selection_hash(spec: DataSpec, indices: list[int]) -> str:
+    """A short sha256 naming the source, split and exact indices scored."""
+    doc = json.dumps([spec.source, spec.split, indices], separators=(",", ":"))
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]

@@ -1,0 +1,176 @@
+"""Decoding methods: a playbook's `methods:` entries turned into batched `generate` calls.
+
+Each method is `{kind: ..., ...}`; kinds live in one registry (`KINDS`), and an unknown kind or
+setting is an error naming the known ones:
+
+- `greedy`                       one checkpoint (`adapter`), greedy
+- `beam`      num_beams          beam search (3/5/7), best beam
+- `sample`    temperature top_p seed   temperature sampling, seeded per batch: reproducible
+- `ensemble`  checkpoints vote   greedy on every checkpoint in ONE batched call (one adapter
+                                 name per row), then voting (`ensemble.RULES`)
+- `combined`  num_beams checkpoints vote   beam search on every checkpoint, then voting
+- `tesseract` lang psm           Tesseract OCR (see `tesseract.py`), no model at all
+
+`adapter` (single-model kinds) names a checkpoint folder, `last` (the default: the newest
+checkpoint), or `base` (no adapter). `checkpoints` (ensembles) is `all` or a list of names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass
+
+from .ensemble import RULES, vote
+
+COMMON = {"kind", "max_new_tokens"}
+KINDS: dict[str, set[str]] = {
+    "greedy": COMMON | {"adapter"},
+    "beam": COMMON | {"adapter", "num_beams"},
+    "sample": COMMON | {"adapter", "temperature", "top_p", "seed"},
+    "ensemble": COMMON | {"checkpoints", "vote"},
+    "combined": COMMON | {"checkpoints", "vote", "num_beams"},
+    "tesseract": {"kind", "lang", "psm", "oem", "binary"},
+}
+MODEL_FREE = {"tesseract"}
+
+
+class MethodError(ValueError):
+    """A method entry in a playbook is invalid; the message names method and field."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One decoding method with its settings."""
+
+    name: str
+    kind: str
+    adapter: str = "last"
+    num_beams: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    checkpoints: tuple[str, ...] | str = "all"
+    vote: str = "mbr"
+    max_new_tokens: int | None = None
+    lang: str = "ori"
+    psm: int = 7
+    oem: int | None = None
+    binary: str = "tesseract"
+
+    @property
+    def needs_model(self) -> bool:
+        """False for backends that do not use the transformers model."""
+        return self.kind not in MODEL_FREE
+
+    def settings(self) -> dict:
+        """The settings that define this method, for results.json."""
+        keys = KINDS[self.kind] - {"kind"}
+        out = {"kind": self.kind}
+        for key, value in asdict(self).items():
+            if key in keys and value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def generate_kwargs(self, max_new_tokens: int) -> dict:
+        """Arguments for `generate` (without inputs and adapters)."""
+        kw = {"max_new_tokens": self.max_new_tokens or max_new_tokens}
+        if self.kind == "sample":
+            kw.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        else:
+            kw.update(do_sample=False, num_beams=self.num_beams)
+            if self.num_beams > 1:
+                kw["early_stopping"] = True
+        return kw
+
+
+def parse_method(name: str, body: object) -> Method:
+    """A `methods:` entry -> Method, or MethodError naming the field."""
+    if not isinstance(body, dict):
+        raise MethodError(f"methods.{name}: expected a mapping like {{kind: greedy}}")
+    kind = body.get("kind")
+    if kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), KINDS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise MethodError(f"methods.{name}.kind: unknown '{kind}'{hint}; known: {', '.join(KINDS)}")
+    unknown = set(body) - KINDS[kind]
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, KINDS[kind], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise MethodError(f"methods.{name}.{key}: not a setting of kind {kind}{hint}")
+    values = dict(body)
+    if kind == "beam":
+        values.setdefault("num_beams", 5)
+    if kind == "combined":
+        values.setdefault("num_beams", 5)
+    if isinstance(values.get("checkpoints"), list):
+        values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])
+    if values.get("vote", "mbr") not in RULES:
+        raise MethodError(
+            f"methods.{name}.vote: unknown rule '{values['vote']}'; known: {', '.join(RULES)}"
+        )
+    for key in ("num_beams", "seed", "max_new_tokens", "psm"):
+        if key in values and (not isinstance(values[key], int) or values[key] < 0):
+            raise MethodError(f"methods.{name}.{key}: expected a non-negative integer")
+    for key in ("temperature", "top_p"):
+        if key in values and (not isinstance(values[key], (int, float)) or values[key] <= 0):
+            raise MethodError(f"methods.{name}.{key}: expected a positive number")
+    return Method(name=name, **values)
+
+
+def parse_methods(methods: object) -> list[Method]:
+    """The playbook's `methods:` mapping, in order."""
+    if not isinstance(methods, dict) or not methods:
+        raise MethodError("methods: expected a mapping of method name -> {kind: ...}")
+    if "run" in methods:
+        raise MethodError("methods.run: 'run' is reserved in results.json; pick another name")
+    return [parse_method(str(name), body) for name, body in methods.items()]
+
+
+def resolve_adapter(method: Method, adapters: list[str]) -> str | None:
+    """The adapter name a single-model method uses (None: the base model)."""
+    if method.adapter == "base" or not adapters:
+        if method.adapter not in ("base", "last"):
+            raise MethodError(f"methods.{method.name}.adapter: no checkpoints are loaded")
+        return None
+    if method.adapter == "last":
+        return adapters[-1]
+    if method.adapter not in adapters:
+        raise MethodError(
+            f"methods.{method.name}.adapter: '{method.adapter}' not among {', '.join(adapters)}"
+        )
+    return method.adapter
+
+
+def resolve_checkpoints(method: Method, adapters: list[str]) -> list[str]:
+    """The adapter names an ensemble votes over."""
+    if not adapters:
+        raise MethodError(f"methods.{method.name}: an ensemble needs model.checkpoints")
+    if method.checkpoints == "all":
+        return list(adapters)
+    missing = [c for c in method.checkpoints if c not in adapters]
+    if missing:
+        raise MethodError(
+            f"methods.{method.name}.checkpoints: {', '.join(missing)} not among "
+            f"{', '.join(adapters)}"
+        )
+    return list(method.checkpoints)
+
+
+def decode_batch(engine, method: Method, images: list, max_new_tokens: int, first_index: int):
+    """Predictions for `images` with `method` on a loaded engine: one batched generate call.
+
+    Ensembles put every (image, checkpoint) pair in the batch, one adapter name per row, and
+    vote per image. Sampling is seeded with `seed + first_index`, so a batch decodes the same
+    way every time.
+    """
+    gen = method.generate_kwargs(max_new_tokens)
+    if method.kind in ("ensemble", "combined"):
+        names = resolve_checkpoints(method, engine.adapters)
+        rows = [img for img in images for _ in names]
+        texts = engine.generate(rows, [n for _ in images for n in names], **gen)
+        k = len(names)
+        return [vote(texts[i * k : (i + 1) * k], method.vote) for i in range(len(images))]
+    adapter = resolve_adapter(method, engine.adapters)
+    seed = method.seed + first_index if method.kind == "sample" else None
+    return engine.generate(images, [adapter] * len(images), seed=seed, **gen)

@@ -1,0 +1,427 @@
+"""Run a playbook's methods over the same sampled images; write progress, predictions, results.
+
+Files in the output folder (every file the orchestrator reads is written to a temp name and
+renamed; predictions are appended and flushed per batch):
+- `predictions.jsonl`: one line per (image, method): index, method, reference, prediction,
+  cer, seconds, and `error` for an image that failed (it counts in `failures`, never a crash).
+- `progress.json`: done/total over all (image, method) pairs, method, images/s, ETA, updated_at;
+  rewritten at most every 2 s.
+- `results.json`: per method the scores of `metrics.py`, timing around generation only, and the
+  settings; `run` holds provenance and the recommendation. Validated by `schema.py`.
+`resume=True` keeps every (index, method) already in predictions.jsonl and decodes the rest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import metrics, schema
+from .data import DataSpec, Samples, sample_indices, selection_hash
+from .decoding import Method, MethodError, decode_batch, parse_methods
+
+SECTIONS = {
+    "name": None,
+    "description": None,
+    "command": None,
+    "model": {"base", "checkpoints", "tiny", "prompt", "device", "dtype"},
+    "data": {"source", "split", "n_samples", "seed", "image_column", "text_column"},
+    "generation": {"batch_size", "max_new_tokens"},
+    "scoring": {"normalize", "collapse_whitespace", "cer_tolerance"},
+    "methods": None,
+}
+PROGRESS_EVERY_S = 2.0
+
+
+class PlaybookError(ValueError):
+    """The playbook is invalid for the worker; the message names the field."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A playbook as the worker uses it."""
+
+    name: str
+    digest: str
+    model: dict
+    data: DataSpec
+    methods: list[Method]
+    batch_size: int = 8
+    max_new_tokens: int = 128
+    normalize: str = "nfc"
+    collapse_whitespace: bool = True
+    cer_tolerance: float = 0.01
+
+
+def _section(doc: dict, name: str) -> dict:
+    value = doc.get(name) or {}
+    if not isinstance(value, dict):
+        raise PlaybookError(f"{name}: expected a mapping")
+    unknown = set(value) - SECTIONS[name]
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, SECTIONS[name], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise PlaybookError(f"{name}.{key}: unknown setting{hint}")
+    return value
+
+
+def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
+    """Validate a playbook mapping into a RunSpec (errors name the field)."""
+    if not isinstance(doc, dict):
+        raise PlaybookError("expected a mapping at the top level")
+    unknown = set(doc) - set(SECTIONS) - {"job"}
+    if unknown:
+        key = sorted(unknown)[0]
+        close = difflib.get_close_matches(key, SECTIONS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise PlaybookError(f"{key}: unknown section{hint}")
+    model, data = _section(doc, "model"), _section(doc, "data")
+    gen, scoring = _section(doc, "generation"), _section(doc, "scoring")
+    if "source" not in data:
+        raise PlaybookError("data.source: missing (a labels.jsonl folder, datasets folder or name)")
+    try:
+        methods = parse_methods(doc.get("methods"))
+    except MethodError as exc:
+        raise PlaybookError(str(exc)) from None
+    if any(m.needs_model for m in methods) and not (model.get("base") or model.get("tiny")):
+        raise PlaybookError("model.base: missing (a hub name or a local folder)")
+    canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
+    try:
+        return RunSpec(
+            name=str(doc.get("name") or name),
+            digest=hashlib.sha256(canonical.encode()).hexdigest()[:16],
+            model=model,
+            data=DataSpec(**data),
+            methods=methods,
+            batch_size=int(gen.get("batch_size", 8)),
+            max_new_tokens=int(gen.get("max_new_tokens", 128)),
+            normalize=str(scoring.get("normalize", "nfc")),
+            collapse_whitespace=bool(scoring.get("collapse_whitespace", True)),
+            cer_tolerance=float(scoring.get("cer_tolerance", 0.01)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise PlaybookError(f"invalid value: {exc}") from None
+
+
+def load_playbook(path: str | Path) -> RunSpec:
+    """Read and validate a playbook file (`yaml.safe_load` only)."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlaybookError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from None
+    try:
+        return parse_playbook(doc, path.stem)
+    except PlaybookError as exc:
+        raise PlaybookError(f"{path.name}: {exc}") from None
+
+
+def write_json_atomic(path: Path, doc: dict) -> None:
+    """Write JSON to a temp name in the same folder, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_predictions(path: Path) -> list[dict]:
+    """The lines of predictions.jsonl; a torn last line (killed mid-write) is dropped."""
+    if not path.exists():
+        return []
+    lines, good = path.read_text(encoding="utf-8").splitlines(keepends=True), []
+    for i, line in enumerate(lines):
+        try:
+            good.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise ValueError(f"{path}:{i + 1}: corrupt line") from None
+            path.write_text("".join(lines[:i]), encoding="utf-8")
+    return good
+
+
+@dataclass
+class Progress:
+    """progress.json, rewritten at most every PROGRESS_EVERY_S seconds."""
+
+    path: Path
+    total: int
+    done: int = 0
+    method: str = ""
+    rate: float = 0.0
+    last_write: float = field(default=0.0)
+
+    def update(self, done: int, method: str, rate: float, force: bool = False) -> None:
+        """Record progress; write the file when due (or `force`)."""
+        self.done, self.method, self.rate = done, method, rate
+        now = time.monotonic()
+        if force or now - self.last_write >= PROGRESS_EVERY_S:
+            left = self.total - self.done
+            doc = {
+                "done": self.done,
+                "total": self.total,
+                "method": self.method,
+                "images_per_s": round(self.rate, 4),
+                "eta_s": round(left / self.rate, 1) if self.rate > 0 else None,
+                "updated_at": time.time(),
+            }
+            write_json_atomic(self.path, schema.validate_progress(doc))
+            self.last_write = now
+
+
+def model_paths(spec: RunSpec, root: str) -> tuple[str, list[str]]:
+    """The base model and checkpoint folders; a `tiny` model is built first when missing."""
+    from .engine import expand_checkpoints
+
+    tiny = spec.model.get("tiny")
+    if tiny:
+        folder = Path(os.path.expanduser(str(tiny)))
+        folder = folder if folder.is_absolute() else Path(root) / folder
+        if not (folder / "checkpoints").is_dir():
+            from . import tiny as tiny_mod
+
+            tiny_mod.build(folder)
+        return str(folder / "base"), expand_checkpoints(str(folder / "checkpoints"))
+    base = str(spec.model["base"])
+    local = os.path.expanduser(base)
+    if base.startswith((".", "/", "~")):
+        base = local if os.path.isabs(local) else os.path.join(root, local)
+    return base, expand_checkpoints(spec.model.get("checkpoints"), root)
+
+
+def _decode(engine, method: Method, images: list, spec: RunSpec, first: int) -> list[str]:
+    if not method.needs_model:
+        from .tesseract import recognize
+
+        return [recognize(img, method) for img in images]
+    return decode_batch(engine, method, images, spec.max_new_tokens, first)
+
+
+def _sync(engine) -> None:
+    if engine is not None:
+        engine.synchronize()
+
+
+def run(
+    playbook: str | Path,
+    out: str | Path,
+    resume: bool = False,
+    root: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Run every method of `playbook` over its samples; return the results object."""
+    spec = load_playbook(playbook)
+    root = root or os.getcwd()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_path = out / "predictions.jsonl"
+    if pred_path.exists() and pred_path.stat().st_size and not resume:
+        raise PlaybookError(f"{pred_path} exists: pass --resume to continue it, or a new --out")
+    started = time.time()
+    samples = Samples(spec.data, root)
+    indices = sample_indices(len(samples), spec.data.n_samples, spec.data.seed)
+    lines = read_predictions(pred_path) if resume else []
+    done = {(line["index"], line["method"]) for line in lines}
+    progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
+    progress.update(len(done), spec.methods[0].name, 0.0, force=True)
+
+    for method in spec.methods:
+        if not method.needs_model:
+            from .tesseract import check
+
+            check(method.binary, method.lang)
+    engine = None
+    base, checkpoints = None, []
+    if any(m.needs_model for m in spec.methods):
+        from . import engine as engine_mod
+
+        base, checkpoints = model_paths(spec, root)
+        log(f"loading {base} with {len(checkpoints)} checkpoint(s)")
+        engine = engine_mod.load(
+            base,
+            checkpoints,
+            device=str(spec.model.get("device", "auto")),
+            prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
+            dtype=str(spec.model.get("dtype", "auto")),
+        )
+
+    with open(pred_path, "a", encoding="utf-8") as sink:
+        for method in spec.methods:
+            pending = [i for i in indices if (i, method.name) not in done]
+            log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}")
+            spent, decoded = 0.0, 0
+            for start in range(0, len(pending), spec.batch_size):
+                batch = pending[start : start + spec.batch_size]
+                new = _run_batch(engine, method, spec, samples, batch)
+                for line in new:
+                    sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    done.add((line["index"], method.name))
+                sink.flush()
+                os.fsync(sink.fileno())
+                lines.extend(new)
+                spent += sum(line["seconds"] for line in new)
+                decoded += len(new)
+                progress.update(len(done), method.name, decoded / spent if spent else 0.0)
+    progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
+
+    results = summarize(spec, lines)
+    results["run"] = {
+        "run_id": os.environ.get("ORCH_RUN_ID") or out.name,
+        "playbook": spec.name,
+        "playbook_sha256": spec.digest,
+        "host": socket.gethostname(),
+        "device": engine.device if engine else "cpu",
+        "gpu": _gpu_name(engine),
+        "versions": _versions(engine),
+        "code": _code_identity(root),
+        "model": {"base": base, "checkpoints": checkpoints},
+        "data": {
+            "source": spec.data.source,
+            "split": spec.data.split,
+            "n_samples": len(indices),
+            "seed": spec.data.seed,
+            "indices_sha256": selection_hash(spec.data, indices),
+        },
+        "batch_size": spec.batch_size,
+        "max_new_tokens": spec.max_new_tokens,
+        "normalize": spec.normalize,
+        "recommendation": recommend(results, spec.cer_tolerance),
+        "started_at": started,
+        "ended_at": time.time(),
+    }
+    write_json_atomic(out / "results.json", schema.validate_results(results))
+    return results
+
+
+def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, batch: list[int]):
+    """Decode one batch; images that fail (to load, or to decode alone) become error lines."""
+    images, ok, lines = [], [], []
+    for index in batch:
+        try:
+            images.append(samples.image(index))
+            ok.append(index)
+        except Exception as exc:  # noqa: BLE001 - any unreadable image is one failure, recorded
+            lines.append(_failure(samples, method, index, exc))
+    if not ok:
+        return lines
+    try:
+        _sync(engine)
+        t0 = time.perf_counter()
+        texts = _decode(engine, method, images, spec, ok[0])
+        _sync(engine)
+        per_image = (time.perf_counter() - t0) / len(ok)
+        results = [(i, text, per_image) for i, text in zip(ok, texts, strict=True)]
+    except MethodError:
+        raise
+    except Exception:  # noqa: BLE001 - isolate the image that breaks the batch
+        if len(ok) == 1:
+            raise
+        results = []
+        for index, image in zip(ok, images, strict=True):
+            try:
+                t0 = time.perf_counter()
+                text = _decode(engine, method, [image], spec, index)[0]
+                _sync(engine)
+                results.append((index, text, time.perf_counter() - t0))
+            except MethodError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded as this image's failure
+                lines.append(_failure(samples, method, index, exc))
+    for index, text, seconds in results:
+        reference = samples.text(index)
+        s = metrics.score_pair(reference, text, spec.normalize, spec.collapse_whitespace)
+        lines.append(
+            {
+                "index": index,
+                "method": method.name,
+                "reference": reference,
+                "prediction": text,
+                "cer": s.cer,
+                "seconds": seconds,
+            }
+        )
+    return sorted(lines, key=lambda line: line["index"])
+
+
+def _failure(samples: Samples, method: Method, index: int, exc: BaseException) -> dict:
+    try:
+        reference = samples.text(index)
+    except Exception:  # noqa: BLE001 - the reference is informative only here
+        reference = None
+    return {
+        "index": index,
+        "method": method.name,
+        "reference": reference,
+        "prediction": None,
+        "cer": None,
+        "seconds": 0.0,
+        "error": f"{type(exc).__name__}: {exc}"[:500],
+    }
+
+
+def summarize(spec: RunSpec, lines: list[dict]) -> dict:
+    """Per-method scores and timing from prediction lines (the last line per index wins)."""
+    out: dict = {}
+    for method in spec.methods:
+        mine = {line["index"]: line for line in lines if line["method"] == method.name}
+        good = [line for line in mine.values() if "error" not in line]
+        bad = [line for line in mine.values() if "error" in line]
+        score = metrics.score_pairs(
+            ((line["reference"], line["prediction"]) for line in good),
+            spec.normalize,
+            spec.collapse_whitespace,
+        )
+        seconds = sum(line["seconds"] for line in good)
+        out[method.name] = {
+            **score.to_json(),
+            "failures": len(bad),
+            "failure_examples": [f"{b['index']}: {b['error']}" for b in bad[:3]],
+            "time_per_image_s": seconds / len(good) if good else 0.0,
+            "images_per_s": len(good) / seconds if seconds else 0.0,
+            "settings": method.settings(),
+        }
+    return out
+
+
+def recommend(results: dict, tolerance: float) -> dict:
+    """The best method by CER, and the fastest one within `tolerance` of the best CER."""
+    scored = {k: v for k, v in results.items() if k != schema.RUN_KEY and v["n"] > 0}
+    if not scored:
+        return {"best": None, "fastest_within_tolerance": None, "cer_tolerance": tolerance}
+    best = min(scored, key=lambda k: scored[k]["cer"])
+    near = [k for k in scored if scored[k]["cer"] <= scored[best]["cer"] + tolerance]
+    fastest = max(near, key=lambda k: scored[k]["images_per_s"])
+    return {"best": best, "fastest_within_tolerance": fastest, "cer_tolerance": tolerance}
+
+
+def _gpu_name(engine) -> str | None:
+    if engine is None:
+        return None
+    from .engine import gpu_name
+
+    return gpu_name()
+
+
+def _versions(engine) -> dict:
+    if engine is None:
+        return {}
+    from .engine import versions
+
+    return versions()
+
+
+def _code_identity(root: str) -> dict | None:
+    """The pushed tree's identity (commit, dirty flag, content hash) written by `orch push`."""
+    path = Path(root) / ".orch-identity.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
