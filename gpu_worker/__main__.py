@@ -67,15 +67,16 @@ def _score(path: str, form: str, method: str | None) -> int:
                 return 2
             if method and row.get("method") != method:
                 continue
-            if row.get("error") or row.get("prediction") is None:
+            if row.get("error"):  # a sample that failed in the run: counted there, not here
                 continue
-            if not isinstance(row.get("reference"), str) or not isinstance(row["prediction"], str):
+            ref, pred = row.get("reference"), row.get("prediction")
+            if not isinstance(ref, str) or not isinstance(pred, str):
                 print(
                     f"gpu_worker: error: {path}:{number}: needs 'reference' and 'prediction'",
                     file=sys.stderr,
                 )
                 return 2
-            pairs.append((row["reference"], row["prediction"]))
+            pairs.append((ref, pred))
     print(json.dumps(score_pairs(pairs, form).to_json(), indent=2))
     return 0
 

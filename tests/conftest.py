@@ -109,3 +109,15 @@ def gpu(project, box, tmp_path) -> str:
         f"    remote_dir: {remote}\n    timeout: 5\n"
     )
     return "gpu"
+
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "sample"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The small Qwen2.5-VL-architecture model with 5 LoRA checkpoints, built once per session."""
+    from gpu_worker import tiny
+
+    return tiny.build(tmp_path_factory.mktemp("tiny"))

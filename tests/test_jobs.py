@@ -281,3 +281,72 @@ def test_unknown_set_key_is_a_usage_error(jobs_project, orch):
     assert "--set job.stpes: job.yaml has no key 'job.stpes' (did you mean 'steps'?)" in res.stderr
     res = orch("run", "nope", "--host", "gpu")
     assert res.exit_code == 2 and "playbook 'nope' not found; known: demo, job" in res.stderr
+
+
+@pytest.fixture
+def demo_project(tmp_path, box, sshd, monkeypatch):
+    """A copy of this repository's worker, playbooks and sample data, with host `gpu`."""
+    from tests.conftest import REPO, git
+
+    root = tmp_path / "demo"
+    shutil.copytree(
+        REPO / "gpu_worker", root / "gpu_worker", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(REPO / "playbooks", root / "playbooks")
+    shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
+    for name in ("setup.cfg", "pyproject.toml"):
+        shutil.copy(REPO / name, root / name)
+    (root / "orch.yaml").write_text(
+        f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
+        f" timeout: 10}}\npush: {{include: [data/sample]}}\n"
+    )
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "demo")
+    monkeypatch.chdir(root)
+    yield root
+    subprocess.run(
+        ["tmux", "kill-server"],
+        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
+
+
+def test_real_worker_demo_over_ssh_then_fetch(demo_project, tiny_model):
+    """The whole loop with the real worker: run the demo playbook on the sshd host, fetch."""
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            "demo",
+            "--host",
+            "gpu",
+            "--follow",
+            "--set",
+            "data.n_samples=4",
+            "--set",
+            f"model.tiny={tiny_model}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "tesseract: CER" in res.stdout and "succeeded" in res.stdout
+    run_id = res.stdout.split("started ")[1].split()[0]
+    fetched = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "fetch"], capture_output=True, text=True
+    )
+    assert f"{run_id}: fetched (succeeded)" in fetched.stdout, fetched.stdout + fetched.stderr
+    results = json.loads((demo_project / "results" / run_id / "results.json").read_text())
+    assert list(results) == ["baseline", "beam_search", "ensemble", "combined", "tesseract", "run"]
+    assert all(results[m]["n"] == 4 for m in results if m != "run")
+    assert results["run"]["run_id"] == run_id
+    assert (
+        results["run"]["code"]["commit"]
+        == subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )

@@ -1,0 +1,73 @@
+"""Voting rules on hand-made candidate sets, and the decoding-method registry's errors."""
+
+import pytest
+
+from gpu_worker.decoding import MethodError, parse_method, parse_methods
+from gpu_worker.ensemble import longest, majority, mbr, vote
+
+
+def test_mbr_picks_the_edit_distance_medoid():
+    # distances: abcd-abce 1, abcd-abxd 1, abcd-zzzzzz 6 ... abcd is closest to the rest
+    assert mbr(["abce", "abcd", "abxd", "zzzzzz"]) == "abcd"
+    # Odia: two readings agree but for one sign each; the outlier loses
+    assert mbr(["ଓଡ଼ିଆ", "ଓଡିଆ", "ଓଡ଼ିଆ ଭାଷା ଭାଷା", "ଓଡ଼ିଅ"]) == "ଓଡ଼ିଆ"
+
+
+def test_mbr_ties_go_to_the_earliest_candidate():
+    assert mbr(["ab", "ba"]) == "ab"
+    assert mbr(["only"]) == "only"
+
+
+def test_majority_counts_and_breaks_ties_by_mbr():
+    assert majority(["x", "abc", "abc", "y"]) == "abc"
+    # "abd" and "xyz" both appear twice; "abd" is closer to everything else
+    assert majority(["xyz", "abd", "xyz", "abd", "abc", "abe"]) == "abd"
+
+
+def test_longest_is_todays_rule_and_can_be_wrong():
+    cands = ["ଓଡ଼ିଆ", "ଓଡ଼ିଆ", "ଓଡ଼ିଆ ଭାଷା ଭାଷା ଭାଷା"]
+    assert longest(cands) == "ଓଡ଼ିଆ ଭାଷା ଭାଷା ଭାଷା"
+    assert vote(cands, "mbr") == "ଓଡ଼ିଆ" == vote(cands, "majority")
+
+
+def test_unknown_rule_and_empty_candidates():
+    with pytest.raises(ValueError, match="known: mbr, majority, longest"):
+        vote(["a"], "best")
+    with pytest.raises(ValueError, match="at least one candidate"):
+        mbr([])
+
+
+def test_method_registry_errors_name_the_field():
+    with pytest.raises(MethodError, match=r"methods.b.kind: unknown 'beams' \(did you mean 'beam'"):
+        parse_method("b", {"kind": "beams"})
+    with pytest.raises(MethodError, match=r"methods.b.num_beam: not a setting of kind beam"):
+        parse_method("b", {"kind": "beam", "num_beam": 5})
+    with pytest.raises(MethodError, match="methods.e.vote: unknown rule 'best'"):
+        parse_method("e", {"kind": "ensemble", "vote": "best"})
+    with pytest.raises(MethodError, match="'run' is reserved"):
+        parse_methods({"run": {"kind": "greedy"}})
+    with pytest.raises(MethodError, match="temperature: expected a positive number"):
+        parse_method("s", {"kind": "sample", "temperature": 0})
+
+
+def test_generate_arguments():
+    beam = parse_method("b", {"kind": "beam"})
+    assert beam.generate_kwargs(64) == {
+        "max_new_tokens": 64,
+        "do_sample": False,
+        "num_beams": 5,
+        "early_stopping": True,
+    }
+    sample = parse_method("s", {"kind": "sample", "temperature": 0.7, "top_p": 0.9, "seed": 3})
+    assert sample.generate_kwargs(10) == {
+        "max_new_tokens": 10,
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.9,
+    }
+    assert parse_method("c", {"kind": "combined"}).settings() == {
+        "kind": "combined",
+        "num_beams": 5,
+        "checkpoints": "all",
+        "vote": "mbr",
+    }
