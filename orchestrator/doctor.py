@@ -47,6 +47,9 @@ def _script(host: HostConfig, paths: list[str]) -> str:
         'echo "disk=$(df -Pk "$R" 2>/dev/null | awk \'NR==2{print $4}\')"',
         'if t=$(mktemp "$R/.orch-write-XXXXXX" 2>/dev/null); then rm -f "$t"; echo writable=yes; '
         "else echo writable=no; fi",
+        'if command -v tesseract >/dev/null 2>&1; then echo "tesseract=$(tesseract --version 2>&1'
+        ' | head -n 1)"; echo "tesseract_langs=$(tesseract --list-langs 2>/dev/null | tail -n +2'
+        " | tr '\\n' ' ')\"; else echo tesseract=missing; fi",
         'cd "$R/code" 2>/dev/null || cd "$R"',
     ]
     for i, p in enumerate(paths):
@@ -111,6 +114,7 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
     )
     writable = seen.get("writable") == "yes"
     checks.append(Check("remote_dir writable", "ok" if writable else "fail", hc.remote_dir))
+    checks.append(_tesseract_check(seen))
     if not paths:
         checks.append(Check("model files", "skip", "no defaults.playbook in orch.yaml"))
     for i, p in enumerate(paths):
@@ -118,3 +122,20 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
         ok = count.isdigit() and int(count) > 0
         checks.append(Check("model files", "ok" if ok else "fail", f"{p} ({count} found)"))
     return checks
+
+
+def _tesseract_check(seen: dict[str, str]) -> Check:
+    """Tesseract and its Odia data, needed only by `kind: tesseract` methods (so: warn)."""
+    version = seen.get("tesseract", "missing")
+    if version == "missing":
+        return Check(
+            "tesseract (ori)",
+            "warn",
+            "missing: apt-get install tesseract-ocr tesseract-ocr-ori (only for tesseract methods)",
+        )
+    langs = seen.get("tesseract_langs", "").split()
+    if "ori" not in langs and "script/Oriya" not in langs:
+        return Check(
+            "tesseract (ori)", "warn", f"{version}; no Odia data: apt-get install tesseract-ocr-ori"
+        )
+    return Check("tesseract (ori)", "ok", version)

@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 
 missing=()
 for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client tmux:tmux \
-            rsync:rsync git:git; do
+            rsync:rsync git:git tesseract:tesseract-ocr; do
   cmd=${pair%%:*}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pair#*:}")
 done
+[ -f /usr/share/tesseract-ocr/5/tessdata/ori.traineddata ] || missing+=(tesseract-ocr-ori)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -20,7 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+pip=(python3 -m pip install -q --disable-pip-version-check)
+# The CPU build of torch first: left to the worker extra, pip would pull a multi-GB CUDA build.
+python3 -c "import torch" 2>/dev/null || "${pip[@]}" torch==2.13.0
+"${pip[@]}" -e '.[dev,worker]'
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m pytest -q "$@"

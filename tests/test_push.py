@@ -184,6 +184,8 @@ def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
         "detail": "./models/base (0 found)",
     }
     assert report["torch import"]["status"] in ("ok", "fail")
+    assert report["tesseract (ori)"]["status"] == "ok"  # the test script installs it
+    assert report["tesseract (ori)"]["detail"].startswith("tesseract 5")
     (tmp_path / "remote" / "code").mkdir(parents=True)
     (tmp_path / "remote" / "code" / "models" / "base").mkdir(parents=True)
     res = orch("doctor", "--host", gpu)
