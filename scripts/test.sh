@@ -10,7 +10,7 @@ for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client tmu
   cmd=${pair%%:*}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pair#*:}")
 done
-[ -f /usr/share/tesseract-ocr/5/tessdata/ori.traineddata ] || missing+=(tesseract-ocr-ori)
+tesseract --list-langs 2>/dev/null | grep -qx ori || missing+=(tesseract-ocr-ori)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
