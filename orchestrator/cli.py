@@ -478,6 +478,103 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
         sys.exit(3)
 
 
+@cli.command()
+@click.argument("runs", nargs=-1)
+@click.option("--no-commit", is_flag=True, help="Update README and plots, do not commit.")
+@click.option("--no-hub", is_flag=True, help="Do not upload the model card.")
+@click.option("--push", "git_push", is_flag=True, help="Push the branch to its upstream.")
+@click.option("--dry-run", is_flag=True, help="Show the diff, message and upload plan only.")
+@click.option("--allow-dirty-readme", is_flag=True, help="Publish over uncommitted README edits.")
+@click.option("--overwrite", is_flag=True, help="Replace values already published on the Hub.")
+@click.option("--create-pr", is_flag=True, help="Open a pull request on the Hub instead.")
+@click.pass_obj
+def publish(
+    state: State,
+    runs: tuple[str, ...],
+    no_commit: bool,
+    no_hub: bool,
+    git_push: bool,
+    dry_run: bool,
+    allow_dirty_readme: bool,
+    overwrite: bool,
+    create_pr: bool,
+) -> None:
+    """Results table into README.md, trade-off plot, git commit, model card on the Hub.
+
+    Example: orch fetch && orch publish --push
+    """
+    from .publish import publish as do_publish
+
+    res = do_publish(
+        state.config(),
+        runs,
+        commit=not no_commit,
+        to_hub=not no_hub,
+        push=git_push,
+        dry_run=dry_run,
+        allow_dirty_readme=allow_dirty_readme,
+        overwrite=overwrite,
+        create_pr=create_pr,
+    )
+    if dry_run:
+        click.echo(res.readme_diff or "README.md: no change")
+        click.echo(f"commit message: {res.message}")
+        plan = res.hub_plan
+        if plan is None:
+            click.echo("hub: nothing to upload (--no-hub, or no hub.repo_id in orch.yaml)")
+        else:
+            how = "pull request" if plan.create_pr else "commit to main"
+            click.echo(f"hub: {plan.repo_type} {plan.repo_id}, {how}, README.md with model-index:")
+            for method, metric, value in plan.entries:
+                click.echo(f"  {method} {metric} {value}")
+        return
+    click.echo(f"published {', '.join(res.runs)}")
+    for path in res.written:
+        click.echo(f"  wrote {path}")
+    click.echo(f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}")
+    if res.pushed_to:
+        click.echo(f"git: pushed to {res.pushed_to}")
+    click.echo(f"hub: {res.hub}")
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def results(state: State, as_json: bool) -> None:
+    """Compare every fetched run: one row per run and method, oldest first.
+
+    Example: orch results
+    """
+    import time
+
+    from .publish import comparison_rows
+
+    rows = comparison_rows(state.config())
+    if as_json:
+        return _json(rows)
+    if not rows:
+        click.echo("no fetched results; run `orch fetch`")
+        return
+    _table(
+        None,
+        ["run", "date", "method", "CER", "WER", "exact", "s/image", "images/s", "n"],
+        [
+            [
+                r["run_id"],
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"])),
+                r["method"],
+                f"{r['cer']:.3f}",
+                f"{r['wer']:.3f}",
+                f"{r['exact_match']:.3f}",
+                f"{r['time_per_image_s']:.3f}",
+                f"{r['images_per_s']:.2f}",
+                str(r["n"]),
+            ]
+            for r in rows
+        ],
+    )
+
+
 def main() -> None:
     """Console entry point."""
     try:
