@@ -59,7 +59,7 @@ def eval_results(tables, source_url: str | None) -> list:
                         metric_name=f"{label} ({method})",
                         metric_config=method,
                         metric_value=round(float(t.results[method][key]), 4),
-                        source_name="orch",
+                        source_name="orch" if source_url else None,
                         source_url=source_url,
                     )
                 )

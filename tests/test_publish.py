@@ -1,0 +1,332 @@
+"""orch publish and orch results on real git repositories, and the model card upload through
+huggingface_hub's own client to a local stand-in Hub (HF_ENDPOINT)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.conftest import git
+from tests.hub_server import HubServer, Repo
+
+TOKEN = "hf_TestSecretToken_9f8e7d6c5b4a"
+RUN = "quickwin-20261124-101200-ab12"
+USER_TEXT = "# Odia OCR\n\nOur model reads Odia lines.\n\n"
+TAIL = "\n## Notes\n\nHand-written notes after the table.\n"
+OLD_BLOCK = "<!-- orch:results:start -->\nold table\n<!-- orch:results:end -->\n"
+
+
+def write_results(root: Path, run_id: str, cers: dict, playbook: str = "quickwin", t=1.8e9):
+    """A fetched run folder with a schema-valid results.json."""
+    folder = root / "results" / run_id
+    folder.mkdir(parents=True)
+    doc = {
+        m: {
+            "cer": c,
+            "wer": min(1.0, c * 1.6),
+            "exact_match": 0.1,
+            "n": 50,
+            "failures": 0,
+            "time_per_image_s": 0.05 * (i + 1),
+            "images_per_s": 20 / (i + 1),
+            "settings": {"kind": "greedy"},
+        }
+        for i, (m, c) in enumerate(cers.items())
+    }
+    doc["run"] = {
+        "run_id": run_id,
+        "playbook": playbook,
+        "host": "gpu1",
+        "gpu": "NVIDIA A6000",
+        "code": {"commit": "abcdef1234567890", "dirty": False},
+        "data": {
+            "source": "/root/odia_ocr/data/lines",
+            "split": "test",
+            "n_samples": 50,
+            "seed": 42,
+        },
+        "started_at": t,
+        "ended_at": t + 60,
+    }
+    (folder / "results.json").write_text(json.dumps(doc))
+    (folder / "log.txt").write_text("done\n")
+    return folder
+
+
+@pytest.fixture
+def pub(tmp_path, monkeypatch):
+    """A git project whose README has user text around the markers, and one fetched run."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "README.md").write_text(USER_TEXT + OLD_BLOCK + TAIL)
+    (root / "orch.yaml").write_text("hub: {repo_id: me/odia-ocr}\n")
+    (root / "other.py").write_text("x = 1\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    write_results(
+        root, RUN, {"baseline": 0.42, "beam_search": 0.36, "ensemble": 0.34, "combined": 0.301}
+    )
+    monkeypatch.chdir(root)
+    return root
+
+
+def commits(root):
+    return git(root, "rev-list", "--count", "HEAD").strip()
+
+
+def test_publish_writes_table_plot_and_commits_exactly_those(pub, orch):
+    (pub / "other.py").write_text("x = 2\n")
+    git(pub, "add", "other.py")  # the user's unrelated staged change
+    (pub / "scratch.txt").write_text("untracked\n")
+    res = orch("publish", "--no-hub")
+    assert res.exit_code == 0, res.output
+    text = (pub / "README.md").read_text()
+    assert text.startswith(USER_TEXT) and text.endswith(TAIL)  # outside the markers: untouched
+    assert "old table" not in text
+    assert "| combined | **0.301** | -0.119 | 0.482 |" in text
+    assert "| baseline | 0.420 | — |" in text
+    assert f"run `{RUN}`" in text and "NVIDIA A6000" in text and "code `abcdef1234`" in text
+    assert "![CER against seconds per image](results/plots/quickwin.png)" in text
+    assert git(pub, "log", "-1", "--format=%s").strip() == (
+        f"results: {RUN} — best CER 0.301 (combined), baseline 0.420"
+    )
+    changed = set(git(pub, "show", "--name-only", "--format=", "HEAD").split())
+    assert changed == {
+        "README.md",
+        "results/plots/quickwin.png",
+        f"results/{RUN}/results.json",
+        f"results/{RUN}/log.txt",
+    }
+    assert git(pub, "diff", "--cached", "--name-only").split() == ["other.py"]  # still staged
+    assert "?? scratch.txt" in git(pub, "status", "--porcelain")
+    png = pub / "results" / "plots" / "quickwin.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as img:
+        assert img.size == (640, 420)
+    before = commits(pub)
+    again = orch("publish", "--no-hub")
+    assert again.exit_code == 0 and "nothing new to commit" in again.stdout
+    assert commits(pub) == before
+
+
+def test_dirty_readme_is_refused_and_nothing_changes(pub, orch):
+    (pub / "README.md").write_text(USER_TEXT + "my unsaved thoughts\n" + OLD_BLOCK + TAIL)
+    before = commits(pub)
+    res = orch("publish", "--no-hub")
+    assert res.exit_code == 1
+    assert "README.md has uncommitted edits" in res.stderr and "--allow-dirty-readme" in res.stderr
+    assert "my unsaved thoughts" in (pub / "README.md").read_text()
+    assert "old table" in (pub / "README.md").read_text()
+    assert commits(pub) == before and not (pub / "results" / "plots").exists()
+    ok = orch("publish", "--no-hub", "--allow-dirty-readme")
+    assert ok.exit_code == 0
+    assert "my unsaved thoughts" in (pub / "README.md").read_text()
+
+
+def test_missing_markers_append_a_results_section_and_broken_ones_stop(pub, orch):
+    (pub / "README.md").write_text(USER_TEXT)
+    git(pub, "commit", "-qam", "no markers")
+    assert orch("publish", "--no-hub").exit_code == 0
+    text = (pub / "README.md").read_text()
+    assert text.startswith(USER_TEXT + "## Results\n\n<!-- orch:results:start -->\n")
+    assert text.endswith("<!-- orch:results:end -->\n")
+    broken = USER_TEXT + "<!-- orch:results:end -->\nx\n<!-- orch:results:start -->\n"
+    (pub / "README.md").write_text(broken)
+    git(pub, "commit", "-qam", "broken markers")
+    res = orch("publish", "--no-hub")
+    assert res.exit_code == 1 and "fix them by hand" in res.stderr
+    assert (pub / "README.md").read_text() == broken
+
+
+def test_dry_run_shows_diff_and_plan_and_changes_nothing(pub, orch):
+    before = commits(pub)
+    res = orch("publish", "--dry-run")
+    assert res.exit_code == 0
+    assert "-old table" in res.stdout and "+| combined | **0.301**" in res.stdout
+    assert f"commit message: results: {RUN}" in res.stdout
+    assert "hub: model me/odia-ocr, commit to main" in res.stdout
+    assert "combined cer 0.301" in res.stdout
+    assert "old table" in (pub / "README.md").read_text()
+    assert commits(pub) == before and not (pub / "results" / "plots").exists()
+
+
+def test_push_sends_the_commit_to_the_upstream(pub, orch, tmp_path):
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    git(pub, "remote", "add", "origin", str(bare))
+    git(pub, "push", "-q", "-u", "origin", "main")
+    res = orch("publish", "--no-hub", "--push")
+    assert res.exit_code == 0, res.output
+    assert "pushed to origin/main" in res.stdout
+    assert git(bare, "log", "-1", "--format=%s", "main").startswith(f"results: {RUN}")
+
+
+def test_newest_run_of_each_playbook_and_named_runs(pub, orch):
+    write_results(
+        pub, "quickwin-20261125-090000-cd34", {"baseline": 0.40, "combined": 0.29}, t=1.9e9
+    )
+    write_results(
+        pub,
+        "validation-20261125-100000-ef56",
+        {"greedy": 0.41, "beam_5": 0.37},
+        playbook="validation",
+    )
+    assert orch("publish", "--no-hub").exit_code == 0
+    text = (pub / "README.md").read_text()
+    assert "quickwin-20261125-090000-cd34" in text and RUN not in text
+    assert "### validation" in text and "| beam_5 | **0.370** | -0.040 |" in text
+    res = orch("publish", "--no-hub", "../../etc")
+    assert res.exit_code == 2 and "invalid run id" in res.stderr
+    res = orch("publish", "--no-hub", "nope-20260101-000000-0000")
+    assert res.exit_code == 1 and "run `orch fetch` first" in res.stderr
+
+
+def test_results_compares_runs(pub, orch):
+    write_results(pub, "quickwin-20261125-090000-cd34", {"baseline": 0.40}, t=1.9e9)
+    rows = json.loads(orch("results", "--json").stdout)
+    assert [(r["run_id"], r["method"]) for r in rows][-2:] == [
+        (RUN, "combined"),
+        ("quickwin-20261125-090000-cd34", "baseline"),
+    ]
+    table = orch("results").stdout
+    assert "quickwin-20261125-090000-cd34" in table and "0.400" in table
+
+
+# -- the Hub ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub_server():
+    with HubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server, pub, tmp_path):
+    """The stand-in Hub with an existing card for me/odia-ocr, and a git origin for source.url."""
+    hub_server.reset()
+    hub_server.repos["me/odia-ocr"] = Repo(
+        readme=b"---\nlicense: apache-2.0\nlanguage: [or]\nbase_model: Qwen/Qwen2.5-VL-3B"
+        b"-Instruct\n---\n# old card\n"
+    )
+    git(pub, "remote", "add", "origin", "git@github.com:me/odia-ocr.git")
+    return hub_server
+
+
+def orch_sub(root, *args, token=TOKEN):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
+    env.update(
+        HF_ENDPOINT=os.environ["TEST_HF_ENDPOINT"],
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HOME=str(root.parent / "hf-home"),
+    )
+    if token:
+        env["HF_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _endpoint(request, monkeypatch):
+    if "hub" in request.fixturenames:
+        monkeypatch.setenv("TEST_HF_ENDPOINT", request.getfixturevalue("hub_server").url)
+
+
+def uploaded(hub):
+    return hub.repos["me/odia-ocr"].commits[-1]["content"].decode()
+
+
+def test_card_is_the_committed_readme_plus_model_index(pub, hub):
+    res = orch_sub(pub, "publish")
+    assert res.returncode == 0, res.stderr
+    head = git(pub, "rev-parse", "HEAD").strip()
+    committed = git(pub, "show", "HEAD:README.md")
+    card = uploaded(hub)
+    _, front, body = card.split("---\n", 2)
+    assert body == committed
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "apache-2.0" and meta["language"] == ["or"]  # kept
+    assert meta["base_model"] == "Qwen/Qwen2.5-VL-3B-Instruct"
+    [model] = meta["model-index"]
+    [result] = model["results"]
+    assert result["task"]["type"] == "image-to-text"
+    assert result["dataset"] == {
+        "name": "lines",
+        "type": "/root/odia_ocr/data/lines",
+        "split": "test",
+    }
+    values = {(m["type"], m["config"]): m["value"] for m in result["metrics"]}
+    assert values[("cer", "combined")] == 0.301 and values[("cer", "baseline")] == 0.42
+    assert values[("wer", "combined")] == pytest.approx(0.4816)
+    assert result["source"]["url"] == f"https://github.com/me/odia-ocr/commit/{head}"
+    commit = hub.repos["me/odia-ocr"].commits[-1]
+    assert commit["header"]["parentCommit"] == "0" * 40 and not commit["create_pr"]
+    auth = {r["headers"].get("authorization") for r in hub.requests if r["method"] == "POST"}
+    assert auth == {f"Bearer {TOKEN}"}  # the token is sent to the Hub ...
+    everything = (
+        res.stdout
+        + res.stderr
+        + "".join(
+            p.read_text(errors="replace")
+            for p in pub.rglob("*")
+            if p.is_file() and ".git" not in p.parts
+        )
+    )
+    assert TOKEN not in everything and TOKEN[:10] not in everything  # ... and shown nowhere
+    assert TOKEN not in git(pub, "log", "-p", "--all")
+
+
+def test_changed_published_values_need_overwrite(pub, hub):
+    assert orch_sub(pub, "publish").returncode == 0
+    write_results(
+        pub, "quickwin-20261125-090000-cd34", {"baseline": 0.42, "combined": 0.29}, t=1.9e9
+    )
+    res = orch_sub(pub, "publish")
+    assert res.returncode == 1
+    assert "would change (CER (combined) on lines: published 0.301, new 0.29)" in res.stderr
+    assert "--overwrite" in res.stderr
+    assert "quickwin-20261125-090000-cd34" in git(pub, "log", "-1", "--format=%s")  # local: done
+    assert len(hub.repos["me/odia-ocr"].commits) == 1
+    ok = orch_sub(pub, "publish", "--overwrite")
+    assert ok.returncode == 0 and "nothing new to commit" in ok.stdout
+    assert "value: 0.29\n" in uploaded(hub)
+
+
+def test_missing_token_fails_after_the_local_commit_and_rerun_uploads(pub, hub):
+    before = commits(pub)
+    res = orch_sub(pub, "publish", token=None)
+    assert res.returncode == 1 and "set HF_TOKEN" in res.stderr
+    assert int(commits(pub)) == int(before) + 1 and not hub.repos["me/odia-ocr"].commits
+    res = orch_sub(pub, "publish")
+    assert res.returncode == 0 and "nothing new to commit" in res.stdout
+    assert len(hub.repos["me/odia-ocr"].commits) == 1
+
+
+def test_concurrent_hub_edit_is_not_overwritten(pub, hub):
+    hub.bump_before_commit = True
+    res = orch_sub(pub, "publish")
+    assert res.returncode == 1 and "changed on the Hub while publishing" in res.stderr
+    assert hub.repos["me/odia-ocr"].readme.endswith(b"# old card\n")
+
+
+def test_create_pr_and_unreachable_hub(pub, hub, monkeypatch):
+    res = orch_sub(pub, "publish", "--create-pr")
+    assert res.returncode == 0 and "/me/odia-ocr/discussions/1" in res.stdout
+    assert hub.repos["me/odia-ocr"].commits[-1]["create_pr"]
+    assert hub.repos["me/odia-ocr"].readme.endswith(b"# old card\n")  # main untouched
+    monkeypatch.setenv("TEST_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    res = orch_sub(pub, "publish")
+    assert res.returncode == 1
+    assert "hub: upload to me/odia-ocr failed" in res.stderr and "retry the upload" in res.stderr
