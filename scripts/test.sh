@@ -1,30 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need, then run the quality gate and the test suite.
-# Debian packages are installed only when missing, and only as root (else: the command to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-missing=()
-for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client tmux:tmux \
-            rsync:rsync git:git tesseract:tesseract-ocr; do
-  cmd=${pair%%:*}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pair#*:}")
-done
-tesseract --list-langs 2>/dev/null | grep -qx ori || missing+=(tesseract-ocr-ori)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
-    exit 2
-  fi
-fi
-
-pip=(python3 -m pip install -q --disable-pip-version-check)
-# The CPU build of torch first: left to the worker extra, pip would pull a multi-GB CUDA build.
-python3 -c "import torch" 2>/dev/null || "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e '.[dev,worker]'
+bash scripts/install.sh dev,worker
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m pytest -q "$@"
