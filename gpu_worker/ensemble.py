@@ -14,13 +14,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from rapidfuzz.distance import Levenshtein
+
+def _total_distance(candidate: str, candidates: Sequence[str]) -> int:
+    """Sum of Levenshtein distances (code points) from `candidate` to every candidate."""
+    from rapidfuzz.distance import Levenshtein  # lazy: the orchestrator imports this module
+
+    return sum(Levenshtein.distance(candidate, other) for other in candidates)
 
 
 def mbr(candidates: Sequence[str]) -> str:
     """The candidate with the smallest total edit distance to the others."""
     _require(candidates)
-    costs = [sum(Levenshtein.distance(c, o) for o in candidates) for c in candidates]
+    costs = [_total_distance(c, candidates) for c in candidates]
     return candidates[costs.index(min(costs))]
 
 
@@ -32,8 +37,8 @@ def majority(candidates: Sequence[str]) -> str:
     tied = [c for c in dict.fromkeys(candidates) if counts[c] == top]
     if len(tied) == 1:
         return tied[0]
-    best = min(sum(Levenshtein.distance(t, o) for o in candidates) for t in tied)
-    return next(t for t in tied if sum(Levenshtein.distance(t, o) for o in candidates) == best)
+    costs = [_total_distance(t, candidates) for t in tied]
+    return tied[costs.index(min(costs))]
 
 
 def longest(candidates: Sequence[str]) -> str:

@@ -95,22 +95,38 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         raise PlaybookError(str(exc)) from None
     if any(m.needs_model for m in methods) and not (model.get("base") or model.get("tiny")):
         raise PlaybookError("model.base: missing (a hub name or a local folder)")
-    canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
-    try:
-        return RunSpec(
-            name=str(doc.get("name") or name),
-            digest=hashlib.sha256(canonical.encode()).hexdigest()[:16],
-            model=model,
-            data=DataSpec(**data),
-            methods=methods,
-            batch_size=int(gen.get("batch_size", 8)),
-            max_new_tokens=int(gen.get("max_new_tokens", 128)),
-            normalize=str(scoring.get("normalize", "nfc")),
-            collapse_whitespace=bool(scoring.get("collapse_whitespace", True)),
-            cer_tolerance=float(scoring.get("cer_tolerance", 0.01)),
+    for where, section, key in (
+        ("generation", gen, "batch_size"),
+        ("generation", gen, "max_new_tokens"),
+        ("data", data, "seed"),
+    ):
+        value = section.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1 - (key == "seed"):
+            raise PlaybookError(f"{where}.{key}: expected a positive integer, got {value!r}")
+    n = data.get("n_samples")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
+    tol = scoring.get("cer_tolerance", 0.01)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
+        raise PlaybookError(f"scoring.cer_tolerance: expected a number >= 0, got {tol!r}")
+    form = scoring.get("normalize", "nfc")
+    if form not in metrics.NORMAL_FORMS:
+        raise PlaybookError(
+            f"scoring.normalize: expected one of {', '.join(metrics.NORMAL_FORMS)}, got {form!r}"
         )
-    except (TypeError, ValueError) as exc:
-        raise PlaybookError(f"invalid value: {exc}") from None
+    canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
+    return RunSpec(
+        name=str(doc.get("name") or name),
+        digest=hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        model=model,
+        data=DataSpec(**data),
+        methods=methods,
+        batch_size=gen.get("batch_size", 8),
+        max_new_tokens=gen.get("max_new_tokens", 128),
+        normalize=form,
+        collapse_whitespace=bool(scoring.get("collapse_whitespace", True)),
+        cer_tolerance=float(tol),
+    )
 
 
 def load_playbook(path: str | Path) -> RunSpec:

@@ -111,6 +111,13 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
     data = load_raw(config, name)
     for assignment in overrides:
         apply_override(data, assignment, path.name)
+    if "command" not in data:  # the worker runs it: check it here, before anything is pushed
+        from gpu_worker.runner import PlaybookError, parse_playbook
+
+        try:
+            parse_playbook(data, path.stem)
+        except PlaybookError as exc:
+            raise ConfigError(f"{path.name}: {exc}") from None
     return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
 
 

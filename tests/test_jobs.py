@@ -350,3 +350,15 @@ def test_real_worker_demo_over_ssh_then_fetch(demo_project, tiny_model):
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
     )
+
+
+def test_worker_playbook_is_validated_before_anything_is_pushed(demo_project, orch, tmp_path):
+    res = orch("run", "demo", "--host", "gpu", "--set", "methods.beam_search.kind=beams")
+    assert res.exit_code == 2
+    assert "demo.yaml: methods.beam_search.kind: unknown 'beams' (did you mean 'beam'?)" in (
+        res.stderr
+    )
+    res = orch("run", "demo", "--host", "gpu", "--set", "generation.batch_size=abc")
+    assert res.exit_code == 2
+    assert "generation.batch_size: expected a positive integer, got 'abc'" in res.stderr
+    assert not (tmp_path / "remote").exists()  # nothing was pushed
