@@ -422,13 +422,22 @@ def collect_status(
     return sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
 
 
+RECORD_REFRESH_S = 60.0
+
+
 def _remember(config: Config, record: RunRecord | None, s: RunStatus) -> None:
+    """Update the local record with what was seen (written only when something changed, or
+    `last_seen_at` is older than RECORD_REFRESH_S: status is read far more often than it moves)."""
     if record is None:
         record = RunRecord(
             run_id=s.run_id, host=s.host, playbook=s.playbook, started_at=time.time()
         )
         if s.elapsed_s is not None:
             record.started_at = s.read_at - s.elapsed_s
+    elif (record.state, record.exit_code) == (s.state, s.exit_code) and (
+        s.read_at - (record.last_seen_at or 0) < RECORD_REFRESH_S
+    ):
+        return
     record.state, record.last_seen_at, record.exit_code = s.state, s.read_at, s.exit_code
     if s.state in FINISHED and s.elapsed_s is not None:
         record.ended_at = record.started_at + s.elapsed_s
