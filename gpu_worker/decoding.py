@@ -17,10 +17,10 @@ checkpoint), or `base` (no adapter). `checkpoints` (ensembles) is `all` or a lis
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass
 
 from .ensemble import RULES, vote
+from .schema import did_you_mean
 
 COMMON = {"kind", "max_new_tokens"}
 KINDS: dict[str, set[str]] = {
@@ -89,15 +89,14 @@ def parse_method(name: str, body: object) -> Method:
         raise MethodError(f"methods.{name}: expected a mapping like {{kind: greedy}}")
     kind = body.get("kind")
     if kind not in KINDS:
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = did_you_mean(kind, KINDS)
         raise MethodError(f"methods.{name}.kind: unknown '{kind}'{hint}; known: {', '.join(KINDS)}")
     unknown = set(body) - KINDS[kind]
     if unknown:
         key = sorted(unknown)[0]
-        close = difflib.get_close_matches(key, KINDS[kind], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise MethodError(f"methods.{name}.{key}: not a setting of kind {kind}{hint}")
+        raise MethodError(
+            f"methods.{name}.{key}: not a setting of kind {kind}{did_you_mean(key, KINDS[kind])}"
+        )
     values = dict(body)
     if kind == "beam":
         values.setdefault("num_beams", 5)

@@ -13,7 +13,6 @@ renamed; predictions are appended and flushed per batch):
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ import yaml
 from . import metrics, schema
 from .data import DataSpec, Samples, sample_indices, selection_hash
 from .decoding import Method, MethodError, decode_batch, parse_methods
+from .schema import did_you_mean
 
 SECTIONS = {
     "name": None,
@@ -69,9 +69,7 @@ def _section(doc: dict, name: str) -> dict:
     unknown = set(value) - SECTIONS[name]
     if unknown:
         key = sorted(unknown)[0]
-        close = difflib.get_close_matches(key, SECTIONS[name], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise PlaybookError(f"{name}.{key}: unknown setting{hint}")
+        raise PlaybookError(f"{name}.{key}: unknown setting{did_you_mean(key, SECTIONS[name])}")
     return value
 
 
@@ -82,9 +80,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     unknown = set(doc) - set(SECTIONS) - {"job"}
     if unknown:
         key = sorted(unknown)[0]
-        close = difflib.get_close_matches(key, SECTIONS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise PlaybookError(f"{key}: unknown section{hint}")
+        raise PlaybookError(f"{key}: unknown section{did_you_mean(key, SECTIONS)}")
     model, data = _section(doc, "model"), _section(doc, "data")
     gen, scoring = _section(doc, "generation"), _section(doc, "scoring")
     if "source" not in data:

@@ -17,6 +17,14 @@ METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s
 PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")
 
 
+def did_you_mean(name: object, choices: Any) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices`, or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 class SchemaError(ValueError):
     """A results or progress document does not have the agreed shape."""
 

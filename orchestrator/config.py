@@ -6,13 +6,14 @@ Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in 
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gpu_worker.schema import did_you_mean
 
 from .errors import ConfigError
 
@@ -233,9 +234,7 @@ _HOST_FIELDS = {
 _DEFAULT_FIELDS = {"host": _str, "results_dir": _str, "readme": _str, "playbook": _str}
 
 
-def _hint(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+_hint = did_you_mean
 
 
 class _Validator:

@@ -6,11 +6,12 @@ Relative local paths in a playbook are relative to the pushed code folder on the
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from gpu_worker.schema import did_you_mean
 
 from .config import Config
 from .errors import ConfigError
@@ -93,8 +94,7 @@ def apply_override(data: dict, assignment: str, label: str) -> None:
         if not isinstance(node, dict) or part not in node:
             where = ".".join(parts[: depth + 1])
             choices = list(node) if isinstance(node, dict) else []
-            close = difflib.get_close_matches(part, choices, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(part, choices)
             raise ConfigError(f"--set {key}: {label} has no key '{where}'{hint}")
         if last:
             try:

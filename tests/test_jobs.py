@@ -39,6 +39,11 @@ def jobs_project(project, box, tmp_path, sshd):
     )
 
 
+def orch_cmd(*args):
+    """The orch CLI as a separate process (for what must outlive or race the test)."""
+    return [sys.executable, "-m", "orchestrator", *args]
+
+
 def start(orch, host, *sets):
     args = ["run", "job", "--host", host]
     for s in sets:
@@ -144,20 +149,7 @@ def test_tmux_killed_behind_our_back_is_lost(jobs_project, orch, sshd):
 
 def test_client_disconnect_job_finishes_and_is_fetched_later(jobs_project):
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "run",
-            "job",
-            "--host",
-            "gpu",
-            "--follow",
-            "--set",
-            "job.steps=15",
-            "--set",
-            "job.sleep=0.1",
-        ],
+        orch_cmd(*"run job --host gpu --follow --set job.steps=15 --set job.sleep=0.1".split()),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -170,9 +162,7 @@ def test_client_disconnect_job_finishes_and_is_fetched_later(jobs_project):
     proc.wait()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        out = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "fetch", run_id], capture_output=True, text=True
-        )
+        out = subprocess.run(orch_cmd("fetch", run_id), capture_output=True, text=True)
         if "fetched (succeeded)" in out.stdout:
             break
         time.sleep(0.3)
@@ -204,7 +194,7 @@ def test_corrupt_results_fetch_writes_nothing(jobs_project, orch):
 
 def test_two_status_at_once(jobs_project, orch):
     run_id = start(orch, "gpu", "job.steps=20", "job.sleep=0.05")
-    cmd = [sys.executable, "-m", "orchestrator", "status", "--json"]
+    cmd = orch_cmd("status", "--json")
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=30)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
@@ -244,26 +234,14 @@ def test_unreachable_host_shown_others_still_show(jobs_project, orch, tmp_path, 
 
 def test_logs_follow_survives_reconnect(jobs_project, sshd):
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "run",
-            "job",
-            "--host",
-            "gpu",
-            "--set",
-            "job.steps=40",
-            "--set",
-            "job.sleep=0.1",
-        ],
+        orch_cmd("run", "job", "--host", "gpu", "--set", "job.steps=40", "--set", "job.sleep=0.1"),
         capture_output=True,
         text=True,
         check=True,
     )
     run_id = run.stdout.split("started ")[1].split()[0]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "logs", run_id, "-f", "-n", "1000"],
+        orch_cmd("logs", run_id, "-f", "-n", "1000"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -315,20 +293,11 @@ def demo_project(tmp_path, box, sshd, monkeypatch):
 def test_real_worker_demo_over_ssh_then_fetch(demo_project, tiny_model):
     """The whole loop with the real worker: run the demo playbook on the sshd host, fetch."""
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "run",
-            "demo",
-            "--host",
-            "gpu",
-            "--follow",
-            "--set",
-            "data.n_samples=4",
+        orch_cmd(
+            *"run demo --host gpu --follow --set data.n_samples=4".split(),
             "--set",
             f"model.tiny={tiny_model}",
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=300,
@@ -336,9 +305,7 @@ def test_real_worker_demo_over_ssh_then_fetch(demo_project, tiny_model):
     assert res.returncode == 0, res.stdout + res.stderr
     assert "tesseract: CER" in res.stdout and "succeeded" in res.stdout
     run_id = res.stdout.split("started ")[1].split()[0]
-    fetched = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "fetch"], capture_output=True, text=True
-    )
+    fetched = subprocess.run(orch_cmd("fetch"), capture_output=True, text=True)
     assert f"{run_id}: fetched (succeeded)" in fetched.stdout, fetched.stdout + fetched.stderr
     results = json.loads((demo_project / "results" / run_id / "results.json").read_text())
     assert list(results) == ["baseline", "beam_search", "ensemble", "combined", "tesseract", "run"]
