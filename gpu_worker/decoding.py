@@ -9,7 +9,8 @@ setting is an error naming the known ones:
 - `ensemble`  checkpoints vote   greedy on every checkpoint in ONE batched call (one adapter
                                  name per row), then voting (`ensemble.RULES`)
 - `combined`  num_beams checkpoints vote   beam search on every checkpoint, then voting
-- `tesseract` lang psm           Tesseract OCR (see `tesseract.py`), no model at all
+- `tesseract` lang psm           Tesseract OCR (see `tesseract.py`), no model at all; written
+                                 `backend: tesseract` (the others run on `backend: transformers`)
 
 `adapter` (single-model kinds) names a checkpoint folder, `last` (the default: the newest
 checkpoint), or `base` (no adapter). `checkpoints` (ensembles) is `all` or a list of names.
@@ -22,16 +23,17 @@ from dataclasses import asdict, dataclass
 from .ensemble import RULES, vote
 from .schema import did_you_mean
 
-COMMON = {"kind", "max_new_tokens"}
+COMMON = {"kind", "backend", "max_new_tokens"}
 KINDS: dict[str, set[str]] = {
     "greedy": COMMON | {"adapter"},
     "beam": COMMON | {"adapter", "num_beams"},
     "sample": COMMON | {"adapter", "temperature", "top_p", "seed"},
     "ensemble": COMMON | {"checkpoints", "vote"},
     "combined": COMMON | {"checkpoints", "vote", "num_beams"},
-    "tesseract": {"kind", "lang", "psm", "oem", "binary"},
+    "tesseract": {"kind", "backend", "lang", "psm", "oem", "binary"},
 }
 MODEL_FREE = {"tesseract"}
+BACKENDS = ("transformers", "tesseract")
 
 
 class MethodError(ValueError):
@@ -87,7 +89,17 @@ def parse_method(name: str, body: object) -> Method:
     """A `methods:` entry -> Method, or MethodError naming the field."""
     if not isinstance(body, dict):
         raise MethodError(f"methods.{name}: expected a mapping like {{kind: greedy}}")
-    kind = body.get("kind")
+    backend = body.get(
+        "backend", "tesseract" if body.get("kind") == "tesseract" else "transformers"
+    )
+    if backend not in BACKENDS:
+        raise MethodError(
+            f"methods.{name}.backend: unknown '{backend}'{did_you_mean(backend, BACKENDS)}; "
+            f"known: {', '.join(BACKENDS)}"
+        )
+    kind = body.get("kind", "tesseract" if backend == "tesseract" else None)
+    if (backend == "tesseract") != (kind == "tesseract"):
+        raise MethodError(f"methods.{name}: kind {kind} does not run on backend {backend}")
     if kind not in KINDS:
         hint = did_you_mean(kind, KINDS)
         raise MethodError(f"methods.{name}.kind: unknown '{kind}'{hint}; known: {', '.join(KINDS)}")
@@ -97,7 +109,8 @@ def parse_method(name: str, body: object) -> Method:
         raise MethodError(
             f"methods.{name}.{key}: not a setting of kind {kind}{did_you_mean(key, KINDS[kind])}"
         )
-    values = dict(body)
+    values = {k: v for k, v in body.items() if k != "backend"}
+    values["kind"] = kind
     if kind == "beam":
         values.setdefault("num_beams", 5)
     if kind == "combined":

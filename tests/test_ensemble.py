@@ -50,6 +50,16 @@ def test_method_registry_errors_name_the_field():
         parse_method("s", {"kind": "sample", "temperature": 0})
 
 
+def test_tesseract_is_a_backend():
+    t = parse_method("t", {"backend": "tesseract", "lang": "ori", "psm": 7})
+    assert (t.kind, t.lang, t.psm, t.needs_model) == ("tesseract", "ori", 7, False)
+    assert parse_method("t", {"kind": "tesseract"}).kind == "tesseract"
+    with pytest.raises(MethodError, match="unknown 'tesserct' \\(did you mean 'tesseract'"):
+        parse_method("t", {"backend": "tesserct"})
+    with pytest.raises(MethodError, match="kind greedy does not run on backend tesseract"):
+        parse_method("t", {"backend": "tesseract", "kind": "greedy"})
+
+
 def test_generate_arguments():
     beam = parse_method("b", {"kind": "beam"})
     assert beam.generate_kwargs(64) == {

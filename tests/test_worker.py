@@ -228,7 +228,7 @@ def test_tesseract_reads_the_bundled_samples(tmp_path):
         yaml.safe_dump(
             {
                 "data": {"source": str(SAMPLES)},
-                "methods": {"tesseract": {"kind": "tesseract", "lang": "ori", "psm": 7}},
+                "methods": {"tesseract": {"backend": "tesseract", "lang": "ori", "psm": 7}},
             }
         )
     )
