@@ -310,6 +310,10 @@ def test_real_worker_demo_over_ssh_then_fetch(demo_project, tiny_model):
     results = json.loads((demo_project / "results" / run_id / "results.json").read_text())
     assert list(results) == ["baseline", "beam_search", "ensemble", "combined", "tesseract", "run"]
     assert all(results[m]["n"] == 4 for m in results if m != "run")
+    # Tesseract's results have the same shape as the model's methods, and so do its predictions
+    assert len({tuple(sorted(results[m])) for m in results if m != "run"}) == 1
+    lines = (demo_project / "results" / run_id / "predictions.jsonl").read_text().splitlines()
+    assert len({tuple(sorted(json.loads(x))) for x in lines}) == 1 and len(lines) == 5 * 4
     assert results["run"]["run_id"] == run_id
     assert (
         results["run"]["code"]["commit"]
