@@ -11,6 +11,7 @@ import time
 
 import pytest
 import yaml
+from PIL import Image
 
 from gpu_worker import engine as engine_mod
 from gpu_worker.runner import PlaybookError, load_playbook, run
@@ -272,3 +273,29 @@ def test_missing_tesseract_names_the_debian_packages(tmp_path):
         text=True,
     )
     assert res.returncode == 2 and "no 'xyz' language data" in res.stderr
+
+
+def test_datasets_save_to_disk_folder_is_a_source(tmp_path):
+    """A DatasetDict saved with save_to_disk loads by split, with its image and text columns."""
+    import datasets
+
+    from gpu_worker.data import DataSpec, Samples
+
+    rows = [json.loads(x) for x in (SAMPLES / "labels.jsonl").read_text().splitlines()[:5]]
+    ds = datasets.Dataset.from_dict(
+        {"img": [str(SAMPLES / r["image"]) for r in rows], "label": [r["text"] for r in rows]}
+    ).cast_column("img", datasets.Image())
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "ds"))
+    spec = DataSpec(
+        source=str(tmp_path / "ds"), split="test", image_column="img", text_column="label"
+    )
+    samples = Samples(spec)
+    assert len(samples) == 5 and samples.text(2) == rows[2]["text"]
+    assert samples.image(2).size == Image.open(SAMPLES / rows[2]["image"]).size
+    with pytest.raises(ValueError, match="column 'text' not in"):
+        Samples(DataSpec(source=str(tmp_path / "ds"), split="test", image_column="img"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "labels.jsonl").write_text('{"image": "a.png"}\n')
+    with pytest.raises(ValueError, match=r"labels.jsonl:1: expected"):
+        Samples(DataSpec(source=str(bad)))
