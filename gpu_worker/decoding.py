@@ -111,9 +111,7 @@ def parse_method(name: str, body: object) -> Method:
         )
     values = {k: v for k, v in body.items() if k != "backend"}
     values["kind"] = kind
-    if kind == "beam":
-        values.setdefault("num_beams", 5)
-    if kind == "combined":
+    if kind in ("beam", "combined"):
         values.setdefault("num_beams", 5)
     if isinstance(values.get("checkpoints"), list):
         values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])

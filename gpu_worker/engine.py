@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ BASE = "__base__"
 class ImageOnlyQwenVLProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without the video processor (which needs torchvision).
 
-    Loads the same saved folders (images only); register with `AutoProcessor.register`.
+    Loads the same saved folders (images only); `load_processor` falls back to it.
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
@@ -192,8 +191,3 @@ def versions() -> dict[str, str]:
 def gpu_name() -> str | None:
     """The CUDA device's name, or None on CPU."""
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-
-
-def now() -> float:
-    """A monotonic clock for timing generation."""
-    return time.perf_counter()

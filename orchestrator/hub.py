@@ -88,11 +88,9 @@ def merge_results(old: list, new: list, overwrite: bool) -> list:
     return kept + new
 
 
-def render_card(old_card_text: str | None, body: str, results: list, model_name: str) -> str:
-    """The card: the old card's metadata with the merged model-index, then `body`."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    data = ModelCard(old_card_text).data if old_card_text else ModelCardData()
+def render_card(data, body: str, results: list, model_name: str) -> str:
+    """The card: the old card's metadata (`ModelCardData`) with the merged model-index, then
+    `body`."""
     data.eval_results = results
     data.model_name = data.model_name or model_name
     return f"---\n{data.to_yaml()}\n---\n{body}"
@@ -137,6 +135,8 @@ def publish_card(
     message: str = "Update results",
 ) -> CardUpload:
     """Upload README `body` as the card of `repo_id` with CER/WER in `model-index`."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     api = _api()
     try:
         info = api.repo_info(repo_id, repo_type=repo_type)
@@ -145,11 +145,9 @@ def publish_card(
             path = api.hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=info.sha)
             with open(path, encoding="utf-8") as f:
                 old_text = f.read()
-        from huggingface_hub import ModelCard
-
-        old = ModelCard(old_text).data.eval_results or [] if old_text else []
-        merged = merge_results(old, eval_results(tables, source_url), overwrite)
-        card = render_card(old_text, body, merged, repo_id.rsplit("/", 1)[-1])
+        data = ModelCard(old_text).data if old_text else ModelCardData()
+        merged = merge_results(data.eval_results or [], eval_results(tables, source_url), overwrite)
+        card = render_card(data, body, merged, repo_id.rsplit("/", 1)[-1])
         commit = api.upload_file(
             path_or_fileobj=card.encode("utf-8"),
             path_in_repo="README.md",
