@@ -217,9 +217,15 @@ def _decode(engine, method: Method, images: list, spec: RunSpec, first: int) -> 
     return decode_batch(engine, method, images, spec.max_new_tokens, first)
 
 
-def _sync(engine) -> None:
+def _decode_timed(engine, method: Method, images: list, spec: RunSpec, first: int):
+    """The texts for `images` and the seconds spent generating them (GPU synchronised)."""
     if engine is not None:
         engine.synchronize()
+    t0 = time.perf_counter()
+    texts = _decode(engine, method, images, spec, first)
+    if engine is not None:
+        engine.synchronize()
+    return texts, time.perf_counter() - t0
 
 
 def run(
@@ -325,28 +331,22 @@ def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, batch: l
     if not ok:
         return lines
     try:
-        _sync(engine)
-        t0 = time.perf_counter()
-        texts = _decode(engine, method, images, spec, ok[0])
-        _sync(engine)
-        per_image = (time.perf_counter() - t0) / len(ok)
-        results = [(i, text, per_image) for i, text in zip(ok, texts, strict=True)]
+        texts, seconds = _decode_timed(engine, method, images, spec, ok[0])
+        results = [(i, text, seconds / len(ok)) for i, text in zip(ok, texts, strict=True)]
     except MethodError:
         raise
-    except Exception:  # noqa: BLE001 - isolate the image that breaks the batch
-        if len(ok) == 1:
-            raise
+    except Exception as exc:  # noqa: BLE001 - isolate the image that breaks the batch
         results = []
         for index, image in zip(ok, images, strict=True):
             try:
-                t0 = time.perf_counter()
-                text = _decode(engine, method, [image], spec, index)[0]
-                _sync(engine)
-                results.append((index, text, time.perf_counter() - t0))
+                if len(ok) == 1:
+                    raise exc
+                texts, seconds = _decode_timed(engine, method, [image], spec, index)
+                results.append((index, texts[0], seconds))
             except MethodError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - recorded as this image's failure
-                lines.append(_failure(samples, method, index, exc))
+            except Exception as one:  # noqa: BLE001 - recorded as this image's failure
+                lines.append(_failure(samples, method, index, one))
     for index, text, seconds in results:
         reference = samples.text(index)
         s = metrics.score_pair(reference, text, spec.normalize, spec.collapse_whitespace)
