@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from transformers import AutoProcessor, Qwen2_5_VLProcessor
 from transformers.processing_utils import ProcessorMixin
+
+from .fastpath import shapes
 
 DEFAULT_PROMPT = "Extract the text in this image."
 BASE = "__base__"
@@ -90,31 +93,93 @@ def pick_device(device: str = "auto") -> str:
 
 @dataclass
 class Engine:
-    """A loaded model with its processor and named adapters."""
+    """A loaded model with its processor and named adapters.
+
+    `bank` set: the fast path (merged weights for one checkpoint, stacked LoRA for several);
+    `bank` None: peft's `adapter_names` (the reference path). `static` decodes with a static
+    cache, batches padded to a bucket and prompts to a multiple of `shapes.PAD_TO`; `compiled`
+    lets transformers compile the decode step as well.
+    """
 
     model: object
     processor: object
     device: str
     adapters: list[str] = field(default_factory=list)
     prompt: str = DEFAULT_PROMPT
+    bank: object = None
+    static: bool = False
+    compiled: bool = False
+    batch_size: int = 8
+    _ready: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def mode(self) -> str:
+        """`fast` or `peft`."""
+        return "fast" if self.bank is not None or not self.adapters else "peft"
 
     def synchronize(self) -> None:
         """Wait for queued GPU work, so timings measure it."""
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def inputs(self, images: list, prompt: str | None = None):
-        """The processor's batch for `images` (left-padded), on the model's device."""
+    def use_static(self, compiled: bool, batch_size: int) -> None:
+        """Decode with a static cache and fixed shapes from now on (compiled or not)."""
+        self.static, self.compiled, self.batch_size = True, compiled, batch_size
+
+    def _padded(self, images: list) -> list:
+        if not self.static or not images:
+            return list(images)
+        return list(images) + [images[-1]] * (
+            shapes.bucket(len(images), self.batch_size) - len(images)
+        )
+
+    def preprocess(self, images: list, prompt: str | None = None):
+        """The processor's batch for `images` on the CPU (padded to a bucket when static)."""
         messages = [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": prompt or self.prompt}],
+            }
         ]
         text = self.processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )
-        batch = self.processor(
-            text=[text] * len(images), images=images, return_tensors="pt", padding=True
+        rows = self._padded(images)
+        extra = {"pad_to_multiple_of": shapes.PAD_TO} if self.static else {}
+        return self.processor(
+            text=[text] * len(rows), images=rows, return_tensors="pt", padding=True, **extra
         )
+
+    def prefetch(self, images: list, prompt: str | None = None) -> None:
+        """Run the processor for `images` now (e.g. on a loader thread); `inputs` reuses it."""
+        key = (tuple(id(i) for i in images), prompt or self.prompt)
+        self._ready = {key: self.preprocess(images, prompt)}
+
+    def inputs(self, images: list, prompt: str | None = None):
+        """The processor's batch for `images` (left-padded), on the model's device."""
+        key = (tuple(id(i) for i in images), prompt or self.prompt)
+        batch = self._ready.pop(key, None)
+        if batch is None:
+            batch = self.preprocess(images, prompt)
         return batch.to(self.device)
+
+    def _gen_kwargs(self, gen: dict) -> dict:
+        if self.static:
+            gen = {"cache_implementation": "static", **gen}
+            if self.compiled and not self.device.startswith("cuda"):
+                from transformers import CompileConfig
+
+                config = CompileConfig()
+                config._compile_all_devices = True
+                gen.setdefault("compile_config", config)
+            elif not self.compiled:
+                gen["disable_compile"] = True
+        return gen
+
+    def _decode(self, batch, kwargs: dict, gen: dict) -> list[str]:
+        out = self.model.generate(**kwargs, **self._gen_kwargs(gen))
+        new_tokens = out[:, batch["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 
     @torch.inference_mode()
     def generate(
@@ -127,20 +192,93 @@ class Engine:
     ) -> list[str]:
         """Decode one text per row. Rows are `images`, each with `adapters[i]` (None: base).
 
-        `seed` seeds torch's generators first, for reproducible sampling.
+        `seed` seeds torch's generators first, for reproducible sampling. On the fast path one
+        adapter for all rows runs on merged weights; mixed rows are regrouped adapter-major.
         """
         if seed is not None:
             torch.manual_seed(seed)
-        batch = self.inputs(images, prompt or self.prompt)
-        kwargs = dict(batch)
-        if self.adapters:
-            names = [a if a is not None else BASE for a in (adapters or [None] * len(images))]
-            kwargs["adapter_names"] = names
-        elif adapters and any(a is not None for a in adapters):
+        names = list(adapters or [None] * len(images))
+        if not self.adapters and any(a is not None for a in names):
             raise ValueError("this model has no LoRA checkpoints loaded")
-        out = self.model.generate(**kwargs, **gen)
-        new_tokens = out[:, batch["input_ids"].shape[1] :]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        if self.mode == "peft":
+            batch = self.inputs(images, prompt)
+            kwargs = dict(batch, adapter_names=[a if a is not None else BASE for a in names])
+            return self._decode(batch, kwargs, gen)[: len(images)]
+        groups = list(dict.fromkeys(names))
+        if len(groups) == 1:
+            if self.bank is not None:
+                self.bank.merge(groups[0])
+            batch = self.inputs(images, prompt)
+            return self._decode(batch, dict(batch), gen)[: len(images)]
+        return self._generate_mixed(images, names, groups, prompt, gen)
+
+    def _generate_mixed(self, images, names, groups, prompt, gen) -> list[str]:
+        """Rows with different adapters: stacked LoRA over adapter-major rows."""
+        order = sorted(range(len(images)), key=lambda i: groups.index(names[i]))
+        sizes = {names.count(g) for g in groups}
+        out: list[str | None] = [None] * len(images)
+        if len(sizes) != 1 or self.static:  # one merged decode per adapter
+            for g in groups:
+                rows = [i for i in order if names[i] == g]
+                for i, text in zip(
+                    rows,
+                    self.generate([images[i] for i in rows], [g] * len(rows), prompt, **gen),
+                    strict=True,
+                ):
+                    out[i] = text
+            return out
+        n = sizes.pop()
+        batch = self.inputs([images[i] for i in order], prompt)
+        with self.bank.stacked([names[order[a * n]] for a in range(len(groups))]):
+            texts = self._decode(batch, dict(batch), gen)
+        for pos, i in enumerate(order):
+            out[i] = texts[pos]
+        return out
+
+    @torch.inference_mode()
+    def generate_ensemble(
+        self, images: list, names: list[str], logits: bool = False, prompt: str | None = None, **gen
+    ) -> list[list[str]]:
+        """Every checkpoint in `names` on every image in one batch: per image, k strings.
+
+        Rows are adapter-major. `logits=True` averages the k rows' log-probs at each step
+        (`vote: logits`): all k strings of an image are then the same. On the fast path the
+        vision tower runs once per image and its embeddings are repeated k times.
+        """
+        k, n = len(names), len(images)
+        gen = dict(gen)
+        if logits:
+            from transformers import LogitsProcessorList
+
+            from .fastpath.vote import MeanLogProbs
+
+            gen["logits_processor"] = LogitsProcessorList([MeanLogProbs(k)])
+        if self.mode == "peft":
+            rows = [img for _ in names for img in images]
+            texts = self.generate(rows, [a for a in names for _ in images], prompt, **gen)
+        else:
+            batch = self.inputs(images, prompt)
+            rows = batch["input_ids"].shape[0]
+            kwargs = _repeat_vision(self.model, batch, k)
+            with self.bank.stacked(list(names)):
+                texts = self._decode(batch, kwargs, gen)
+            texts = [t for a in range(k) for t in texts[a * rows : a * rows + n]]
+        return [[texts[a * n + i] for a in range(k)] for i in range(n)]
+
+
+def _repeat_vision(model, batch, k: int) -> dict:
+    """Generate kwargs for k adapter-major copies of `batch`, the vision tower run once."""
+    feats = model.model.get_image_features(
+        batch["pixel_values"], batch["image_grid_thw"], return_dict=True
+    )
+    feats.pooler_output = tuple(feats.pooler_output) * k
+    kwargs = {}
+    for key, value in batch.items():
+        if key == "pixel_values":
+            continue
+        kwargs[key] = value.repeat(k, *([1] * (value.dim() - 1)))
+    kwargs["mm_encoder_outputs"] = {"image": feats}
+    return kwargs
 
 
 def load(
@@ -149,8 +287,14 @@ def load(
     device: str = "auto",
     prompt: str = DEFAULT_PROMPT,
     dtype: str = "auto",
+    lora: str = "fast",
 ) -> Engine:
-    """Load `base` once and attach each checkpoint as an adapter named after its folder."""
+    """Load `base` once with every checkpoint, named after its folder.
+
+    `lora="fast"` reads the checkpoints into a `fastpath.lora.LoraBank` (falling back to peft,
+    with a warning, for a feature it does not support); `lora="peft"` attaches them as peft
+    adapters (`PeftModel.from_pretrained` for the first, `load_adapter` for the rest).
+    """
     from transformers import AutoModelForImageTextToText
 
     device = pick_device(device)
@@ -160,18 +304,28 @@ def load(
         torch_dtype = getattr(torch, dtype)
     processor = load_processor(base)
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
-    names: list[str] = []
-    if checkpoints:
+    model.to(device).eval()
+    names = [Path(c).name for c in checkpoints]
+    if len(set(names)) != len(names):
+        names = [f"{Path(c).parent.name}/{Path(c).name}".replace(".", "_") for c in checkpoints]
+    bank = None
+    if checkpoints and lora == "fast":
+        from .fastpath.lora import Unsupported, load_bank
+
+        try:
+            bank = load_bank(model, list(checkpoints), names)
+        except Unsupported as exc:
+            warnings.warn(f"{exc}; decoding with peft instead", stacklevel=2)
+    if checkpoints and bank is None:
         from peft import PeftModel
 
-        names = [Path(c).name for c in checkpoints]
-        if len(set(names)) != len(names):
-            names = [f"{Path(c).parent.name}/{Path(c).name}".replace(".", "_") for c in checkpoints]
         model = PeftModel.from_pretrained(model, checkpoints[0], adapter_name=names[0])
         for path, name in zip(checkpoints[1:], names[1:], strict=True):
             model.load_adapter(path, adapter_name=name)
-    model.to(device).eval()
-    return Engine(model=model, processor=processor, device=device, adapters=names, prompt=prompt)
+        model.to(device).eval()
+    return Engine(
+        model=model, processor=processor, device=device, adapters=names, prompt=prompt, bank=bank
+    )
 
 
 def versions() -> dict[str, str]:
