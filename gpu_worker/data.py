@@ -9,6 +9,9 @@ Sources (`data.source` in a playbook):
 `sample_indices(total, n_samples, seed)` picks the same indices every time for the same inputs;
 `selection_hash` names that choice (source, split, indices) so results can be compared honestly.
 Images are decoded only when asked for: a corrupt image fails that sample, not the run.
+`by_width` orders indices by image width (header only) so batches pad little; `prefetched`
+loads each next batch (and runs a `prepare` step such as the processor) on a background thread
+while the current one decodes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -91,6 +96,79 @@ class Samples:
         elif isinstance(value, (str, dict)):
             value = Image.open(value["path"] if isinstance(value, dict) else value)
         return value.convert("RGB")
+
+    def width(self, index: int) -> int:
+        """The width of image `index` from its header (0 when it cannot be read)."""
+        from PIL import Image
+
+        try:
+            if self._rows is not None:
+                with Image.open(os.path.join(self.path, self._rows[index]["image"])) as img:
+                    return img.width
+            value = self._dataset[index][self.spec.image_column]
+            if isinstance(value, dict) and value.get("bytes") is not None:
+                import io
+
+                value = Image.open(io.BytesIO(value["bytes"]))
+            elif isinstance(value, (str, dict)):
+                value = Image.open(value["path"] if isinstance(value, dict) else value)
+            return value.width  # PIL reads the header only until pixels are needed
+        except Exception:  # noqa: BLE001 - an unreadable image fails later, when it is decoded
+            return 0
+
+
+@dataclass
+class Loaded:
+    """One batch as read: the indices that loaded, their images, and (index, error) failures."""
+
+    indices: list[int]
+    images: list
+    failures: list[tuple[int, BaseException]] = field(default_factory=list)
+
+
+def load_batch(samples: Samples, batch: list[int]) -> Loaded:
+    """Decode the images of `batch`; an unreadable one becomes a failure, not an exception."""
+    out = Loaded([], [])
+    for index in batch:
+        try:
+            out.images.append(samples.image(index))
+            out.indices.append(index)
+        except Exception as exc:  # noqa: BLE001 - any unreadable image is one failure, recorded
+            out.failures.append((index, exc))
+    return out
+
+
+def by_width(samples: Samples, indices: list[int]) -> list[int]:
+    """`indices` ordered by image width (stable), so a batch holds images of similar size."""
+    widths = {i: samples.width(i) for i in indices}
+    return sorted(indices, key=lambda i: widths[i])
+
+
+def prefetched(
+    samples: Samples,
+    batches: list[list[int]],
+    prepare: Callable[[list], None] | None = None,
+) -> Iterator[Loaded]:
+    """Yield each batch loaded; the next one is read (and `prepare`d) on a background thread."""
+    if not batches:
+        return
+
+    def job(batch: list[int]) -> Loaded:
+        loaded = load_batch(samples, batch)
+        if prepare is not None and loaded.images:
+            try:
+                prepare(loaded.images)
+            except Exception:  # noqa: BLE001 - the decode step redoes it and reports the error
+                pass
+        return loaded
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(job, batches[0])
+        for nxt in [*batches[1:], None]:
+            loaded = pending.result()
+            if nxt is not None:
+                pending = pool.submit(job, nxt)
+            yield loaded
 
 
 def _read_labels(folder: Path) -> list[dict]:

@@ -6,8 +6,9 @@ setting is an error naming the known ones:
 - `greedy`                       one checkpoint (`adapter`), greedy
 - `beam`      num_beams          beam search (3/5/7), best beam
 - `sample`    temperature top_p seed   temperature sampling, seeded per batch: reproducible
-- `ensemble`  checkpoints vote   greedy on every checkpoint in ONE batched call (one adapter
-                                 name per row), then voting (`ensemble.RULES`)
+- `ensemble`  checkpoints vote   greedy on every checkpoint in ONE batched call (rows
+                                 adapter-major), then voting (`ensemble.RULES`), or `vote: logits`:
+                                 the checkpoints' log-probs averaged at every step, one string
 - `combined`  num_beams checkpoints vote   beam search on every checkpoint, then voting
 - `tesseract` lang psm           Tesseract OCR (see `tesseract.py`), no model at all; written
                                  `backend: tesseract` (the others run on `backend: transformers`)
@@ -33,6 +34,7 @@ KINDS: dict[str, set[str]] = {
     "tesseract": {"kind", "backend", "lang", "psm", "oem", "binary"},
 }
 MODEL_FREE = {"tesseract"}
+TOKEN_VOTE = "logits"  # token-level voting inside generate (ensemble only), see fastpath/vote.py
 BACKENDS = ("transformers", "tesseract")
 
 
@@ -115,9 +117,11 @@ def parse_method(name: str, body: object) -> Method:
         values.setdefault("num_beams", 5)
     if isinstance(values.get("checkpoints"), list):
         values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])
-    if values.get("vote", "mbr") not in RULES:
+    rules = [*RULES, TOKEN_VOTE] if kind == "ensemble" else list(RULES)
+    if values.get("vote", "mbr") not in rules:
         raise MethodError(
-            f"methods.{name}.vote: unknown rule '{values['vote']}'; known: {', '.join(RULES)}"
+            f"methods.{name}.vote: unknown rule '{values['vote']}' for kind {kind}; "
+            f"known: {', '.join(rules)}"
         )
     for key in ("num_beams", "seed", "max_new_tokens", "psm"):
         if key in values and (not isinstance(values[key], int) or values[key] < 0):
@@ -170,17 +174,18 @@ def resolve_checkpoints(method: Method, adapters: list[str]) -> list[str]:
 def decode_batch(engine, method: Method, images: list, max_new_tokens: int, first_index: int):
     """Predictions for `images` with `method` on a loaded engine: one batched generate call.
 
-    Ensembles put every (image, checkpoint) pair in the batch, one adapter name per row, and
-    vote per image. Sampling is seeded with `seed + first_index`, so a batch decodes the same
-    way every time.
+    Ensembles put every (checkpoint, image) pair in the batch (rows adapter-major) and vote per
+    image, or average log-probs per step (`vote: logits`). Sampling is seeded with
+    `seed + first_index`, so a batch decodes the same way every time.
     """
     gen = method.generate_kwargs(max_new_tokens)
     if method.kind in ("ensemble", "combined"):
         names = resolve_checkpoints(method, engine.adapters)
-        rows = [img for img in images for _ in names]
-        texts = engine.generate(rows, [n for _ in images for n in names], **gen)
-        k = len(names)
-        return [vote(texts[i * k : (i + 1) * k], method.vote) for i in range(len(images))]
+        logits = method.vote == TOKEN_VOTE
+        per_image = engine.generate_ensemble(images, names, logits=logits, **gen)
+        if logits:
+            return [texts[0] for texts in per_image]
+        return [vote(texts, method.vote) for texts in per_image]
     adapter = resolve_adapter(method, engine.adapters)
     seed = method.seed + first_index if method.kind == "sample" else None
     return engine.generate(images, [adapter] * len(images), seed=seed, **gen)

@@ -25,8 +25,9 @@ from pathlib import Path
 import yaml
 
 from . import metrics, schema
-from .data import DataSpec, Samples, sample_indices, selection_hash
+from .data import DataSpec, Loaded, Samples, by_width, prefetched, sample_indices, selection_hash
 from .decoding import Method, MethodError, decode_batch, parse_methods
+from .fastpath import shapes
 from .schema import did_you_mean
 
 SECTIONS = {
@@ -35,11 +36,12 @@ SECTIONS = {
     "command": None,
     "model": {"base", "checkpoints", "tiny", "prompt", "device", "dtype"},
     "data": {"source", "split", "n_samples", "seed", "image_column", "text_column"},
-    "generation": {"batch_size", "max_new_tokens"},
+    "generation": {"batch_size", "max_new_tokens", "compile", "lora"},
     "scoring": {"normalize", "collapse_whitespace", "cer_tolerance"},
     "methods": None,
 }
 PROGRESS_EVERY_S = 2.0
+LORA_PATHS = ("fast", "peft")
 
 
 class PlaybookError(ValueError):
@@ -60,6 +62,8 @@ class RunSpec:
     normalize: str = "nfc"
     collapse_whitespace: bool = True
     cer_tolerance: float = 0.01
+    compile: str = "auto"
+    lora: str = "fast"
 
 
 def _section(doc: dict, name: str) -> dict:
@@ -110,6 +114,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         raise PlaybookError(
             f"scoring.normalize: expected one of {', '.join(metrics.NORMAL_FORMS)}, got {form!r}"
         )
+    compile_setting, lora = _generation_switches(gen)
     canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
         name=str(doc.get("name") or name),
@@ -122,7 +127,26 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         normalize=form,
         collapse_whitespace=bool(scoring.get("collapse_whitespace", True)),
         cer_tolerance=float(tol),
+        compile=compile_setting,
+        lora=lora,
     )
+
+
+def _generation_switches(gen: dict) -> tuple[str, str]:
+    """`generation.compile` (auto|on|off; YAML's bare on/off arrive as booleans) and `.lora`."""
+    value = gen.get("compile", "auto")
+    value = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    if value not in shapes.COMPILE_SETTINGS:
+        raise PlaybookError(
+            f"generation.compile: expected one of {', '.join(shapes.COMPILE_SETTINGS)}, "
+            f"got {value!r}"
+        )
+    lora = gen.get("lora", "fast")
+    if lora not in LORA_PATHS:
+        raise PlaybookError(
+            f"generation.lora: expected one of {', '.join(LORA_PATHS)}, got {lora!r}"
+        )
+    return value, lora
 
 
 def load_playbook(path: str | Path) -> RunSpec:
@@ -256,41 +280,29 @@ def run(
             from .tesseract import check
 
             check(method.binary, method.lang)
-    engine = None
-    base, checkpoints = None, []
-    if any(m.needs_model for m in spec.methods):
-        from . import engine as engine_mod
+    engine, base, checkpoints = _load_engine(spec, root, len(indices), log)
 
-        base, checkpoints = model_paths(spec, root)
-        log(f"loading {base} with {len(checkpoints)} checkpoint(s)")
-        engine = engine_mod.load(
-            base,
-            checkpoints,
-            device=str(spec.model.get("device", "auto")),
-            prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
-            dtype=str(spec.model.get("dtype", "auto")),
-        )
-
+    timings: dict[str, dict] = {}
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
             pending = [i for i in indices if (i, method.name) not in done]
             log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}")
-            spent, decoded = 0.0, 0
-            for start in range(0, len(pending), spec.batch_size):
-                batch = pending[start : start + spec.batch_size]
-                new = _run_batch(engine, method, spec, samples, batch)
+
+            def record(new: list[dict], rate: float, name: str = method.name) -> None:
                 for line in new:
                     sink.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    done.add((line["index"], method.name))
+                    done.add((line["index"], name))
                 sink.flush()
                 os.fsync(sink.fileno())
                 lines.extend(new)
-                spent += sum(line["seconds"] for line in new)
-                decoded += len(new)
-                progress.update(len(done), method.name, decoded / spent if spent else 0.0)
+                progress.update(len(done), name, rate)
+
+            timings[method.name] = _run_method(engine, method, spec, samples, pending, record)
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
 
     results = summarize(spec, lines)
+    for name, timing in timings.items():
+        results[name].update(_timing_fields(timing))
     results["run"] = {
         "run_id": os.environ.get("ORCH_RUN_ID") or out.name,
         "playbook": spec.name,
@@ -310,6 +322,8 @@ def run(
         },
         "batch_size": spec.batch_size,
         "max_new_tokens": spec.max_new_tokens,
+        "lora": engine.mode if engine else None,
+        "compiled": bool(engine and engine.compiled),
         "normalize": spec.normalize,
         "recommendation": recommend(results, spec.cer_tolerance),
         "started_at": started,
@@ -319,35 +333,97 @@ def run(
     return results
 
 
-def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, batch: list[int]):
-    """Decode one batch; images that fail (to load, or to decode alone) become error lines."""
-    images, ok, lines = [], [], []
-    for index in batch:
-        try:
-            images.append(samples.image(index))
-            ok.append(index)
-        except Exception as exc:  # noqa: BLE001 - any unreadable image is one failure, recorded
-            lines.append(_failure(samples, method, index, exc))
+def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], None]):
+    """The loaded engine (None when no method needs a model), its base and checkpoints.
+
+    Static-cache compiled decoding is switched on here when `generation.compile` asks for it
+    (`auto`: CUDA and a run big enough to pay the compile back); its cache lives under `root`.
+    """
+    if not any(m.needs_model for m in spec.methods):
+        return None, None, []
+    from . import engine as engine_mod
+
+    base, checkpoints = model_paths(spec, root)
+    log(f"loading {base} with {len(checkpoints)} checkpoint(s)")
+    engine = engine_mod.load(
+        base,
+        checkpoints,
+        device=str(spec.model.get("device", "auto")),
+        prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
+        dtype=str(spec.model.get("dtype", "auto")),
+        lora=spec.lora,
+    )
+    rows = n_images * sum(m.needs_model for m in spec.methods)
+    if shapes.want_compile(spec.compile, engine.device, rows):
+        if engine.mode != "fast":
+            log("generation.compile: needs the fast LoRA path; decoding eagerly with peft")
+        else:
+            cache = shapes.compile_cache(root)
+            log(f"static cache + torch.compile, buckets {shapes.buckets(spec.batch_size)}, {cache}")
+            engine.use_static(compiled=True, batch_size=spec.batch_size)
+    return engine, base, checkpoints
+
+
+def _run_method(engine, method: Method, spec: RunSpec, samples: Samples, pending, record) -> dict:
+    """Decode `pending` in batches of similar width, the next batch loading meanwhile.
+
+    `record(lines, rate)` stores each batch's lines. Returns the timing: the first batch is the
+    warm-up (compile, autotune, caches) and stays out of the steady figures when more follow.
+    """
+    started = time.perf_counter()
+    order = by_width(samples, pending) if method.needs_model else list(pending)
+    batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
+    prepare = engine.prefetch if engine is not None and method.needs_model else None
+    timing = {"batches": len(batches), "warmup_s": 0.0, "steady_s": 0.0, "steady_images": 0}
+    spent, decoded = 0.0, 0
+    for number, loaded in enumerate(prefetched(samples, batches, prepare)):
+        new, seconds = _run_batch(engine, method, spec, samples, loaded)
+        good = sum("error" not in line for line in new)
+        if number == 0:
+            timing["warmup_s"] = seconds
+        if number > 0 or len(batches) == 1:
+            timing["steady_s"] += seconds
+            timing["steady_images"] += good
+        spent, decoded = spent + seconds, decoded + len(new)
+        record(new, decoded / spent if spent else 0.0)
+    timing["wall_s"] = time.perf_counter() - started
+    return timing
+
+
+def _timing_fields(timing: dict) -> dict:
+    """results.json fields of one method's timing in this run (steady state apart)."""
+    out = {"warmup_s": timing["warmup_s"], "wall_s": timing["wall_s"]}
+    if timing["steady_images"] and timing["steady_s"] > 0:
+        out["time_per_image_s"] = timing["steady_s"] / timing["steady_images"]
+        out["images_per_s"] = timing["steady_images"] / timing["steady_s"]
+    return out
+
+
+def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: Loaded):
+    """Decode one loaded batch: its lines (failures too) and the seconds spent decoding."""
+    lines = [_failure(samples, method, index, exc) for index, exc in loaded.failures]
+    ok, images = loaded.indices, loaded.images
     if not ok:
-        return lines
+        return lines, 0.0
     try:
         texts, seconds = _decode_timed(engine, method, images, spec, ok[0])
         results = [(i, text, seconds / len(ok)) for i, text in zip(ok, texts, strict=True)]
     except MethodError:
         raise
     except Exception as exc:  # noqa: BLE001 - isolate the image that breaks the batch
-        results = []
+        results, seconds = [], 0.0
         for index, image in zip(ok, images, strict=True):
             try:
                 if len(ok) == 1:
                     raise exc
-                texts, seconds = _decode_timed(engine, method, [image], spec, index)
-                results.append((index, texts[0], seconds))
+                texts, one_s = _decode_timed(engine, method, [image], spec, index)
+                results.append((index, texts[0], one_s))
+                seconds += one_s
             except MethodError:
                 raise
             except Exception as one:  # noqa: BLE001 - recorded as this image's failure
                 lines.append(_failure(samples, method, index, one))
-    for index, text, seconds in results:
+    for index, text, per_image in results:
         reference = samples.text(index)
         s = metrics.score_pair(reference, text, spec.normalize, spec.collapse_whitespace)
         lines.append(
@@ -357,10 +433,10 @@ def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, batch: l
                 "reference": reference,
                 "prediction": text,
                 "cer": s.cer,
-                "seconds": seconds,
+                "seconds": per_image,
             }
         )
-    return sorted(lines, key=lambda line: line["index"])
+    return sorted(lines, key=lambda line: line["index"]), seconds
 
 
 def _failure(samples: Samples, method: Method, index: int, exc: BaseException) -> dict:
