@@ -7,7 +7,9 @@ renamed; predictions are appended and flushed per batch):
 - `progress.json`: done/total over all (image, method) pairs, method, images/s, ETA, updated_at;
   rewritten at most every 2 s.
 - `results.json`: per method the scores of `metrics.py`, timing around generation only, and the
-  settings; `run` holds provenance and the recommendation. Validated by `schema.py`.
+  settings; `time_per_image_s`/`images_per_s` are steady state (the method's first batch, its
+  warm-up, is left out when more follow), `warmup_s` and `wall_s` (the whole method) beside them;
+  `run` holds provenance and the recommendation. Validated by `schema.py`.
 `resume=True` keeps every (index, method) already in predictions.jsonl and decodes the rest.
 """
 
@@ -25,8 +27,9 @@ from pathlib import Path
 import yaml
 
 from . import metrics, schema
-from .data import DataSpec, Loaded, Samples, by_width, prefetched, sample_indices, selection_hash
-from .decoding import Method, MethodError, decode_batch, parse_methods
+from .batches import run_method, timing_fields
+from .data import DataSpec, Samples, sample_indices, selection_hash
+from .decoding import Method, MethodError, parse_methods
 from .fastpath import shapes
 from .schema import did_you_mean
 
@@ -233,23 +236,35 @@ def model_paths(spec: RunSpec, root: str) -> tuple[str, list[str]]:
     return base, expand_checkpoints(spec.model.get("checkpoints"), root)
 
 
-def _decode(engine, method: Method, images: list, spec: RunSpec, first: int) -> list[str]:
-    if not method.needs_model:
-        from .tesseract import recognize
+def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], None]):
+    """The loaded engine (None when no method needs a model), its base and checkpoints.
 
-        return [recognize(img, method) for img in images]
-    return decode_batch(engine, method, images, spec.max_new_tokens, first)
+    Static-cache compiled decoding is switched on here when `generation.compile` asks for it
+    (`auto`: CUDA and a run big enough to pay the compile back); its cache lives under `root`.
+    """
+    if not any(m.needs_model for m in spec.methods):
+        return None, None, []
+    from . import engine as engine_mod
 
-
-def _decode_timed(engine, method: Method, images: list, spec: RunSpec, first: int):
-    """The texts for `images` and the seconds spent generating them (GPU synchronised)."""
-    if engine is not None:
-        engine.synchronize()
-    t0 = time.perf_counter()
-    texts = _decode(engine, method, images, spec, first)
-    if engine is not None:
-        engine.synchronize()
-    return texts, time.perf_counter() - t0
+    base, checkpoints = model_paths(spec, root)
+    log(f"loading {base} with {len(checkpoints)} checkpoint(s)")
+    engine = engine_mod.load(
+        base,
+        checkpoints,
+        device=str(spec.model.get("device", "auto")),
+        prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
+        dtype=str(spec.model.get("dtype", "auto")),
+        lora=spec.lora,
+    )
+    rows = n_images * sum(m.needs_model for m in spec.methods)
+    if shapes.want_compile(spec.compile, engine.device, rows):
+        if engine.mode != "fast":
+            log("generation.compile: needs the fast LoRA path; decoding eagerly with peft")
+        else:
+            cache = shapes.compile_cache(root)
+            log(f"static cache + torch.compile, buckets {shapes.buckets(spec.batch_size)}, {cache}")
+            engine.use_static(compiled=True, batch_size=spec.batch_size)
+    return engine, base, checkpoints
 
 
 def run(
@@ -297,12 +312,12 @@ def run(
                 lines.extend(new)
                 progress.update(len(done), name, rate)
 
-            timings[method.name] = _run_method(engine, method, spec, samples, pending, record)
+            timings[method.name] = run_method(engine, method, spec, samples, pending, record)
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
 
     results = summarize(spec, lines)
     for name, timing in timings.items():
-        results[name].update(_timing_fields(timing))
+        results[name].update(timing_fields(timing))
     results["run"] = {
         "run_id": os.environ.get("ORCH_RUN_ID") or out.name,
         "playbook": spec.name,
@@ -331,128 +346,6 @@ def run(
     }
     write_json_atomic(out / "results.json", schema.validate_results(results))
     return results
-
-
-def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], None]):
-    """The loaded engine (None when no method needs a model), its base and checkpoints.
-
-    Static-cache compiled decoding is switched on here when `generation.compile` asks for it
-    (`auto`: CUDA and a run big enough to pay the compile back); its cache lives under `root`.
-    """
-    if not any(m.needs_model for m in spec.methods):
-        return None, None, []
-    from . import engine as engine_mod
-
-    base, checkpoints = model_paths(spec, root)
-    log(f"loading {base} with {len(checkpoints)} checkpoint(s)")
-    engine = engine_mod.load(
-        base,
-        checkpoints,
-        device=str(spec.model.get("device", "auto")),
-        prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
-        dtype=str(spec.model.get("dtype", "auto")),
-        lora=spec.lora,
-    )
-    rows = n_images * sum(m.needs_model for m in spec.methods)
-    if shapes.want_compile(spec.compile, engine.device, rows):
-        if engine.mode != "fast":
-            log("generation.compile: needs the fast LoRA path; decoding eagerly with peft")
-        else:
-            cache = shapes.compile_cache(root)
-            log(f"static cache + torch.compile, buckets {shapes.buckets(spec.batch_size)}, {cache}")
-            engine.use_static(compiled=True, batch_size=spec.batch_size)
-    return engine, base, checkpoints
-
-
-def _run_method(engine, method: Method, spec: RunSpec, samples: Samples, pending, record) -> dict:
-    """Decode `pending` in batches of similar width, the next batch loading meanwhile.
-
-    `record(lines, rate)` stores each batch's lines. Returns the timing: the first batch is the
-    warm-up (compile, autotune, caches) and stays out of the steady figures when more follow.
-    """
-    started = time.perf_counter()
-    order = by_width(samples, pending) if method.needs_model else list(pending)
-    batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
-    prepare = engine.prefetch if engine is not None and method.needs_model else None
-    timing = {"batches": len(batches), "warmup_s": 0.0, "steady_s": 0.0, "steady_images": 0}
-    spent, decoded = 0.0, 0
-    for number, loaded in enumerate(prefetched(samples, batches, prepare)):
-        new, seconds = _run_batch(engine, method, spec, samples, loaded)
-        good = sum("error" not in line for line in new)
-        if number == 0:
-            timing["warmup_s"] = seconds
-        if number > 0 or len(batches) == 1:
-            timing["steady_s"] += seconds
-            timing["steady_images"] += good
-        spent, decoded = spent + seconds, decoded + len(new)
-        record(new, decoded / spent if spent else 0.0)
-    timing["wall_s"] = time.perf_counter() - started
-    return timing
-
-
-def _timing_fields(timing: dict) -> dict:
-    """results.json fields of one method's timing in this run (steady state apart)."""
-    out = {"warmup_s": timing["warmup_s"], "wall_s": timing["wall_s"]}
-    if timing["steady_images"] and timing["steady_s"] > 0:
-        out["time_per_image_s"] = timing["steady_s"] / timing["steady_images"]
-        out["images_per_s"] = timing["steady_images"] / timing["steady_s"]
-    return out
-
-
-def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: Loaded):
-    """Decode one loaded batch: its lines (failures too) and the seconds spent decoding."""
-    lines = [_failure(samples, method, index, exc) for index, exc in loaded.failures]
-    ok, images = loaded.indices, loaded.images
-    if not ok:
-        return lines, 0.0
-    try:
-        texts, seconds = _decode_timed(engine, method, images, spec, ok[0])
-        results = [(i, text, seconds / len(ok)) for i, text in zip(ok, texts, strict=True)]
-    except MethodError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - isolate the image that breaks the batch
-        results, seconds = [], 0.0
-        for index, image in zip(ok, images, strict=True):
-            try:
-                if len(ok) == 1:
-                    raise exc
-                texts, one_s = _decode_timed(engine, method, [image], spec, index)
-                results.append((index, texts[0], one_s))
-                seconds += one_s
-            except MethodError:
-                raise
-            except Exception as one:  # noqa: BLE001 - recorded as this image's failure
-                lines.append(_failure(samples, method, index, one))
-    for index, text, per_image in results:
-        reference = samples.text(index)
-        s = metrics.score_pair(reference, text, spec.normalize, spec.collapse_whitespace)
-        lines.append(
-            {
-                "index": index,
-                "method": method.name,
-                "reference": reference,
-                "prediction": text,
-                "cer": s.cer,
-                "seconds": per_image,
-            }
-        )
-    return sorted(lines, key=lambda line: line["index"]), seconds
-
-
-def _failure(samples: Samples, method: Method, index: int, exc: BaseException) -> dict:
-    try:
-        reference = samples.text(index)
-    except Exception:  # noqa: BLE001 - the reference is informative only here
-        reference = None
-    return {
-        "index": index,
-        "method": method.name,
-        "reference": reference,
-        "prediction": None,
-        "cer": None,
-        "seconds": 0.0,
-        "error": f"{type(exc).__name__}: {exc}"[:500],
-    }
 
 
 def summarize(spec: RunSpec, lines: list[dict]) -> dict:

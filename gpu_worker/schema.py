@@ -55,6 +55,9 @@ def validate_results(doc: Any) -> dict:
             if field not in body:
                 raise SchemaError(f"results.{name}.{field}: missing")
             _number(body[field], f"results.{name}.{field}", integer=field in ("n", "failures"))
+        for field in ("warmup_s", "wall_s"):  # optional: timing of the run that wrote it
+            if field in body:
+                _number(body[field], f"results.{name}.{field}")
         if body["exact_match"] > 1:
             raise SchemaError(f"results.{name}.exact_match: expected a fraction <= 1")
     return doc

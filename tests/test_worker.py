@@ -26,6 +26,7 @@ ALL_METHODS = {
     "ensemble": {"kind": "ensemble", "vote": "mbr"},
     "ensemble_majority": {"kind": "ensemble", "vote": "majority"},
     "ensemble_longest": {"kind": "ensemble", "vote": "longest"},
+    "ensemble_logits": {"kind": "ensemble", "vote": "logits"},
     "combined": {
         "kind": "combined",
         "num_beams": 3,
@@ -61,6 +62,7 @@ def test_every_method_runs_and_results_match_the_schema(tmp_path, tiny_model):
         assert body["n"] == 6 and body["failures"] == 0
         assert 0 <= body["exact_match"] <= 1 and body["cer"] >= 0
         assert body["time_per_image_s"] > 0 and body["images_per_s"] > 0
+        assert 0 < body["warmup_s"] < body["wall_s"]  # 2 batches: the first is the warm-up
         assert body["settings"]["kind"] == ALL_METHODS[name]["kind"]
     lines = predictions(out)
     assert len(lines) == 6 * len(ALL_METHODS)

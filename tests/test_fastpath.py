@@ -1,0 +1,136 @@
+"""The fast path on the small model in float32, against peft's reference path: merged weights,
+stacked multi-adapter LoRA, bit-exact restore, `vote: logits`, static-cache buckets, settings."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from gpu_worker import engine as engine_mod
+from gpu_worker.data import DataSpec, Samples
+from gpu_worker.fastpath import shapes
+from gpu_worker.fastpath.lora import Unsupported, read_adapter
+from gpu_worker.runner import PlaybookError, parse_playbook
+from tests.conftest import SAMPLES
+
+GEN = {"max_new_tokens": 8, "do_sample": False}
+
+
+@pytest.fixture(scope="module")
+def images():
+    samples = Samples(DataSpec(source=str(SAMPLES)))
+    return [samples.image(i) for i in (0, 5, 9)]
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_model):
+    base = str(tiny_model / "base")
+    ckpts = engine_mod.expand_checkpoints(str(tiny_model / "checkpoints"))
+    ref = engine_mod.load(base, ckpts, lora="peft")
+    fast = engine_mod.load(base, ckpts)
+    assert (ref.mode, fast.mode) == ("peft", "fast") and ref.adapters == fast.adapters
+    return ref, fast
+
+
+def test_merged_and_stacked_give_peft_tokens_for_every_checkpoint(engines, images):
+    ref, fast = engines
+    n = len(images)
+    want = {name: ref.generate(images, [name] * n, **GEN) for name in [None, *ref.adapters]}
+    assert len({tuple(v) for v in want.values()}) == len(want)  # the checkpoints really differ
+    for name, texts in want.items():
+        assert fast.generate(images, [name] * n, **GEN) == texts, name  # merged weights
+        assert fast.bank.merged == name
+    stacked = fast.generate_ensemble(images, fast.adapters, **GEN)
+    assert stacked == [[want[a][i] for a in fast.adapters] for i in range(n)]
+    assert stacked == ref.generate_ensemble(images, ref.adapters, **GEN)
+    mixed = [None, fast.adapters[1], fast.adapters[3]]  # one row each, base included
+    assert fast.generate(images, mixed, **GEN) == [want[m][i] for i, m in enumerate(mixed)]
+
+
+def test_stacked_vision_tower_runs_once_per_image(engines, images):
+    _, fast = engines
+    calls = []
+    hook = fast.model.model.visual.register_forward_hook(
+        lambda mod, args, kwargs_out: calls.append(args[0].shape[0])
+    )
+    try:
+        fast.generate_ensemble(images, fast.adapters, **GEN)
+    finally:
+        hook.remove()
+    one = fast.inputs(images)["pixel_values"].shape[0]
+    assert calls == [one]  # the patches of the 3 images once, not 5 times
+
+
+def test_restore_gives_bit_identical_base(tiny_model, images):
+    ckpts = engine_mod.expand_checkpoints(str(tiny_model / "checkpoints"))
+    fast = engine_mod.load(str(tiny_model / "base"), ckpts)  # fresh: nothing merged or saved
+    before = {k: v.clone() for k, v in fast.model.state_dict().items()}
+    base_texts = fast.generate(images, None, **GEN)
+    for name in (fast.adapters[0], fast.adapters[-1], fast.adapters[2]):
+        fast.bank.merge(name)
+        assert any(not torch.equal(before[k], v) for k, v in fast.model.state_dict().items())
+    with fast.bank.stacked(fast.adapters):
+        pass
+    fast.bank.restore()
+    after = fast.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and set(before) == set(after)
+    assert fast.generate(images, None, **GEN) == base_texts
+    assert len(fast.bank.saved) == 8  # only the touched projections (4 per layer, 2 layers)
+
+
+def test_logits_vote_of_identical_checkpoints_equals_greedy(tiny_model, tmp_path, images):
+    one = tiny_model / "checkpoints" / "checkpoint-100"
+    copies = [shutil.copytree(one, tmp_path / f"copy-{i}") for i in range(3)]
+    for lora in ("fast", "peft"):
+        eng = engine_mod.load(str(tiny_model / "base"), [str(c) for c in copies], lora=lora)
+        greedy = eng.generate(images, [eng.adapters[0]] * len(images), **GEN)
+        voted = eng.generate_ensemble(images, eng.adapters, logits=True, **GEN)
+        assert [texts[0] for texts in voted] == greedy, lora
+        assert all(len(set(texts)) == 1 for texts in voted)
+
+
+def test_static_cache_with_padded_buckets_equals_dynamic(tiny_model, images):
+    base = str(tiny_model / "base")
+    eng = engine_mod.load(base, engine_mod.expand_checkpoints(str(tiny_model / "checkpoints")))
+    last = eng.adapters[-1]
+    dynamic = eng.generate(images, [last] * 3, **GEN)
+    dyn_ens = eng.generate_ensemble(images, eng.adapters[:2], **GEN)
+    eng.use_static(compiled=False, batch_size=4)  # 3 images padded to a bucket of 4
+    assert eng.inputs(images)["input_ids"].shape[0] == 4
+    assert eng.inputs(images)["input_ids"].shape[1] % shapes.PAD_TO == 0
+    assert eng.generate(images, [last] * 3, **GEN) == dynamic
+    assert eng.generate_ensemble(images, eng.adapters[:2], **GEN) == dyn_ens
+
+
+def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):
+    ckpt = shutil.copytree(tiny_model / "checkpoints" / "checkpoint-50", tmp_path / "dora")
+    cfg = json.loads((ckpt / "adapter_config.json").read_text())
+    cfg["use_dora"] = True
+    (ckpt / "adapter_config.json").write_text(json.dumps(cfg))
+    eng = engine_mod.load(str(tiny_model / "base"))
+    with pytest.raises(Unsupported, match="use_dora"):
+        read_adapter(ckpt, eng.model)
+
+
+def test_buckets_and_the_compile_decision():
+    assert shapes.buckets(8) == [1, 2, 4, 8] and shapes.buckets(24) == [1, 2, 4, 8, 16, 24]
+    assert [shapes.bucket(n, 24) for n in (1, 3, 9, 17, 24)] == [1, 4, 16, 24, 24]
+    assert not shapes.want_compile("auto", "cpu", 10**6)
+    assert not shapes.want_compile("auto", "cuda", 50)  # a quickwin stays eager
+    assert shapes.want_compile("auto", "cuda", shapes.AUTO_MIN_IMAGES)
+    assert shapes.want_compile("on", "cpu", 1) and not shapes.want_compile("off", "cuda", 10**6)
+
+
+def test_generation_settings_are_validated():
+    doc = {"model": {"base": "b"}, "data": {"source": "d"}, "methods": {"g": {"kind": "greedy"}}}
+    spec = parse_playbook({**doc, "generation": {"compile": True, "lora": "peft"}})
+    assert (spec.compile, spec.lora) == ("on", "peft")  # YAML's bare `on` is a boolean
+    assert parse_playbook(doc).compile == "auto"
+    with pytest.raises(PlaybookError, match="generation.compile: expected one of auto, on, off"):
+        parse_playbook({**doc, "generation": {"compile": "fast"}})
+    with pytest.raises(PlaybookError, match="generation.lora"):
+        parse_playbook({**doc, "generation": {"lora": "merged"}})
+    bad = {**doc, "methods": {"c": {"kind": "combined", "vote": "logits"}}}
+    with pytest.raises(PlaybookError, match="vote: unknown rule 'logits' for kind combined"):
+        parse_playbook(bad)
