@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from . import metrics, schema
+from . import eta, metrics, schema, stats, summary
 from .data import DataSpec, Samples, sample_indices, selection_hash
 from .decoding import Method, MethodError, decode_batch, parse_methods
 from .schema import did_you_mean
@@ -36,7 +36,7 @@ SECTIONS = {
     "model": {"base", "checkpoints", "tiny", "prompt", "device", "dtype"},
     "data": {"source", "split", "n_samples", "seed", "image_column", "text_column"},
     "generation": {"batch_size", "max_new_tokens"},
-    "scoring": {"normalize", "collapse_whitespace", "cer_tolerance"},
+    "scoring": {"normalize", "collapse_whitespace", "cer_tolerance", "bootstrap", "baseline"},
     "methods": None,
 }
 PROGRESS_EVERY_S = 2.0
@@ -60,6 +60,13 @@ class RunSpec:
     normalize: str = "nfc"
     collapse_whitespace: bool = True
     cer_tolerance: float = 0.01
+    bootstrap: int = stats.DEFAULT_RESAMPLES
+    baseline: str = ""
+
+    @property
+    def baseline_method(self) -> str:
+        """`scoring.baseline`, else the first method."""
+        return self.baseline or self.methods[0].name
 
 
 def _section(doc: dict, name: str) -> dict:
@@ -110,6 +117,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         raise PlaybookError(
             f"scoring.normalize: expected one of {', '.join(metrics.NORMAL_FORMS)}, got {form!r}"
         )
+    resamples, baseline = _scoring_stats(scoring, methods)
     canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
         name=str(doc.get("name") or name),
@@ -122,7 +130,26 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         normalize=form,
         collapse_whitespace=bool(scoring.get("collapse_whitespace", True)),
         cer_tolerance=float(tol),
+        bootstrap=resamples,
+        baseline=baseline,
     )
+
+
+def _scoring_stats(scoring: dict, methods: list[Method]) -> tuple[int, str]:
+    """`scoring.bootstrap` (resamples, >= 100) and `scoring.baseline` (a method name)."""
+    resamples = scoring.get("bootstrap", stats.DEFAULT_RESAMPLES)
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
+        raise PlaybookError(
+            f"scoring.bootstrap: expected an integer >= 100 (resamples), got {resamples!r}"
+        )
+    baseline = scoring.get("baseline") or ""
+    names = [m.name for m in methods]
+    if baseline and baseline not in names:
+        raise PlaybookError(
+            f"scoring.baseline: '{baseline}' is not a method{did_you_mean(baseline, names)}; "
+            f"methods: {', '.join(names)}"
+        )
+    return resamples, str(baseline)
 
 
 def load_playbook(path: str | Path) -> RunSpec:
@@ -162,7 +189,8 @@ def read_predictions(path: Path) -> list[dict]:
 
 @dataclass
 class Progress:
-    """progress.json, rewritten at most every PROGRESS_EVERY_S seconds."""
+    """progress.json, rewritten at most every PROGRESS_EVERY_S seconds; the ETA prices each
+    method's remaining images separately (`eta.Tracker`)."""
 
     path: Path
     total: int
@@ -170,19 +198,21 @@ class Progress:
     method: str = ""
     rate: float = 0.0
     last_write: float = field(default=0.0)
+    tracker: eta.Tracker = field(default_factory=lambda: eta.Tracker({}))
 
     def update(self, done: int, method: str, rate: float, force: bool = False) -> None:
         """Record progress; write the file when due (or `force`)."""
         self.done, self.method, self.rate = done, method, rate
         now = time.monotonic()
         if force or now - self.last_write >= PROGRESS_EVERY_S:
-            left = self.total - self.done
+            estimate = self.tracker.estimate()
             doc = {
                 "done": self.done,
                 "total": self.total,
                 "method": self.method,
                 "images_per_s": round(self.rate, 4),
-                "eta_s": round(left / self.rate, 1) if self.rate > 0 else None,
+                "eta_s": None if estimate.seconds is None else round(estimate.seconds, 1),
+                "eta_approximate": estimate.approximate,
                 "updated_at": time.time(),
             }
             write_json_atomic(self.path, schema.validate_progress(doc))
@@ -249,6 +279,9 @@ def run(
     lines = read_predictions(pred_path) if resume else []
     done = {(line["index"], line["method"]) for line in lines}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
+    progress.tracker.left = {
+        m.name: sum((i, m.name) not in done for i in indices) for m in spec.methods
+    }
     progress.update(len(done), spec.methods[0].name, 0.0, force=True)
 
     for method in spec.methods:
@@ -270,6 +303,7 @@ def run(
             prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
             dtype=str(spec.model.get("dtype", "auto")),
         )
+    progress.tracker.costs = {m.name: eta.relative_cost(m, len(checkpoints)) for m in spec.methods}
 
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
@@ -287,10 +321,18 @@ def run(
                 lines.extend(new)
                 spent += sum(line["seconds"] for line in new)
                 decoded += len(new)
+                progress.tracker.record(method.name, len(new), sum(line["seconds"] for line in new))
                 progress.update(len(done), method.name, decoded / spent if spent else 0.0)
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
 
-    results = summarize(spec, lines)
+    results = summary.summarize(
+        spec.methods,
+        lines,
+        spec.normalize,
+        spec.collapse_whitespace,
+        spec.baseline_method,
+        spec.bootstrap,
+    )
     results["run"] = {
         "run_id": os.environ.get("ORCH_RUN_ID") or out.name,
         "playbook": spec.name,
@@ -311,7 +353,9 @@ def run(
         "batch_size": spec.batch_size,
         "max_new_tokens": spec.max_new_tokens,
         "normalize": spec.normalize,
-        "recommendation": recommend(results, spec.cer_tolerance),
+        "baseline": spec.baseline_method,
+        "bootstrap": {"resamples": spec.bootstrap, "seed": stats.DEFAULT_SEED, "confidence": 0.95},
+        "recommendation": summary.recommend(results, spec.cer_tolerance, spec.baseline_method),
         "started_at": started,
         "ended_at": time.time(),
     }
@@ -377,41 +421,6 @@ def _failure(samples: Samples, method: Method, index: int, exc: BaseException) -
         "seconds": 0.0,
         "error": f"{type(exc).__name__}: {exc}"[:500],
     }
-
-
-def summarize(spec: RunSpec, lines: list[dict]) -> dict:
-    """Per-method scores and timing from prediction lines (the last line per index wins)."""
-    out: dict = {}
-    for method in spec.methods:
-        mine = {line["index"]: line for line in lines if line["method"] == method.name}
-        good = [line for line in mine.values() if "error" not in line]
-        bad = [line for line in mine.values() if "error" in line]
-        score = metrics.score_pairs(
-            ((line["reference"], line["prediction"]) for line in good),
-            spec.normalize,
-            spec.collapse_whitespace,
-        )
-        seconds = sum(line["seconds"] for line in good)
-        out[method.name] = {
-            **score.to_json(),
-            "failures": len(bad),
-            "failure_examples": [f"{b['index']}: {b['error']}" for b in bad[:3]],
-            "time_per_image_s": seconds / len(good) if good else 0.0,
-            "images_per_s": len(good) / seconds if seconds else 0.0,
-            "settings": method.settings(),
-        }
-    return out
-
-
-def recommend(results: dict, tolerance: float) -> dict:
-    """The best method by CER, and the fastest one within `tolerance` of the best CER."""
-    scored = {k: v for k, v in results.items() if k != schema.RUN_KEY and v["n"] > 0}
-    if not scored:
-        return {"best": None, "fastest_within_tolerance": None, "cer_tolerance": tolerance}
-    best = min(scored, key=lambda k: scored[k]["cer"])
-    near = [k for k in scored if scored[k]["cer"] <= scored[best]["cer"] + tolerance]
-    fastest = max(near, key=lambda k: scored[k]["images_per_s"])
-    return {"best": best, "fastest_within_tolerance": fastest, "cer_tolerance": tolerance}
 
 
 def _gpu_name(engine) -> str | None:
