@@ -1,6 +1,7 @@
 """`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `score FILE.jsonl`, `tiny DIR`.
 
-Exit codes: 0 success, 1 the run failed, 2 a usage or playbook error.
+Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
+written), 2 a usage or playbook error.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("file")
     p_score.add_argument("--normalize", default="nfc", choices=["nfc", "none"])
     p_score.add_argument("--method", help="only lines of this method")
+    p_score.add_argument("--baseline", help="method the others are compared with (default: first)")
+    p_score.add_argument("--bootstrap", type=int, default=1000, help="resamples (default 1000)")
+    p_score.add_argument("--seed", type=int, help="bootstrap seed (default: the worker's)")
     p_tiny = sub.add_parser("tiny", help="build the small local model with LoRA checkpoints")
     p_tiny.add_argument("folder")
     args = parser.parse_args(argv)
 
     if args.command == "score":
-        return _score(args.file, args.normalize, args.method)
+        return _score(args)
     if args.command == "tiny":
         from .tiny import build
 
@@ -43,19 +47,53 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, body in results.items():
         if name != "run":
-            print(
-                f"{name}: CER {body['cer']:.4f} WER {body['wer']:.4f} "
-                f"exact {body['exact_match']:.3f} n={body['n']} failures={body['failures']} "
-                f"{body['time_per_image_s']:.3f} s/image"
-            )
-    print(f"recommendation: {json.dumps(results['run']['recommendation'])}")
+            print(_line(name, body))
+    rec = results["run"]["recommendation"]
+    print(f"recommendation: {rec['statement']}")
+    failed = [k for k, v in results.items() if k != "run" and v["cer"] is None]
+    if failed:
+        print(
+            f"gpu_worker: error: no sample scored for {', '.join(failed)}; "
+            "see failure_examples in results.json",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _score(path: str, form: str, method: str | None) -> int:
-    from .metrics import score_pairs
+def _line(name: str, body: dict) -> str:
+    """One method's figures, with intervals, for the log."""
+    if body["cer"] is None:
+        return f"{name}: failed ({body['failures']} of {body['n']}): {body['failure_examples'][:1]}"
+    cer_ci = body.get("cer_ci") or [body["cer"], body["cer"]]
+    text = (
+        f"{name}: CER {body['cer']:.4f} ({cer_ci[0]:.4f}-{cer_ci[1]:.4f}) WER {body['wer']:.4f} "
+        f"exact {body['exact_match']:.3f} n={body['n']} failures={body['failures']} "
+        f"{body['time_per_image_s']:.3f} s/image"
+    )
+    vs = body.get("vs_baseline")
+    if vs:
+        text += (
+            f"; vs {vs['method']}: {vs['delta_cer']:+.4f} ({vs['ci'][0]:+.4f} to "
+            f"{vs['ci'][1]:+.4f}) p={vs['p_value']:.3g}, lines needed {vs['lines_needed']}"
+        )
+    return text
 
-    pairs = []
+
+class _Named:
+    """A method known only by name (a predictions file has no settings)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def settings(self) -> dict:
+        """No settings are known."""
+        return {}
+
+
+def _read_rows(path: str, method: str | None) -> list[dict]:
+    """Prediction rows as summarize() takes them; ValueError names the line."""
+    rows = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -63,21 +101,50 @@ def _score(path: str, form: str, method: str | None) -> int:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                print(f"gpu_worker: error: {path}:{number}: invalid JSON", file=sys.stderr)
-                return 2
-            if method and row.get("method") != method:
-                continue
-            if row.get("error"):  # a sample that failed in the run: counted there, not here
+                raise ValueError(f"{path}:{number}: invalid JSON") from None
+            if not isinstance(row, dict) or (method and row.get("method") != method):
                 continue
             ref, pred = row.get("reference"), row.get("prediction")
-            if not isinstance(ref, str) or not isinstance(pred, str):
-                print(
-                    f"gpu_worker: error: {path}:{number}: needs 'reference' and 'prediction'",
-                    file=sys.stderr,
-                )
-                return 2
-            pairs.append((ref, pred))
-    print(json.dumps(score_pairs(pairs, form).to_json(), indent=2))
+            if not isinstance(ref, str) or not (isinstance(pred, str) or row.get("error")):
+                raise ValueError(f"{path}:{number}: needs 'reference' and 'prediction'")
+            row = {**row, "method": str(row.get("method") or ""), "seconds": 0.0}
+            row.setdefault("index", number)
+            rows.append(row)
+    return rows
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Score a predictions file like the worker does: failures as empty predictions, intervals,
+    paired comparisons with the baseline. One method: its object; several: one per method."""
+    from . import stats
+    from .summary import summarize
+
+    try:
+        rows = _read_rows(args.file, args.method)
+    except (OSError, ValueError) as exc:
+        print(f"gpu_worker: error: {exc}", file=sys.stderr)
+        return 2
+    names = list(dict.fromkeys(row["method"] for row in rows)) or [args.method or ""]
+    if args.baseline and args.baseline not in names:
+        print(
+            f"gpu_worker: error: --baseline {args.baseline}: not a method in {args.file}",
+            file=sys.stderr,
+        )
+        return 2
+    seed = stats.DEFAULT_SEED if args.seed is None else args.seed
+    out = summarize(
+        [_Named(n) for n in names],
+        rows,
+        args.normalize,
+        True,
+        args.baseline,
+        max(1, args.bootstrap),
+        seed,
+    )
+    for body in out.values():
+        for key in ("settings", "time_per_image_s", "images_per_s"):
+            body.pop(key)
+    print(json.dumps(out[names[0]] if len(names) == 1 else out, indent=2, ensure_ascii=False))
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from . import metrics, schema
+from . import eta, metrics, schema, stats, summary
 from .batches import run_method, timing_fields
 from .data import DataSpec, Samples, sample_indices, selection_hash
 from .decoding import Method, MethodError, parse_methods
@@ -40,7 +40,7 @@ SECTIONS = {
     "model": {"base", "checkpoints", "tiny", "prompt", "device", "dtype"},
     "data": {"source", "split", "n_samples", "seed", "image_column", "text_column"},
     "generation": {"batch_size", "max_new_tokens", "compile", "lora"},
-    "scoring": {"normalize", "collapse_whitespace", "cer_tolerance"},
+    "scoring": {"normalize", "collapse_whitespace", "cer_tolerance", "bootstrap", "baseline"},
     "methods": None,
 }
 PROGRESS_EVERY_S = 2.0
@@ -67,6 +67,13 @@ class RunSpec:
     cer_tolerance: float = 0.01
     compile: str = "auto"
     lora: str = "fast"
+    bootstrap: int = stats.DEFAULT_RESAMPLES
+    baseline: str = ""
+
+    @property
+    def baseline_method(self) -> str:
+        """`scoring.baseline`, else the first method."""
+        return self.baseline or self.methods[0].name
 
 
 def _section(doc: dict, name: str) -> dict:
@@ -118,6 +125,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
             f"scoring.normalize: expected one of {', '.join(metrics.NORMAL_FORMS)}, got {form!r}"
         )
     compile_setting, lora = _generation_switches(gen)
+    resamples, baseline = _scoring_stats(scoring, methods)
     canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
         name=str(doc.get("name") or name),
@@ -132,7 +140,26 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         cer_tolerance=float(tol),
         compile=compile_setting,
         lora=lora,
+        bootstrap=resamples,
+        baseline=baseline,
     )
+
+
+def _scoring_stats(scoring: dict, methods: list[Method]) -> tuple[int, str]:
+    """`scoring.bootstrap` (resamples, >= 100) and `scoring.baseline` (a method name)."""
+    resamples = scoring.get("bootstrap", stats.DEFAULT_RESAMPLES)
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
+        raise PlaybookError(
+            f"scoring.bootstrap: expected an integer >= 100 (resamples), got {resamples!r}"
+        )
+    baseline = scoring.get("baseline") or ""
+    names = [m.name for m in methods]
+    if baseline and baseline not in names:
+        raise PlaybookError(
+            f"scoring.baseline: '{baseline}' is not a method{did_you_mean(baseline, names)}; "
+            f"methods: {', '.join(names)}"
+        )
+    return resamples, str(baseline)
 
 
 def _generation_switches(gen: dict) -> tuple[str, str]:
@@ -189,7 +216,8 @@ def read_predictions(path: Path) -> list[dict]:
 
 @dataclass
 class Progress:
-    """progress.json, rewritten at most every PROGRESS_EVERY_S seconds."""
+    """progress.json, rewritten at most every PROGRESS_EVERY_S seconds; the ETA prices each
+    method's remaining images separately (`eta.Tracker`)."""
 
     path: Path
     total: int
@@ -197,19 +225,21 @@ class Progress:
     method: str = ""
     rate: float = 0.0
     last_write: float = field(default=0.0)
+    tracker: eta.Tracker = field(default_factory=lambda: eta.Tracker({}))
 
     def update(self, done: int, method: str, rate: float, force: bool = False) -> None:
         """Record progress; write the file when due (or `force`)."""
         self.done, self.method, self.rate = done, method, rate
         now = time.monotonic()
         if force or now - self.last_write >= PROGRESS_EVERY_S:
-            left = self.total - self.done
+            estimate = self.tracker.estimate()
             doc = {
                 "done": self.done,
                 "total": self.total,
                 "method": self.method,
                 "images_per_s": round(self.rate, 4),
-                "eta_s": round(left / self.rate, 1) if self.rate > 0 else None,
+                "eta_s": None if estimate.seconds is None else round(estimate.seconds, 1),
+                "eta_approximate": estimate.approximate,
                 "updated_at": time.time(),
             }
             write_json_atomic(self.path, schema.validate_progress(doc))
@@ -288,6 +318,9 @@ def run(
     lines = read_predictions(pred_path) if resume else []
     done = {(line["index"], line["method"]) for line in lines}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
+    progress.tracker.left = {
+        m.name: sum((i, m.name) not in done for i in indices) for m in spec.methods
+    }
     progress.update(len(done), spec.methods[0].name, 0.0, force=True)
 
     for method in spec.methods:
@@ -296,6 +329,7 @@ def run(
 
             check(method.binary, method.lang)
     engine, base, checkpoints = _load_engine(spec, root, len(indices), log)
+    progress.tracker.costs = {m.name: eta.relative_cost(m, len(checkpoints)) for m in spec.methods}
 
     timings: dict[str, dict] = {}
     with open(pred_path, "a", encoding="utf-8") as sink:
@@ -310,12 +344,20 @@ def run(
                 sink.flush()
                 os.fsync(sink.fileno())
                 lines.extend(new)
+                progress.tracker.record(name, len(new), sum(line["seconds"] for line in new))
                 progress.update(len(done), name, rate)
 
             timings[method.name] = run_method(engine, method, spec, samples, pending, record)
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
 
-    results = summarize(spec, lines)
+    results = summary.summarize(
+        spec.methods,
+        lines,
+        spec.normalize,
+        spec.collapse_whitespace,
+        spec.baseline_method,
+        spec.bootstrap,
+    )
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
     results["run"] = {
@@ -340,47 +382,14 @@ def run(
         "lora": engine.mode if engine else None,
         "compiled": bool(engine and engine.compiled),
         "normalize": spec.normalize,
-        "recommendation": recommend(results, spec.cer_tolerance),
+        "baseline": spec.baseline_method,
+        "bootstrap": {"resamples": spec.bootstrap, "seed": stats.DEFAULT_SEED, "confidence": 0.95},
+        "recommendation": summary.recommend(results, spec.cer_tolerance, spec.baseline_method),
         "started_at": started,
         "ended_at": time.time(),
     }
     write_json_atomic(out / "results.json", schema.validate_results(results))
     return results
-
-
-def summarize(spec: RunSpec, lines: list[dict]) -> dict:
-    """Per-method scores and timing from prediction lines (the last line per index wins)."""
-    out: dict = {}
-    for method in spec.methods:
-        mine = {line["index"]: line for line in lines if line["method"] == method.name}
-        good = [line for line in mine.values() if "error" not in line]
-        bad = [line for line in mine.values() if "error" in line]
-        score = metrics.score_pairs(
-            ((line["reference"], line["prediction"]) for line in good),
-            spec.normalize,
-            spec.collapse_whitespace,
-        )
-        seconds = sum(line["seconds"] for line in good)
-        out[method.name] = {
-            **score.to_json(),
-            "failures": len(bad),
-            "failure_examples": [f"{b['index']}: {b['error']}" for b in bad[:3]],
-            "time_per_image_s": seconds / len(good) if good else 0.0,
-            "images_per_s": len(good) / seconds if seconds else 0.0,
-            "settings": method.settings(),
-        }
-    return out
-
-
-def recommend(results: dict, tolerance: float) -> dict:
-    """The best method by CER, and the fastest one within `tolerance` of the best CER."""
-    scored = {k: v for k, v in results.items() if k != schema.RUN_KEY and v["n"] > 0}
-    if not scored:
-        return {"best": None, "fastest_within_tolerance": None, "cer_tolerance": tolerance}
-    best = min(scored, key=lambda k: scored[k]["cer"])
-    near = [k for k in scored if scored[k]["cer"] <= scored[best]["cer"] + tolerance]
-    fastest = max(near, key=lambda k: scored[k]["images_per_s"])
-    return {"best": best, "fastest_within_tolerance": fastest, "cer_tolerance": tolerance}
 
 
 def _gpu_name(engine) -> str | None:

@@ -3,6 +3,9 @@
 results.json: one object per run. Each decoding method is a top-level key holding at least
 ``cer wer exact_match n failures time_per_image_s images_per_s`` (rates are fractions, 0.42);
 the reserved key ``run`` holds provenance (run id, playbook, host, versions, code, data, times).
+A method with no scored sample (``failures == n``) has null rates and timings (``NULLABLE``);
+a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) and
+``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``).
 
 progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds).
 """
@@ -14,6 +17,7 @@ from typing import Any
 
 RUN_KEY = "run"
 METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s", "images_per_s")
+NULLABLE = ("cer", "wer", "exact_match", "time_per_image_s", "images_per_s")
 PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")
 
 
@@ -51,16 +55,38 @@ def validate_results(doc: Any) -> dict:
         body = doc[name]
         if not isinstance(body, dict):
             raise SchemaError(f"results.{name}: expected an object")
-        for field in METHOD_FIELDS:
-            if field not in body:
-                raise SchemaError(f"results.{name}.{field}: missing")
-            _number(body[field], f"results.{name}.{field}", integer=field in ("n", "failures"))
-        for field in ("warmup_s", "wall_s"):  # optional: timing of the run that wrote it
-            if field in body:
-                _number(body[field], f"results.{name}.{field}")
-        if body["exact_match"] > 1:
-            raise SchemaError(f"results.{name}.exact_match: expected a fraction <= 1")
+        _validate_method(name, body)
     return doc
+
+
+def _validate_method(name: str, body: dict) -> None:
+    for field in METHOD_FIELDS:
+        if field not in body:
+            raise SchemaError(f"results.{name}.{field}: missing")
+    failed = body["failures"] == body["n"]
+    for field in METHOD_FIELDS:
+        if body[field] is None and field in NULLABLE:
+            if not failed:
+                raise SchemaError(
+                    f"results.{name}.{field}: null only for a method with no scored sample"
+                )
+            continue
+        _number(body[field], f"results.{name}.{field}", integer=field in ("n", "failures"))
+    for field in ("warmup_s", "wall_s"):  # optional: timing of the run that wrote it
+        if field in body:
+            _number(body[field], f"results.{name}.{field}")
+    if body["exact_match"] is not None and body["exact_match"] > 1:
+        raise SchemaError(f"results.{name}.exact_match: expected a fraction <= 1")
+    for field in ("cer_ci", "wer_ci"):
+        ci = body.get(field)
+        if ci is None:
+            continue
+        if not isinstance(ci, list) or len(ci) != 2:
+            raise SchemaError(f"results.{name}.{field}: expected [low, high]")
+        for v in ci:
+            _number(v, f"results.{name}.{field}")
+        if ci[0] > ci[1]:
+            raise SchemaError(f"results.{name}.{field}: low > high")
 
 
 def validate_progress(doc: Any) -> dict:

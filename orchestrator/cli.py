@@ -295,7 +295,7 @@ def _render_status(statuses, as_json: bool) -> None:
                 progress,
                 s.method or "-",
                 rate,
-                _age(s.eta_s),
+                ("~" if s.eta_approximate and s.eta_s is not None else "") + _age(s.eta_s),
                 _age(s.updated_age_s),
                 _age(s.elapsed_s),
                 cost,
@@ -555,22 +555,15 @@ def results(state: State, as_json: bool) -> None:
     if not rows:
         click.echo("no fetched results; run `orch fetch`")
         return
+    from .readme import view_cells
+
     _table(
         None,
-        ["run", "date", "method", "CER", "WER", "exact", "s/image", "images/s", "n"],
+        ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p", "lines needed", "WER"]
+        + ["exact", "s/image", "images/s", "n"],
         [
-            [
-                r["run_id"],
-                time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"])),
-                r["method"],
-                f"{r['cer']:.3f}",
-                f"{r['wer']:.3f}",
-                f"{r['exact_match']:.3f}",
-                f"{r['time_per_image_s']:.3f}",
-                f"{r['images_per_s']:.2f}",
-                str(r["n"]),
-            ]
-            for r in rows
+            [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))] + cells
+            for r, cells in zip(rows, map(view_cells, rows), strict=True)
         ],
     )
 

@@ -38,7 +38,9 @@ class CardUpload:
 
 
 def eval_results(tables, source_url: str | None) -> list:
-    """One CER and one WER `EvalResult` per method of each run."""
+    """One CER and one WER `EvalResult` per method of each run with rates: the corpus point
+    value (model-index has no interval field) with the number of lines `n` in the metric's
+    name and args. A method with no scored sample (null rates) is left out."""
     from huggingface_hub import EvalResult
 
     out = []
@@ -46,6 +48,9 @@ def eval_results(tables, source_url: str | None) -> list:
         data = t.results.get("run", {}).get("data", {})
         dataset = str(data.get("source", "unknown"))
         for method in t.methods:
+            body = t.results[method]
+            if body.get("cer") is None:
+                continue
             for key, label in METRICS:
                 out.append(
                     EvalResult(
@@ -56,9 +61,10 @@ def eval_results(tables, source_url: str | None) -> list:
                         dataset_split=data.get("split"),
                         dataset_revision=data.get("revision"),
                         metric_type=key,
-                        metric_name=f"{label} ({method})",
+                        metric_name=f"{label} ({method}, n={body['n']})",
                         metric_config=method,
-                        metric_value=round(float(t.results[method][key]), 4),
+                        metric_value=round(float(body[key]), 4),
+                        metric_args={"n": body["n"]},
                         source_name="orch" if source_url else None,
                         source_url=source_url,
                     )

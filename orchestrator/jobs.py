@@ -76,6 +76,7 @@ class RunStatus:
     method: str | None = None
     images_per_s: float | None = None
     eta_s: float | None = None
+    eta_approximate: bool = False  # some method with work left has not been timed yet
     updated_age_s: float | None = None
     elapsed_s: float | None = None
     cost: float | None = None
@@ -353,6 +354,7 @@ def _to_status(host_name: str, run_id: str, seen: dict, now: float, read_at: flo
         method=prog.get("method"),
         images_per_s=prog.get("images_per_s"),
         eta_s=prog.get("eta_s") if state == "running" else None,
+        eta_approximate=bool(prog.get("eta_approximate")),
         updated_age_s=(now - updated) if isinstance(updated, (int, float)) else None,
         elapsed_s=elapsed,
         cost=(elapsed / 3600 * rate) if elapsed is not None and rate else None,

@@ -1,43 +1,101 @@
 """The accuracy/speed trade-off plot: CER against seconds per image, one labelled point per
-method. matplotlib with the Agg backend, imported only when a plot is drawn."""
+method, the CER's 95% interval as an error bar. matplotlib with the Agg backend, imported only
+when a plot is drawn.
+
+Labels never overlap each other or another method's marker: each label tries a ring of offsets
+around its point (near ones first) and takes the first whose box is clear. Methods with no
+scored sample have no point; they are named in a note under the title.
+"""
 
 from __future__ import annotations
 
 import io
 
+_RINGS = (6, 14, 24, 36)
+_OFFSETS = [
+    offset
+    for r in _RINGS
+    for offset in ((r, r), (r, -r - 7), (-r, r), (-r, -r - 7), (r, -4), (-r, -4))
+]
 
-def tradeoff_png(results: dict, title: str) -> bytes:
-    """PNG bytes of the plot for one results object (byte-identical for identical input)."""
+
+def _place_labels(fig, ax, methods: list[str], xs: list[float], ys: list[float]) -> list:
+    """Annotate each point at the first offset whose text box overlaps no placed label or
+    marker; returns the annotations."""
+    renderer = fig.canvas.get_renderer()
+    markers = [ax.transData.transform((x, y)) for x, y in zip(xs, ys, strict=True)]
+    placed, boxes = [], []
+    for i, (m, x, y) in enumerate(zip(methods, xs, ys, strict=True)):
+        for dx, dy in _OFFSETS:
+            ann = ax.annotate(
+                m,
+                (x, y),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha="left" if dx >= 0 else "right",
+                fontsize=9,
+                annotation_clip=False,
+            )
+            box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
+            hits_marker = any(box.contains(px, py) for j, (px, py) in enumerate(markers) if j != i)
+            if not hits_marker and not any(box.overlaps(b) for b in boxes):
+                break
+            if (dx, dy) != _OFFSETS[-1]:
+                ann.remove()
+        boxes.append(box)
+        placed.append(ann)
+    return placed
+
+
+def tradeoff_figure(results: dict, title: str):
+    """The matplotlib Figure of the plot (labels placed), for `tradeoff_png` and tests."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    methods = [k for k in results if k != "run"]
+    methods = [k for k in results if k != "run" and results[k].get("cer") is not None]
+    failed = [k for k in results if k != "run" and results[k].get("cer") is None]
     xs = [results[m]["time_per_image_s"] for m in methods]
     ys = [results[m]["cer"] for m in methods]
+    cis = [results[m].get("cer_ci") or [results[m]["cer"]] * 2 for m in methods]
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.scatter(xs, ys, s=36, color="tab:blue", zorder=3)
-    offsets = [(6, 6), (6, -13), (-6, 6), (-6, -13)]  # neighbours with equal scores stay legible
-    for i, (m, x, y) in enumerate(zip(methods, xs, ys, strict=True)):
-        dx, dy = offsets[i % len(offsets)]
-        ax.annotate(
-            m,
-            (x, y),
-            textcoords="offset points",
-            xytext=(dx, dy),
-            ha="left" if dx > 0 else "right",
-            fontsize=9,
+    if methods:
+        below = [max(0.0, y - lo) for y, (lo, _) in zip(ys, cis, strict=True)]
+        above = [max(0.0, hi - y) for y, (_, hi) in zip(ys, cis, strict=True)]
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[below, above],
+            fmt="o",
+            markersize=6,
+            color="tab:blue",
+            ecolor="tab:gray",
+            elinewidth=1,
+            capsize=3,
+            zorder=3,
         )
     if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("seconds per image (lower is faster)")
-    ax.set_ylabel("CER (lower is better)")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("CER, 95% interval (lower is better)")
+    note = f"\nfailed (no scored sample): {', '.join(failed)}" if failed else ""
+    ax.set_title(title + note, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.margins(0.15)
+    ax.margins(0.2)
     fig.tight_layout()
+    ax.set_xlim(ax.get_xlim())  # fixed limits: labels placed now stay where they were checked
+    ax.set_ylim(ax.get_ylim())
+    _place_labels(fig, ax, methods, xs, ys)
+    return fig
+
+
+def tradeoff_png(results: dict, title: str) -> bytes:
+    """PNG bytes of the plot for one results object (byte-identical for identical input)."""
+    fig = tradeoff_figure(results, title)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()

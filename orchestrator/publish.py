@@ -150,6 +150,7 @@ def publish(
                 (m, k, round(t.results[m][k], 4))
                 for t in tables
                 for m in t.methods
+                if t.results[m]["cer"] is not None
                 for k in ("cer", "wer")
             ],  # fmt: skip
             create_pr,
@@ -190,11 +191,13 @@ def publish(
 
 
 def comparison_rows(config: Config) -> list[dict]:
-    """One row per (run, method) across every fetched run, for `orch results`."""
+    """One row per (run, method) across every fetched run, for `orch results`: rates with their
+    intervals, the paired ΔCER vs the run's baseline and the lines needed to detect it."""
     rows = []
     for r in load_runs(config):
         for m in [k for k in r.results if k != "run"]:
             body = r.results[m]
+            vs = body.get("vs_baseline") or {}
             rows.append(
                 {
                     "run_id": r.run_id,
@@ -204,6 +207,14 @@ def comparison_rows(config: Config) -> list[dict]:
                     **{k: body[k] for k in ("cer", "wer", "exact_match", "n", "failures")},
                     "time_per_image_s": body["time_per_image_s"],
                     "images_per_s": body["images_per_s"],
+                    "cer_ci": body.get("cer_ci"),
+                    "wer_ci": body.get("wer_ci"),
+                    "baseline": vs.get("method"),
+                    "delta_cer": vs.get("delta_cer"),
+                    "delta_ci": vs.get("ci"),
+                    "p_value": vs.get("p_value"),
+                    "significant": vs.get("significant"),
+                    "lines_needed": vs.get("lines_needed"),
                 }
             )
     return rows

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from gpu_worker.stats import best_method
+
 START = "<!-- orch:results:start -->"
 END = "<!-- orch:results:end -->"
 BASELINE_NAMES = ("baseline", "greedy")
@@ -35,39 +37,112 @@ class RunTable:
 
     @property
     def baseline(self) -> str:
-        """The method the CER change is measured against: `baseline`, `greedy` or the first."""
+        """The method the CER change is measured against: the run's `baseline` (the worker's
+        `scoring.baseline` or first method); for older results `baseline`, `greedy` or the first."""
+        named = self.results.get("run", {}).get("baseline")
+        if named in self.methods:
+            return named
         return next((m for m in BASELINE_NAMES if m in self.results), self.methods[0])
 
     @property
-    def best(self) -> str:
-        """The method with the lowest corpus CER."""
-        return min(self.methods, key=lambda m: self.results[m]["cer"])
+    def best(self) -> str | None:
+        """The method with the lowest corpus CER (`gpu_worker.stats.best_method`); None when
+        every method failed."""
+        return best_method(self.results)
 
 
-def _fmt(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}"
+def _fmt(value: float | None, digits: int = 3, ci: list | None = None) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.{digits}f}"
+    return f"{text} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})" if ci else text
+
+
+def _delta(table: RunTable, m: str) -> str:
+    """ΔCER vs the baseline with its paired interval and p-value; `*` when it excludes 0."""
+    r, base = table.results[m], table.results[table.baseline]
+    if m == table.baseline or r["cer"] is None or base["cer"] is None:
+        return "—"
+    vs = r.get("vs_baseline")
+    if not vs:
+        return f"{r['cer'] - base['cer']:+.3f}"
+    p = "p<0.001" if vs["p_value"] < 0.001 else f"p={vs['p_value']:.3f}"
+    mark = " \\*" if vs["significant"] else ""
+    return f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), {p}{mark}"
+
+
+def _row(table: RunTable, m: str) -> str:
+    r = table.results[m]
+    if r["cer"] is None:
+        cer = f"failed ({r['failures']} of {r['n']})"
+    else:
+        point = f"**{r['cer']:.3f}**" if m == table.best else f"{r['cer']:.3f}"
+        ci = r.get("cer_ci")
+        cer = f"{point} ({ci[0]:.3f}–{ci[1]:.3f})" if ci else point
+    failures = f" ({r['failures']} failed)" if r.get("failures") and r["cer"] is not None else ""
+    s_img, rate = r["time_per_image_s"], r["images_per_s"]
+    return (
+        f"| {m} | {cer} | {_delta(table, m)} | {_fmt(r['wer'], ci=r.get('wer_ci'))} | "
+        f"{_fmt(r['exact_match'])} | {'—' if s_img is None else f'{s_img:.3f}'} | "
+        f"{'—' if rate is None else f'{rate:.2f}'} | {r['n']}{failures} |"
+    )
+
+
+def sample_size_line(table: RunTable) -> str | None:
+    """How many lines would detect each method's observed ΔCER (95% confidence, 80% power)."""
+    parts, rerun = [], False
+    for m in table.methods:
+        vs = table.results[m].get("vs_baseline")
+        if not vs:
+            continue
+        parts.append(f"{m} ≈ {vs['lines_needed']:,} (Δ {vs['lines_needed_delta']:.3f})")
+        rerun = rerun or vs["lines_needed"] > vs["n"]
+    if not parts:
+        return None
+    n = max(table.results[m]["n"] for m in table.methods)
+    text = (
+        f"Sample size: n={n} lines. Lines needed to detect the observed ΔCER vs "
+        f"{table.baseline} (95% confidence, 80% power): {'; '.join(parts)}."
+    )
+    if rerun:
+        text += " Rerun with `--set data.n_samples=N` or the full split to tell them apart."
+    return text
+
+
+def _notes(table: RunTable) -> list[str]:
+    """The lines under the table: significance, sample size, the recommendation."""
+    run = table.results.get("run", {})
+    notes = []
+    if any(table.results[m].get("vs_baseline") for m in table.methods):
+        boot = run.get("bootstrap") or {}
+        notes.append(
+            "CER and WER with 95% bootstrap intervals over lines; Δ CER is paired on the same "
+            f"lines ({boot.get('resamples', 1000)} resamples); \\* marks an interval that "
+            "excludes 0."
+        )
+    size = sample_size_line(table)
+    if size:
+        notes.append(size)
+    statement = (run.get("recommendation") or {}).get("statement")
+    if statement:
+        notes.append(f"Recommendation: {statement}.")
+    return notes
 
 
 def render_run(table: RunTable) -> str:
-    """A Markdown table (one row per method) and the provenance line under it."""
-    res, base = table.results, table.results[table.baseline]["cer"]
+    """A Markdown table (one row per method), notes on intervals and sample size, provenance."""
+    res = table.results
     lines = [
         f"### {table.playbook}",
         "",
-        "| method | CER | Δ CER vs baseline | WER | exact match | s/image | images/s | n |",
+        "| method | CER (95% CI) | Δ CER vs baseline | WER (95% CI) | exact match | s/image "
+        "| images/s | n |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for m in table.methods:
-        r = res[m]
-        cer = _fmt(r["cer"])
-        if m == table.best:
-            cer = f"**{cer}**"
-        delta = "—" if m == table.baseline else f"{r['cer'] - base:+.3f}"
-        failures = f" ({r['failures']} failed)" if r.get("failures") else ""
-        lines.append(
-            f"| {m} | {cer} | {delta} | {_fmt(r['wer'])} | {_fmt(r['exact_match'])} | "
-            f"{r['time_per_image_s']:.3f} | {r['images_per_s']:.2f} | {r['n']}{failures} |"
-        )
+    lines += [_row(table, m) for m in table.methods]
+    notes = _notes(table)
+    if notes:
+        lines += ["", *notes]
     run = res.get("run", {})
     when = run.get("ended_at") or run.get("started_at")
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when)) if when else "date unknown"
@@ -87,6 +162,39 @@ def render_run(table: RunTable) -> str:
     if table.plot_link:
         lines += ["", f"![CER against seconds per image]({table.plot_link})"]
     return "\n".join(lines)
+
+
+def view_cells(row: dict) -> list[str]:
+    """The `orch results` cells of one comparison row (`publish.comparison_rows`): method,
+    CER with interval or `failed (k of n)`, ΔCER vs base with its interval (`*`: excludes 0),
+    p, lines needed, WER, exact, s/image, images/s, n."""
+    if row["cer"] is None:
+        cer = f"failed ({row['failures']} of {row['n']})"
+    else:
+        cer = _fmt(row["cer"], ci=row.get("cer_ci")).replace("–", "-")
+    delta = p = needed = "-"
+    if row.get("delta_cer") is not None:
+        lo, hi = row["delta_ci"]
+        mark = " *" if row["significant"] else ""
+        delta = f"{row['delta_cer']:+.3f} ({lo:+.3f}..{hi:+.3f}){mark}"
+        p = f"{row['p_value']:.3g}"
+        needed = str(row["lines_needed"])
+
+    def num(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    return [
+        row["method"],
+        cer,
+        delta,
+        p,
+        needed,
+        num(row["wer"], 3),
+        num(row["exact_match"], 3),
+        num(row["time_per_image_s"], 3),
+        num(row["images_per_s"], 2),
+        str(row["n"]) + (f" ({row['failures']} failed)" if row.get("failures") else ""),
+    ]
 
 
 def render_block(tables: list[RunTable]) -> str:
@@ -113,6 +221,11 @@ def commit_message(tables: list[RunTable]) -> str:
     """`results: <run> — best CER 0.301 (combined), baseline 0.420` (runs joined by `; `)."""
     parts = []
     for t in tables:
-        best, base = t.results[t.best]["cer"], t.results[t.baseline]["cer"]
-        parts.append(f"{t.run_id} — best CER {best:.3f} ({t.best}), {t.baseline} {base:.3f}")
+        base = t.results[t.baseline]["cer"]
+        base_text = "failed" if base is None else f"{base:.3f}"
+        if t.best is None:
+            parts.append(f"{t.run_id} — every method failed")
+            continue
+        best = t.results[t.best]["cer"]
+        parts.append(f"{t.run_id} — best CER {best:.3f} ({t.best}), {t.baseline} {base_text}")
     return "results: " + "; ".join(parts)

@@ -288,6 +288,89 @@ def test_card_is_the_committed_readme_plus_model_index(pub, hub):
     assert TOKEN not in git(pub, "log", "-p", "--all")
 
 
+def stats_results(root: Path, run_id: str = "stats-20261126-120000-ef56") -> dict:
+    """A fetched run whose statistics come from the worker's own summarize() on 200 synthetic
+    lines: greedy ~30% CER, beam ~20% (clearly better), sample ~= greedy, broken failed on all."""
+    import numpy as np
+
+    from gpu_worker.summary import recommend, summarize
+
+    rng = np.random.default_rng(3)
+    words = lambda: " ".join("".join(rng.choice(list("abcdefghij"), size=5)) for _ in range(6))  # noqa: E731
+    refs = [words() for _ in range(200)]
+    lines = []
+    for name, p in (("greedy", 0.3), ("beam", 0.2), ("sample", 0.3)):
+        for i, ref in enumerate(refs):
+            pred = "".join(c if rng.random() > p else "x" for c in ref)
+            lines.append(
+                {
+                    "index": i,
+                    "method": name,
+                    "reference": ref,
+                    "prediction": pred,
+                    "seconds": {"greedy": 0.05, "beam": 0.2, "sample": 0.06}[name],
+                }
+            )
+    for i, ref in enumerate(refs):
+        lines.append(
+            {
+                "index": i,
+                "method": "broken",
+                "reference": ref,
+                "prediction": None,
+                "seconds": 0.0,
+                "error": "RuntimeError: CUDA error",
+            }
+        )
+    methods = [
+        type("M", (), {"name": n, "settings": lambda self: {"kind": "greedy"}})()
+        for n in ("greedy", "beam", "sample", "broken")
+    ]
+    doc = summarize(methods, lines, baseline="greedy", resamples=1000)
+    doc["run"] = {
+        "playbook": "stats",
+        "baseline": "greedy",
+        "bootstrap": {"resamples": 1000, "seed": 1, "confidence": 0.95},
+        "data": {"source": "/data/lines", "split": "test", "n_samples": 200, "seed": 1},
+        "started_at": 1.95e9,
+    }
+    doc["run"]["recommendation"] = recommend(doc, 0.01, "greedy")
+    folder = root / "results" / run_id
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(doc))
+    return doc
+
+
+def test_table_shows_intervals_paired_deltas_sample_size_and_failed_rows(pub, orch):
+    doc = stats_results(pub)
+    res = orch("publish", "--no-hub", "stats-20261126-120000-ef56")
+    assert res.exit_code == 0, res.output
+    text = (pub / "README.md").read_text()
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    g, b = doc["greedy"], doc["beam"]
+    assert rows["greedy"].startswith(
+        f"| greedy | {g['cer']:.3f} ({g['cer_ci'][0]:.3f}–{g['cer_ci'][1]:.3f}) | — |"
+    )
+    vs = b["vs_baseline"]
+    assert vs["significant"] and vs["p_value"] < 0.01
+    assert rows["beam"].startswith(
+        f"| beam | **{b['cer']:.3f}** ({b['cer_ci'][0]:.3f}–{b['cer_ci'][1]:.3f}) | "
+        f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), "
+        f"p={vs['p_value']:.3f} \\* |"
+    )
+    assert "\\*" not in rows["sample"] and not doc["sample"]["vs_baseline"]["significant"]
+    assert rows["broken"] == "| broken | failed (200 of 200) | — | — | — | — | — | 200 |"
+    assert "**" not in rows["broken"] and "**" not in rows["greedy"]
+    need = doc["sample"]["vs_baseline"]["lines_needed"]
+    assert "Sample size: n=200 lines." in text and f"sample ≈ {need:,} (Δ" in text
+    assert "Recommendation: beam is significantly better than baseline greedy" in text
+    assert (pub / "results" / "plots" / "stats.png").exists()
+    view = orch("results").stdout
+    assert "failed (200 of 200)" in view and f"{b['cer']:.3f} ({b['cer_ci'][0]:.3f}-" in view
+    rows = {r["method"]: r for r in json.loads(orch("results", "--json").stdout)}
+    assert rows["sample"]["lines_needed"] == need and rows["broken"]["cer"] is None
+
+
 def test_changed_published_values_need_overwrite(pub, hub):
     assert orch_sub(pub, "publish").returncode == 0
     write_results(
@@ -295,13 +378,30 @@ def test_changed_published_values_need_overwrite(pub, hub):
     )
     res = orch_sub(pub, "publish")
     assert res.returncode == 1
-    assert "would change (CER (combined) on lines: published 0.301, new 0.29)" in res.stderr
+    assert "would change (CER (combined, n=50) on lines: published 0.301, new 0.29)" in res.stderr
     assert "--overwrite" in res.stderr
     assert "quickwin-20261125-090000-cd34" in git(pub, "log", "-1", "--format=%s")  # local: done
     assert len(hub.repos["me/odia-ocr"].commits) == 1
     ok = orch_sub(pub, "publish", "--overwrite")
     assert ok.returncode == 0 and "nothing new to commit" in ok.stdout
     assert "value: 0.29\n" in uploaded(hub)
+
+
+def test_card_shows_intervals_and_model_index_has_n_and_no_failed_method(pub, hub):
+    doc = stats_results(pub)
+    res = orch_sub(pub, "publish", "stats-20261126-120000-ef56")
+    assert res.returncode == 0, res.stderr
+    card = uploaded(hub)
+    _, front, body = card.split("---\n", 2)
+    g = doc["greedy"]
+    assert f"| greedy | {g['cer']:.3f} ({g['cer_ci'][0]:.3f}–{g['cer_ci'][1]:.3f}) |" in body
+    assert "| broken | failed (200 of 200) |" in body and "Sample size: n=200" in body
+    [result] = yaml.safe_load(front)["model-index"][0]["results"]
+    metrics = {(m["type"], m["config"]): m for m in result["metrics"]}
+    assert {c for _, c in metrics} == {"greedy", "beam", "sample"}  # broken left out
+    assert metrics[("cer", "beam")]["value"] == round(doc["beam"]["cer"], 4)
+    assert metrics[("cer", "beam")]["args"] == {"n": 200}
+    assert metrics[("cer", "beam")]["name"] == "CER (beam, n=200)"
 
 
 def test_missing_token_fails_after_the_local_commit_and_rerun_uploads(pub, hub):

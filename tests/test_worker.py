@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from gpu_worker import engine as engine_mod
+from gpu_worker.metrics import score_pair
 from gpu_worker.runner import PlaybookError, load_playbook, run
 from gpu_worker.schema import SchemaError, validate_results
 from tests.conftest import REPO, SAMPLES
@@ -69,7 +70,12 @@ def test_every_method_runs_and_results_match_the_schema(tmp_path, tiny_model):
     assert {tuple(sorted(line)) for line in lines} == {
         ("cer", "index", "method", "prediction", "reference", "seconds")
     }
+    for name in ALL_METHODS:
+        body = results[name]
+        assert body["cer_ci"][0] <= body["cer"] <= body["cer_ci"][1]
+        assert (body["vs_baseline"] is None) == (name == "greedy")  # the first method
     prov = results["run"]
+    assert prov["baseline"] == "greedy" and prov["bootstrap"]["resamples"] == 1000
     assert prov["data"]["n_samples"] == 6 and len(prov["data"]["indices_sha256"]) == 16
     assert prov["model"]["checkpoints"][-1].endswith("checkpoint-250")
     assert prov["recommendation"]["best"] in ALL_METHODS
@@ -173,11 +179,72 @@ def test_corrupt_image_is_a_counted_failure_not_a_crash(tmp_path, tiny_model):
         n=None,
     )
     results = run(book, tmp_path / "o", log=lambda m: None)
+    lines = predictions(tmp_path / "o")
     for name in ("greedy", "ensemble"):
-        assert results[name]["failures"] == 1 and results[name]["n"] == 39
+        assert results[name]["failures"] == 1 and results[name]["n"] == 40
         assert results[name]["failure_examples"][0].startswith("3: UnidentifiedImageError")
-    bad = [x for x in predictions(tmp_path / "o") if "error" in x]
+        # the failed line counts as an empty prediction: all its reference characters deleted
+        mine = [x for x in lines if x["method"] == name]
+        scores = [score_pair(x["reference"], x["prediction"] or "") for x in mine]
+        assert results[name]["char_edits"] == sum(s.char_edits for s in scores)
+        failed = next(s for x, s in zip(mine, scores, strict=True) if "error" in x)
+        assert failed.char_edits == failed.chars > 0
+        assert results[name]["cer"] == pytest.approx(
+            sum(s.char_edits for s in scores) / sum(s.chars for s in scores)
+        )
+    bad = [x for x in lines if "error" in x]
     assert [x["index"] for x in bad] == [3, 3] and bad[0]["prediction"] is None
+
+
+CRASHING = """#!/bin/sh
+case "$1" in --list-langs|--version) exec tesseract "$@";; esac
+echo "Segmentation fault (core dumped)" >&2
+exit 139
+"""
+
+
+def test_a_method_failing_on_every_image_exits_1_never_best_and_not_published(tmp_path):
+    """A Tesseract whose recognition crashes on every image (its checks pass) beside a working
+    one: the worker writes everything, exits 1; null rates; README row failed, not bold; the
+    model-index leaves it out."""
+    from gpu_worker.schema import method_names
+    from orchestrator import hub, readme
+
+    fake = tmp_path / "crashing-tesseract"
+    fake.write_text(CRASHING)
+    fake.chmod(0o755)
+    book = tmp_path / "t.yaml"
+    methods = {"crashing": {"kind": "tesseract", "binary": str(fake)}, "tesseract": {}}
+    methods["tesseract"] = {"kind": "tesseract"}
+    book.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": str(SAMPLES), "n_samples": 8, "seed": 1},
+                "scoring": {"baseline": "tesseract", "bootstrap": 200},
+                "methods": methods,
+            }
+        )
+    )
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "gpu_worker", "run", str(book), "--out", str(out)]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert "no sample scored for crashing" in res.stderr
+    doc = validate_results(json.loads((out / "results.json").read_text()))
+    assert method_names(doc) == ["crashing", "tesseract"]
+    dead = doc["crashing"]
+    assert dead["n"] == dead["failures"] == 8 and dead["cer"] is None and dead["wer"] is None
+    assert "Segmentation fault" in dead["failure_examples"][0]
+    assert doc["tesseract"]["cer"] > 0 and doc["tesseract"]["failures"] == 0
+    assert doc["run"]["recommendation"]["best"] == "tesseract"
+    assert doc["run"]["baseline"] == "tesseract" and doc["run"]["bootstrap"]["resamples"] == 200
+    table = readme.RunTable("r1", "t", doc)
+    assert table.best == "tesseract"
+    text = readme.render_run(table)
+    assert "| crashing | failed (8 of 8) | — | — | — | — | — | 8 |" in text
+    assert f"| tesseract | **{doc['tesseract']['cer']:.3f}** (" in text
+    configs = {r.metric_config for r in hub.eval_results([table], None)}
+    assert configs == {"tesseract"}
 
 
 def test_sampling_picks_the_same_indices_and_hash(tmp_path, tiny_model):
@@ -194,6 +261,25 @@ def test_playbook_errors_name_the_field(tmp_path, tiny_model):
     path = playbook(tmp_path, tiny_model, {"g": {"kind": "greedy"}}, generaton={})
     with pytest.raises(PlaybookError, match=r"pb.yaml: generaton: unknown section \(did you mean"):
         load_playbook(path)
+    for scoring, match in (
+        (
+            {"baseline": "gredy"},
+            r"scoring.baseline: 'gredy' is not a method \(did you mean 'greedy'",
+        ),
+        ({"bootstrap": 10}, r"scoring.bootstrap: expected an integer >= 100"),
+        ({"bootstrap": "many"}, r"scoring.bootstrap: expected an integer"),
+    ):
+        path = playbook(tmp_path, tiny_model, {"greedy": {"kind": "greedy"}}, scoring=scoring)
+        with pytest.raises(PlaybookError, match=match):
+            load_playbook(path)
+    path = playbook(
+        tmp_path,
+        tiny_model,
+        {"g": {"kind": "greedy"}},
+        scoring={"bootstrap": 2000, "baseline": "g"},
+    )
+    spec = load_playbook(path)
+    assert spec.bootstrap == 2000 and spec.baseline_method == "g"
     path = playbook(tmp_path, tiny_model, {"g": {"kind": "greedy", "adapter": "checkpoint-7"}})
     with pytest.raises(Exception, match="'checkpoint-7' not among checkpoint-50"):
         run(path, tmp_path / "o", log=lambda m: None)
@@ -213,12 +299,16 @@ def test_schema_rejects_bad_results():
         },
     }
     validate_results(good)
+    nulls = dict.fromkeys(("cer", "wer", "exact_match", "time_per_image_s", "images_per_s"))
+    validate_results({"run": {}, "m": {**good["m"], **nulls, "failures": 3}})  # all failed
     for broken, match in (
         ({"m": good["m"]}, "missing provenance"),
         ({"run": {}}, "no method results"),
         ({"run": {}, "m": {**good["m"], "cer": "0.1"}}, r"results.m.cer: expected a finite"),
         ({"run": {}, "m": {**good["m"], "n": 2.5}}, r"results.m.n: expected an integer"),
         ({"run": {}, "m": {**good["m"], "exact_match": 1.5}}, "fraction"),
+        ({"run": {}, "m": {**good["m"], "cer": None}}, "null only for a method with no scored"),
+        ({"run": {}, "m": {**good["m"], "cer_ci": [0.2, 0.1]}}, r"cer_ci: low > high"),
     ):
         with pytest.raises(SchemaError, match=match):
             validate_results(broken)

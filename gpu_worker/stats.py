@@ -1,0 +1,248 @@
+"""Numbers a researcher can defend: bootstrap intervals, paired comparisons, sample size, "best".
+
+Standard library at import time (the orchestrator imports `best_method`); numpy is imported
+inside the functions that resample, which run on the worker and in `python -m gpu_worker score`.
+
+Contract:
+- Every statistic is corpus-level: total edits / total reference length over a set of lines.
+- The bootstrap resamples LINES with replacement (`resamples` times, numpy's PCG64 seeded with
+  `seed`) and recomputes the corpus rate from per-line edit counts and lengths; the 95% interval
+  is the 2.5th and 97.5th percentile of the resampled rates. One set of resamples serves every
+  column of a matrix, so a method's interval and its paired comparison see the same draws.
+- A paired comparison uses the lines both methods scored (same references, so the same lengths):
+  Δ = (edits_b - edits_a) / length; its interval is the percentile interval of the resampled Δ,
+  and the two-sided p-value is 2 * min(P*(Δ <= 0), P*(Δ >= 0)) with add-one smoothing, capped
+  at 1 (identical predictions give Δ = 0 and p = 1; a bootstrap of B resamples cannot show p
+  below 2 / (B + 1)).
+- Lines needed: the normal approximation n = (z_{1-α/2} + z_{power})² · s² / δ², with s² the
+  per-line sample variance of the linearised paired difference (d_i - Δ·L_i) / mean(L) and δ the
+  observed |Δ| (or `min_delta` when Δ is 0).
+- `best_method` is the one rule for "best": the lowest corpus CER among methods with a rate;
+  a method with no scored sample (null rates) is never best. Ties go to the earlier method.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+RUN_KEY = "run"
+DEFAULT_RESAMPLES = 1000
+DEFAULT_SEED = 20261126
+CONFIDENCE = 0.95
+POWER = 0.80
+MIN_DELTA = 0.01
+_CHUNK_CELLS = 2_500_000  # resampled line slots per chunk: ~60 MB, cache-friendly
+
+
+def best_method(results: dict) -> str | None:
+    """The method with the lowest corpus CER among those that have one; None if none has."""
+    best, best_cer = None, math.inf
+    for name, body in results.items():
+        if name == RUN_KEY or not isinstance(body, dict):
+            continue
+        cer = body.get("cer")
+        if isinstance(cer, (int, float)) and not isinstance(cer, bool) and body.get("n", 0) > 0:
+            if cer < best_cer:
+                best, best_cer = name, cer
+    return best
+
+
+def resampled_sums(matrix: Any, resamples: int, seed: int) -> Any:
+    """Column sums of `matrix` (lines x columns) over `resamples` bootstrap draws of its lines.
+
+    Returns a (resamples x columns) float array. Each draw picks len(lines) line indices with
+    replacement; the counts per line come from one `bincount`, then a matrix product sums the
+    columns, so the cost is O(resamples x lines) integer work, never string alignment.
+    """
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=np.float64)
+    n = m.shape[0]
+    out = np.zeros((resamples, m.shape[1]))
+    if n == 0 or resamples <= 0:
+        return out
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, _CHUNK_CELLS // n))
+    for start in range(0, resamples, chunk):
+        b = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(b, n))
+        idx += np.arange(b)[:, None] * n
+        counts = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+        out[start : start + b] = counts.astype(np.float64) @ m
+    return out
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    import numpy as np
+
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+
+
+def percentile_interval(values: Any, confidence: float = CONFIDENCE) -> list[float]:
+    """The central `confidence` percentile interval of bootstrap replicates."""
+    import numpy as np
+
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def rate_interval(
+    edits: Any, lengths: Any, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> list[float]:
+    """95% bootstrap interval of the corpus rate sum(edits) / sum(lengths)."""
+    import numpy as np
+
+    sums = resampled_sums(np.column_stack([edits, lengths]), resamples, seed)
+    return percentile_interval(_ratio(sums[:, 0], sums[:, 1]))
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Method b against method a on the same lines: Δ = rate(b) - rate(a)."""
+
+    n: int
+    delta: float
+    ci: list[float]
+    p_value: float
+    lines_needed: int
+    lines_needed_delta: float
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval of Δ excludes 0."""
+        return self.ci[0] > 0 or self.ci[1] < 0
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (rounded to 6 decimals)."""
+        return {
+            "n": self.n,
+            "delta_cer": round(self.delta, 6),
+            "ci": [round(v, 6) for v in self.ci],
+            "p_value": round(self.p_value, 6),
+            "significant": self.significant,
+            "lines_needed": self.lines_needed,
+            "lines_needed_delta": round(self.lines_needed_delta, 6),
+        }
+
+
+def paired_from_replicates(replicates: Any) -> tuple[list[float], float]:
+    """(interval, two-sided p-value) from bootstrap replicates of Δ (see the module docstring)."""
+    import numpy as np
+
+    b = len(replicates)
+    below = int(np.count_nonzero(replicates <= 0))
+    above = int(np.count_nonzero(replicates >= 0))
+    p = min(1.0, 2 * (min(below, above) + 1) / (b + 1))
+    return percentile_interval(replicates), p
+
+
+def lines_needed(
+    diffs: Any,
+    lengths: Any,
+    delta: float | None = None,
+    min_delta: float = MIN_DELTA,
+    confidence: float = CONFIDENCE,
+    power: float = POWER,
+) -> tuple[int, float]:
+    """(lines, δ): lines needed to detect δ in corpus rate with a paired two-sided test.
+
+    `diffs` are per-line edit differences (b - a), `lengths` the reference lengths. δ is the
+    observed Δ unless given; when it is 0, `min_delta`.
+    """
+    import numpy as np
+
+    d, length = np.asarray(diffs, dtype=np.float64), np.asarray(lengths, dtype=np.float64)
+    n, total = len(d), float(length.sum())
+    if n < 2 or total <= 0:
+        return 0, min_delta
+    observed = float(d.sum()) / total
+    target = abs(delta if delta is not None else observed) or min_delta
+    z = (d - observed * length) / (total / n)
+    var = float(z.var(ddof=1))
+    q = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
+    return max(2, math.ceil(q * q * var / (target * target))), target
+
+
+def paired(
+    edits_a: Any,
+    edits_b: Any,
+    lengths: Any,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Paired:
+    """Paired bootstrap of Δ corpus rate (b - a) on the same lines."""
+    import numpy as np
+
+    a, b = np.asarray(edits_a, dtype=np.float64), np.asarray(edits_b, dtype=np.float64)
+    length = np.asarray(lengths, dtype=np.float64)
+    sums = resampled_sums(np.column_stack([b - a, length]), resamples, seed)
+    return paired_result(b - a, length, _ratio(sums[:, 0], sums[:, 1]))
+
+
+def paired_result(diffs: Any, lengths: Any, replicates: Any) -> Paired:
+    """A Paired from per-line differences, lengths and the bootstrap replicates of Δ."""
+    total = float(lengths.sum())
+    delta = float(diffs.sum()) / total if total > 0 else 0.0
+    ci, p = paired_from_replicates(replicates)
+    needed, target = lines_needed(diffs, lengths)
+    return Paired(len(diffs), delta, ci, p, needed, target)
+
+
+def _interval_json(values: Any) -> list[float]:
+    return [round(v, 6) for v in percentile_interval(values)]
+
+
+def method_statistics(
+    counts: dict[str, dict[int, tuple[int, int, int, int]]],
+    baseline: str | None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, dict]:
+    """Intervals and the paired comparison with `baseline`, per method.
+
+    `counts[method][line] = (char_edits, chars, word_edits, words)`; a method with no lines has
+    no statistics (its values are None). Returns per method `cer_ci`, `wer_ci` and `vs_baseline`
+    (None for the baseline itself and for methods without rates). The lines every scored method
+    has are resampled once for all of them, so intervals and comparisons share their draws.
+    """
+    import numpy as np
+
+    scored = [m for m in counts if counts[m]]
+    out: dict[str, dict] = {
+        m: {"cer_ci": None, "wer_ci": None, "vs_baseline": None} for m in counts
+    }
+    if not scored:
+        return out
+    common = sorted(set.intersection(*(set(counts[m]) for m in scored)))
+    ref = counts[scored[0]]
+    columns = [[ref[i][1] for i in common], [ref[i][3] for i in common]]
+    for m in scored:
+        columns += [[counts[m][i][0] for i in common], [counts[m][i][2] for i in common]]
+    matrix = np.array(columns, dtype=np.float64).T.reshape(len(common), len(columns))
+    sums = resampled_sums(matrix, resamples, seed)
+    for k, m in enumerate(scored):
+        if len(counts[m]) == len(common):
+            cer = _ratio(sums[:, 2 + 2 * k], sums[:, 0])
+            wer = _ratio(sums[:, 3 + 2 * k], sums[:, 1])
+        else:  # this method has lines the others lack: resample its own lines
+            own = np.array(list(counts[m].values()), dtype=np.float64)
+            alone = resampled_sums(own, resamples, seed)
+            cer, wer = _ratio(alone[:, 0], alone[:, 1]), _ratio(alone[:, 2], alone[:, 3])
+        out[m]["cer_ci"], out[m]["wer_ci"] = _interval_json(cer), _interval_json(wer)
+    if baseline not in scored:
+        return out
+    b = scored.index(baseline)
+    for k, m in enumerate(scored):
+        if m == baseline:
+            continue
+        diffs = matrix[:, 2 + 2 * k] - matrix[:, 2 + 2 * b]
+        replicates = _ratio(sums[:, 2 + 2 * k] - sums[:, 2 + 2 * b], sums[:, 0])
+        out[m]["vs_baseline"] = {
+            "method": baseline,
+            **paired_result(diffs, matrix[:, 0], replicates).to_json(),
+        }
+    return out

@@ -1,0 +1,147 @@
+"""From prediction lines to the per-method results and the recommendation.
+
+Contract:
+- The last line per (index, method) wins. A line with `error` is a failed sample: it counts in
+  the headline as an empty prediction (every reference character deleted), so failing on hard
+  lines never improves a score, and in `failures` beside it. A failed line whose reference could
+  not be read is counted in `failures` only.
+- `n` is the number of lines in the headline (decoded and failed). A method with no decoded
+  line has no rates: `cer wer cer_mean wer_mean exact_match time_per_image_s images_per_s` and
+  the intervals are null; it is never "best" (`stats.best_method`).
+- Timing is over decoded lines only.
+- Per method: `cer_ci`/`wer_ci` (95% bootstrap) and `vs_baseline` (paired Δ CER, its interval,
+  p-value, lines needed), see `stats.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from . import metrics, stats
+
+NULL_WHEN_FAILED = (
+    "cer",
+    "wer",
+    "cer_mean",
+    "wer_mean",
+    "exact_match",
+    "char_edits",
+    "chars",
+    "time_per_image_s",
+    "images_per_s",
+)
+
+
+def _score_lines(
+    mine: dict[int, dict], form: str, collapse: bool
+) -> dict[int, metrics.SampleScore]:
+    scores = {}
+    for index, line in mine.items():
+        if line.get("reference") is None:
+            continue
+        prediction = "" if "error" in line else line["prediction"]
+        scores[index] = metrics.score_pair(line["reference"], prediction, form, collapse)
+    return scores
+
+
+def summarize(
+    methods: Iterable,
+    lines: list[dict],
+    form: str = "nfc",
+    collapse_whitespace: bool = True,
+    baseline: str | None = None,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+    seed: int = stats.DEFAULT_SEED,
+) -> dict:
+    """Per-method results from prediction lines (`methods`: objects with `.name`, `.settings()`).
+
+    `baseline` defaults to the first method.
+    """
+    methods = list(methods)
+    out: dict = {}
+    counts: dict[str, dict] = {}
+    for method in methods:
+        mine = {line["index"]: line for line in lines if line["method"] == method.name}
+        good = [line for line in mine.values() if "error" not in line]
+        bad = [line for line in mine.values() if "error" in line]
+        scores = _score_lines(mine, form, collapse_whitespace)
+        seconds = sum(line["seconds"] for line in good)
+        body = {
+            **metrics.aggregate(scores.values()).to_json(),
+            "n": len(scores) if good else len(mine),
+            "failures": len(bad),
+            "failure_examples": [f"{b['index']}: {b['error']}" for b in bad[:3]],
+            "time_per_image_s": seconds / len(good) if good else None,
+            "images_per_s": len(good) / seconds if seconds else (None if not good else 0.0),
+            "settings": method.settings(),
+        }
+        if not good:
+            body.update(dict.fromkeys(NULL_WHEN_FAILED))
+        counts[method.name] = (
+            {i: (s.char_edits, s.chars, s.word_edits, s.words) for i, s in scores.items()}
+            if good
+            else {}
+        )
+        out[method.name] = body
+    base = baseline or (methods[0].name if methods else None)
+    for name, extra in stats.method_statistics(counts, base, resamples, seed).items():
+        out[name].update(extra)
+    return out
+
+
+def _fmt_p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def statement(results: dict, best: str | None, baseline: str) -> str:
+    """One sentence a researcher can defend: significant, or not distinguishable at this n."""
+    if best is None:
+        return "no method scored any sample: every method failed"
+    if best == baseline:
+        cer = results[best]["cer"]
+        return f"baseline {baseline} has the lowest CER ({cer:.3f}); no method beats it"
+    vs = results[best].get("vs_baseline")
+    if not vs:
+        return f"{best} has the lowest CER ({results[best]['cer']:.3f}); baseline {baseline} failed"
+    detail = (
+        f"ΔCER {vs['delta_cer']:+.3f} (95% CI {vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}, "
+        f"{_fmt_p(vs['p_value'])}, n={vs['n']})"
+    )
+    if vs["significant"]:
+        return f"{best} is significantly better than baseline {baseline}: {detail}"
+    return (
+        f"{best} has the lowest CER, but this run cannot tell it apart from baseline {baseline} "
+        f"at n={vs['n']}: {detail}; about {vs['lines_needed']} lines would detect a difference "
+        f"of {vs['lines_needed_delta']:.3f}"
+    )
+
+
+def recommend(results: dict, tolerance: float, baseline: str) -> dict:
+    """The best method by CER (`stats.best_method`), whether it beats the baseline significantly,
+    and the fastest method within `tolerance` of the best CER."""
+    best = stats.best_method(results)
+    rec = {
+        "best": best,
+        "baseline": baseline,
+        "significant": False,
+        "fastest_within_tolerance": None,
+        "cer_tolerance": tolerance,
+        "statement": statement(results, best, baseline),
+    }
+    if best is None:
+        return rec
+    vs = results[best].get("vs_baseline") or {}
+    rec["significant"] = bool(vs.get("significant"))
+    top = results[best]["cer"]
+    near = [
+        k
+        for k, v in results.items()
+        if k != stats.RUN_KEY and v.get("cer") is not None and v["cer"] <= top + tolerance
+    ]
+    rec["fastest_within_tolerance"] = max(near, key=lambda k: results[k]["images_per_s"] or 0.0)
+    return rec
+
+
+def failed_methods(results: dict) -> list[str]:
+    """Methods with no scored sample (null rates): the run failed for them."""
+    return [k for k, v in results.items() if k != stats.RUN_KEY and v.get("cer") is None]
