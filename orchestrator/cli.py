@@ -274,12 +274,19 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _render_status(statuses, as_json: bool) -> None:
+def _render_unreachable(unreachable: dict[str, str]) -> None:
+    """One line per host that did not answer, on stderr (stdout stays the runs' table/JSON)."""
+    for name, why in unreachable.items():
+        click.echo(f"orch: {why if why.startswith(name) else f'{name}: {why}'}", err=True)
+
+
+def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
     if as_json:
-        return _json([s.to_json() for s in statuses])
+        _json([s.to_json() for s in statuses])
+        return _render_unreachable(unreachable or {})
     if not statuses:
-        click.echo("no runs")
-        return
+        click.echo("no runs" + (" seen: some hosts did not answer" if unreachable else ""))
+        return _render_unreachable(unreachable or {})
     rows = []
     for s in statuses:
         state = s.state if s.reachable else f"unreachable (last: {s.state})"
@@ -396,21 +403,25 @@ def status(
     state: State, runs: tuple[str, ...], host_name: str | None, as_json: bool, watch: bool
 ) -> None:
     """Show runs: state, progress, method, images/s, ETA, last update, elapsed, cost.
+    Exits 3 when a host asked did not answer (its runs show their last state seen).
 
     Example: orch status --host gpu1
     """
     import time
 
     from . import jobs
+    from .errors import EXIT_UNREACHABLE
 
     while True:
-        statuses = jobs.collect_status(state.config(), runs, host_name)
+        report = jobs.collect_status_report(state.config(), runs, host_name)
         if watch and not as_json:
             click.clear()
-        _render_status(statuses, as_json)
+        _render_status(report.runs, as_json, report.unreachable)
         if not watch:
             break
         time.sleep(2)
+    if report.unreachable:
+        sys.exit(EXIT_UNREACHABLE)
 
 
 @cli.command()
