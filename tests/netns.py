@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -82,9 +83,16 @@ class NetnsHost:
         """Take the link down: every packet to or from the host is dropped from now on."""
         _ip("-n", self.ns, "link", "set", "eth0", "down")
 
-    def restore(self) -> None:
-        """Bring the link back up (its address and routes come back with it)."""
+    def restore(self, wait: float = 10.0) -> None:
+        """Bring the link back up and wait (at most `wait` s) until sshd answers through it."""
         _ip("-n", self.ns, "link", "set", "eth0", "up")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.address, self.sshd.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
 
     def pids(self) -> list[int]:
         """Processes running inside this namespace (sshd, its sessions, tmux, jobs)."""
