@@ -359,6 +359,7 @@ def _follow(state: State, record, lines: int) -> None:
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
 @click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
+@click.option("--resume", is_flag=True, help="PLAYBOOK is a stopped run's id: continue it.")
 @click.pass_obj
 def run(
     state: State,
@@ -367,24 +368,37 @@ def run(
     overrides: tuple[str, ...],
     follow: bool,
     allow_concurrent: bool,
+    resume: bool,
 ) -> None:
     """Push, then start PLAYBOOK on the host in a detached tmux session.
 
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
+    Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     """
     from . import jobs, playbooks
 
     cfg = state.config()
-    book = playbooks.resolve(cfg, playbook, overrides)
+    if resume:
+        if overrides:
+            raise OrchError("--resume runs the run's own playbook; drop --set")
+        record = jobs.find_record(cfg, playbook)
+        host_name = host_name or record.host
+    else:
+        book = playbooks.resolve(cfg, playbook, overrides)
     with _connected(state, host_name) as (cfg, host):
-        record = jobs.launch(
-            cfg,
-            host,
-            book,
-            allow_concurrent=allow_concurrent,
-            on_push=lambda r: _render_push(r, False),
-        )
-    click.echo(f"started {record.run_id} on {record.host}")
+        if resume:
+            from .resume import resume as resume_run
+
+            record = resume_run(cfg, host, record, on_push=lambda r: _render_push(r, False))
+        else:
+            record = jobs.launch(
+                cfg,
+                host,
+                book,
+                allow_concurrent=allow_concurrent,
+                on_push=lambda r: _render_push(r, False),
+            )
+    click.echo(f"{'resumed' if resume else 'started'} {record.run_id} on {record.host}")
     if not follow:
         return
     _follow(state, record, 1000)

@@ -242,7 +242,7 @@ if [ -n "$busy" ] && [ {int(allow_concurrent)} = 0 ]; then
 fi
 D={d}
 mkdir "$D"
-trap '[ -n "$ok" ] || {{ tmux kill-session -t ={SESSION_PREFIX}{run_id} 2>/dev/null
+trap 'set +e; [ -n "$ok" ] || {{ tmux kill-session -t ={SESSION_PREFIX}{run_id} 2>/dev/null
   rm -rf "$D"; }}' EXIT
 (umask 077 && cat > "$D/{ENV_FILE}")
 printf '%s' {shlex.quote(playbook.to_yaml())} > "$D/playbook.yaml"
