@@ -242,3 +242,100 @@ def test_fetch_during_cancel_waits_for_the_exit_code(hostproj, orch, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
+
+
+# -- a worker killed mid-run, then resumed -------------------------------------------------------
+
+
+@pytest.fixture
+def workerproj(tmp_path, box, sshd, monkeypatch, tiny_model):
+    """This repository's worker and sample data, a two-method playbook on the tiny model."""
+    from tests.conftest import REPO, git
+
+    root = tmp_path / "proj"
+    shutil.copytree(
+        REPO / "gpu_worker", root / "gpu_worker", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
+    (root / "playbooks").mkdir()
+    (root / "playbooks" / "resumable.yaml").write_text(
+        f"model: {{tiny: {tiny_model}}}\n"
+        "data: {source: data/sample, n_samples: 6, seed: 7}\n"
+        "generation: {batch_size: 1, max_new_tokens: 12}\n"
+        "methods:\n  baseline: {kind: greedy}\n  beam_search: {kind: beam, num_beams: 2}\n"
+    )
+    (root / "orch.yaml").write_text(
+        f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
+        " timeout: 10}\npush: {include: [data/sample]}\n"
+    )
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "worker")
+    monkeypatch.chdir(root)
+    yield root
+    subprocess.run(
+        ["tmux", "kill-server"],
+        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _whole_lines(path: Path) -> int:
+    """Lines of predictions.jsonl that parse (a line torn by the kill does not count)."""
+    count = 0
+    for line in path.read_text().splitlines():
+        try:
+            json.loads(line)
+            count += 1
+        except json.JSONDecodeError:
+            pass
+    return count
+
+
+def _scores(results: dict) -> dict:
+    keys = ("cer", "wer", "exact_match", "n", "failures")
+    return {m: {k: v[k] for k in keys} for m, v in results.items() if m != "run"}
+
+
+def _texts(path: Path) -> dict:
+    return {
+        (x["index"], x["method"]): x.get("prediction")
+        for x in map(json.loads, path.read_text().splitlines())
+    }
+
+
+def test_worker_sigkill_then_resume_equals_uninterrupted(workerproj, orch, tmp_path):
+    runs = tmp_path / "remote" / "runs"
+    whole = start(orch, playbook="resumable")
+    poll(lambda: state_of(orch, whole)["state"] in ("succeeded", "failed"), 240, 0.5)
+    assert state_of(orch, whole)["state"] == "succeeded"
+    killed = start(orch, playbook="resumable")
+    preds = runs / killed / "predictions.jsonl"
+    poll(lambda: _lines(preds) >= 3, 240, 0.02)
+    wrapper = (runs / killed / "pid").read_text().strip()
+    worker = subprocess.run(["pgrep", "-P", wrapper], capture_output=True, text=True).stdout
+    os.kill(int(worker.split()[0]), 9)
+    kept = _whole_lines(preds)
+    assert 3 <= kept < 12  # stopped mid-run
+    s = poll(lambda: (x := state_of(orch, killed))["state"] != "running" and x, 30)
+    assert s["state"] in ("failed", "lost") and s["exit_code"] == 137
+    assert any("image(s) to decode" in line for line in s["log_tail"])  # the log's tail
+    res = orch("run", "--resume", killed)
+    assert res.exit_code == 0 and f"resumed {killed} on gpu" in res.stdout, res.output
+    poll(lambda: state_of(orch, killed)["state"] in ("succeeded", "failed"), 240, 0.5)
+    assert orch("fetch").exit_code == 0
+    got = {
+        r: json.loads((workerproj / "results" / r / "results.json").read_text())
+        for r in (whole, killed)
+    }
+    assert _scores(got[killed]) == _scores(got[whole])
+    texts = _texts(workerproj / "results" / killed / "predictions.jsonl")
+    assert len(texts) == 12 and all(isinstance(t, str) for t in texts.values())
+    assert texts == _texts(workerproj / "results" / whole / "predictions.jsonl")
+    log = (workerproj / "results" / killed / "log.txt").read_text()
+    resumed = log.split("loading ")[2]  # the first attempt's log is kept, the resume appended
+    assert f"baseline: {max(0, 6 - kept)} image(s) to decode" in resumed
