@@ -274,12 +274,19 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _render_status(statuses, as_json: bool) -> None:
+def _render_unreachable(unreachable: dict[str, str]) -> None:
+    """One line per host that did not answer, on stderr (stdout stays the runs' table/JSON)."""
+    for name, why in unreachable.items():
+        click.echo(f"orch: {why if why.startswith(name) else f'{name}: {why}'}", err=True)
+
+
+def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
     if as_json:
-        return _json([s.to_json() for s in statuses])
+        _json([s.to_json() for s in statuses])
+        return _render_unreachable(unreachable or {})
     if not statuses:
-        click.echo("no runs")
-        return
+        click.echo("no runs" + (" seen: some hosts did not answer" if unreachable else ""))
+        return _render_unreachable(unreachable or {})
     rows = []
     for s in statuses:
         state = s.state if s.reachable else f"unreachable (last: {s.state})"
@@ -352,6 +359,7 @@ def _follow(state: State, record, lines: int) -> None:
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
 @click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
+@click.option("--resume", is_flag=True, help="PLAYBOOK is a stopped run's id: continue it.")
 @click.pass_obj
 def run(
     state: State,
@@ -360,24 +368,37 @@ def run(
     overrides: tuple[str, ...],
     follow: bool,
     allow_concurrent: bool,
+    resume: bool,
 ) -> None:
     """Push, then start PLAYBOOK on the host in a detached tmux session.
 
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
+    Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     """
     from . import jobs, playbooks
 
     cfg = state.config()
-    book = playbooks.resolve(cfg, playbook, overrides)
+    if resume:
+        if overrides:
+            raise OrchError("--resume runs the run's own playbook; drop --set")
+        record = jobs.find_record(cfg, playbook)
+        host_name = host_name or record.host
+    else:
+        book = playbooks.resolve(cfg, playbook, overrides)
     with _connected(state, host_name) as (cfg, host):
-        record = jobs.launch(
-            cfg,
-            host,
-            book,
-            allow_concurrent=allow_concurrent,
-            on_push=lambda r: _render_push(r, False),
-        )
-    click.echo(f"started {record.run_id} on {record.host}")
+        if resume:
+            from .resume import resume as resume_run
+
+            record = resume_run(cfg, host, record, on_push=lambda r: _render_push(r, False))
+        else:
+            record = jobs.launch(
+                cfg,
+                host,
+                book,
+                allow_concurrent=allow_concurrent,
+                on_push=lambda r: _render_push(r, False),
+            )
+    click.echo(f"{'resumed' if resume else 'started'} {record.run_id} on {record.host}")
     if not follow:
         return
     _follow(state, record, 1000)
@@ -396,21 +417,25 @@ def status(
     state: State, runs: tuple[str, ...], host_name: str | None, as_json: bool, watch: bool
 ) -> None:
     """Show runs: state, progress, method, images/s, ETA, last update, elapsed, cost.
+    Exits 3 when a host asked did not answer (its runs show their last state seen).
 
     Example: orch status --host gpu1
     """
     import time
 
     from . import jobs
+    from .errors import EXIT_UNREACHABLE
 
     while True:
-        statuses = jobs.collect_status(state.config(), runs, host_name)
+        report = jobs.collect_status_report(state.config(), runs, host_name)
         if watch and not as_json:
             click.clear()
-        _render_status(statuses, as_json)
+        _render_status(report.runs, as_json, report.unreachable)
         if not watch:
             break
         time.sleep(2)
+    if report.unreachable:
+        sys.exit(EXIT_UNREACHABLE)
 
 
 @cli.command()

@@ -3,13 +3,16 @@
 The host sends the run's files as one tar stream; they are unpacked into a temporary folder next
 to the destination, results.json is checked against `gpu_worker/schema.py`, and only then is the
 folder renamed into place. A corrupt results.json, a cut connection or an interrupt leaves nothing
-behind. A failed run's log is still fetched. Re-fetching a fetched run is a no-op.
+behind (a lost link is outcome "unreachable", exit 3). A failed run's log is still fetched.
+Only a run whose exit code is written is fetched (and marked fetched for good): a run being
+cancelled or one that is lost is reported, not copied half-way. Re-fetching is a no-op.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -19,7 +22,7 @@ from pathlib import Path
 from gpu_worker.schema import SchemaError, validate_results
 
 from .config import Config
-from .errors import JobNotFound, OrchError
+from .errors import HostUnreachable, JobNotFound, OrchError
 from .jobs import (
     FINISHED,
     RunRecord,
@@ -71,6 +74,12 @@ def _unpack(data: bytes, dest: Path) -> list[str]:
     return sorted(names)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]) -> FetchResult:
     """Copy one finished run into results/<run_id>/ (see the module docstring)."""
     dest = results_dir(config) / check_run_id(record.run_id)
@@ -99,6 +108,7 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
             raise OrchError(f"{record.run_id}: no results.json on {record.host}")
         record.fetched = True
         (tmp / "orch-run.json").write_text(json.dumps(asdict(record), indent=1))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; results are shared like any folder
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -127,9 +137,14 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
             out.append(FetchResult(rec.run_id, "unreachable", s.state, error=s.note))
         elif s.state not in FINISHED:
             out.append(FetchResult(rec.run_id, "still running", s.state))
+        elif s.exit_code is None:
+            why = "no exit code (job killed or host rebooted); `orch run --resume` continues it"
+            out.append(FetchResult(rec.run_id, "not final", s.state, error=why))
         else:
             try:
                 out.append(fetch_run(config, rec, s.state, s.log_tail))
+            except HostUnreachable as exc:
+                out.append(FetchResult(rec.run_id, "unreachable", s.state, error=str(exc)))
             except OrchError as exc:
                 out.append(FetchResult(rec.run_id, "error", s.state, error=str(exc)))
     return out

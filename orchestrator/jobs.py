@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .config import Config, HostConfig
-from .errors import ConfigError, HostUnreachable, JobNotFound, OrchError
+from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
 from .playbooks import Playbook, render_command
 from .sync import push
 from .transport import Host, open_host
@@ -163,11 +163,23 @@ def run_dir(host: Host, run_id: str) -> str:
 # -- launch --------------------------------------------------------------------------------
 
 
+ENV_FILE = "env"
+
+
+def env_file(host: Host) -> bytes:
+    """The host's `env:` values as a sourceable file. It reaches the host on stdin and is kept
+    mode 0600 in the run folder until the job reads it: secrets never appear in a command line
+    (`ps`), only in the job's own environment."""
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in host.config.env.items()]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
 def _job_script(host: Host, run_id: str, command: str) -> str:
-    """What tmux runs: the command, its output to log.txt, its exit status to exit_code."""
+    """What tmux runs: the command (all of it, `a; b` included) with its output to log.txt,
+    its exit status to exit_code. No secret is part of this text (see `env_file`)."""
     d = run_dir(host, run_id)
     hc = host.config
-    env = {"PYTHONUNBUFFERED": "1", "ORCH_RUN_ID": run_id, **hc.env}
+    env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "ORCH_RUN_ID": run_id}
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     return "\n".join(
         [
@@ -176,11 +188,12 @@ def _job_script(host: Host, run_id: str, command: str) -> str:
             f'cd "$(cd {host.path("code")} && pwd -P)" 2>> "$D/log.txt" || '
             '{ echo 1 > "$D/exit_code"; exit 1; }',
             "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
+            f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
             f'export {exports} ORCH_RUN_DIR="$D"',
             f"ORCH_PYTHON={host.path('venv', 'bin', 'python')}",
             f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {shlex.quote(hc.python)})',
             "export ORCH_PYTHON",
-            f'{command} > "$D/log.txt" 2>&1 < /dev/null',
+            f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
             'echo $? > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
         ]
     )
@@ -230,13 +243,17 @@ if [ -n "$busy" ] && [ {int(allow_concurrent)} = 0 ]; then
 fi
 D={d}
 mkdir "$D"
+trap 'set +e; [ -n "$ok" ] || {{ tmux kill-session -t ={SESSION_PREFIX}{run_id} 2>/dev/null
+  rm -rf "$D"; }}' EXIT
+(umask 077 && cat > "$D/{ENV_FILE}")
 printf '%s' {shlex.quote(playbook.to_yaml())} > "$D/playbook.yaml"
 pid=$(tmux new-session -d -P -F '#{{pane_pid}}' -s {SESSION_PREFIX}{run_id} \
   {shlex.quote(_job_script(host, run_id, command))})
 printf '%s' {shlex.quote(json.dumps(remote_record))} | sed "s/\\"__PID__\\"/$pid/" > "$D/run.json"
 echo "$pid"
+ok=1
 """
-    res = host.run(script, check=False)
+    res = host.run(script, stdin=env_file(host), check=False)
     if res.exit_code == BUSY_EXIT:
         busy = res.text.strip().removeprefix(SESSION_PREFIX)
         raise OrchError(
@@ -324,8 +341,8 @@ def _parse_status(text: str) -> tuple[float, dict[str, dict]]:
 
 def derive_state(seen: dict) -> str:
     """The run's state from what the host showed (see the module docstring)."""
-    if seen.get("cancelled"):
-        return "cancelled"
+    if seen.get("cancelled"):  # final only once the job is gone (its exit code is written)
+        return "cancelling" if "exit" not in seen and seen.get("alive") else "cancelled"
     if "exit" in seen:
         return "succeeded" if seen["exit"] == 0 and seen.get("results") else "failed"
     return "running" if seen.get("alive") else "lost"
@@ -373,13 +390,30 @@ def host_status(host: Host, run_ids: list[str] | None) -> list[RunStatus]:
     return [_to_status(host.name, rid, seen, now, read_at) for rid, seen in runs.items()]
 
 
+@dataclass(frozen=True)
+class StatusReport:
+    """Every run seen (or last seen), and the hosts that did not answer: name -> why."""
+
+    runs: list[RunStatus]
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+
 def collect_status(
     config: Config, run_ids: Iterable[str] = (), host_name: str | None = None
 ) -> list[RunStatus]:
+    """The runs of `collect_status_report` (for callers that need only those)."""
+    return collect_status_report(config, run_ids, host_name).runs
+
+
+def collect_status_report(
+    config: Config, run_ids: Iterable[str] = (), host_name: str | None = None
+) -> StatusReport:
     """Status of the named runs, or all runs on `host_name`, or all recorded runs.
 
-    Hosts are asked in parallel, one SSH round trip each. Local records are updated with what was
-    seen; runs found on a host without a local record are adopted.
+    Hosts are asked in parallel, one SSH round trip each, each bounded by its timeout. Local
+    records are updated with what was seen; runs found on a host without a local record are
+    adopted. A host that does not answer is listed in `unreachable` even when no run is known
+    for it.
     """
     records = {r.run_id: r for r in load_records(config)}
     wanted: dict[str, list[str] | None] = {}
@@ -393,12 +427,15 @@ def collect_status(
         for rec in records.values():
             wanted.setdefault(rec.host, []).append(rec.run_id)
 
+    unreachable: dict[str, str] = {}
+
     def ask(name: str) -> list[RunStatus]:
         ids = wanted[name]
         try:
             with open_host(config.host(name)) as host:
                 return host_status(host, ids)
         except (HostUnreachable, ConfigError) as exc:
+            unreachable[name] = str(exc)
             known = [
                 r for r in records.values() if r.host == name and (ids is None or r.run_id in ids)
             ]
@@ -421,7 +458,8 @@ def collect_status(
         if s.reachable:
             _remember(config, records.get(s.run_id), s)
     order = {rid: r.started_at for rid, r in records.items()}
-    return sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
+    runs = sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
+    return StatusReport(runs, dict(sorted(unreachable.items())))
 
 
 RECORD_REFRESH_S = 60.0
@@ -497,7 +535,11 @@ def stream_log(
                     check=False,
                 )
                 return
+        except HostKeyError:
+            raise
         except HostUnreachable as exc:
+            if not follow:  # one bounded try: exit 3, no retry loop against a dead host
+                raise
             on_reconnect(f"{exc}; reconnecting in {delay:.0f}s")
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
@@ -522,6 +564,8 @@ if [ -n "$pid" ]; then
   done
 fi
 tmux kill-session -t ={SESSION_PREFIX}{record.run_id} 2>/dev/null || true
+[ -f "$D/exit_code" ] ||
+  {{ echo 137 > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"; }}
 echo cancelled
 """
         res = host.run(script, timeout=3 * grace + host.config.timeout + 5)

@@ -8,6 +8,10 @@
   gzip'd tar stream over the same connection, together with the list of files to delete.
 - The host unpacks into a fresh tree (hard links to the current one, then the changes) and swaps
   the `code` symlink with a rename: a push cut off half-way leaves the previous tree in place.
+- Pushes to one host are serialised by `flock` on `<remote_dir>/.trees/.lock`; holding it, a push
+  first removes what interrupted pushes left (`.trees/.incoming-*`).
+- `__pycache__/` and `*.pyc` are never sent nor compared (the worker's own bytecode on the host
+  would otherwise make every push re-send or delete files).
 - `.orch-identity.json` in the tree records commit, dirty flag and content hash.
 """
 
@@ -27,12 +31,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import DEFAULT_PUSH_PATHS, Config
-from .errors import ConfigError
+from .errors import ConfigError, OrchError, RemoteCommandError
 from .transport import Host
 
 IDENTITY_FILE = ".orch-identity.json"
 DELETE_LIST = ".orch-delete"
 KEEP_TREES = 3
+LOCK_WAIT_S = 300
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -114,7 +119,16 @@ def list_files(config: Config) -> list[str]:
     for extra in config.push_include:
         files.update(_walk(root, extra))
     orchignore = _ignore_spec(root, ".orchignore")
-    return sorted(f for f in files if (root / f).is_file() and not orchignore.match_file(f) and f)
+    return sorted(
+        f
+        for f in files
+        if f and not _is_bytecode(f) and (root / f).is_file() and not orchignore.match_file(f)
+    )
+
+
+def _is_bytecode(rel: str) -> bool:
+    """`__pycache__/` contents and `.pyc` files: made by Python wherever it runs, never pushed."""
+    return rel.endswith(".pyc") or "__pycache__" in rel.split("/")
 
 
 def sha256_file(path: Path) -> str:
@@ -149,7 +163,8 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     code = host.path("code")
     res = host.run(
         f"cd {code} 2>/dev/null || exit 0; "
-        f"find . -type f ! -name {IDENTITY_FILE} -print0 | xargs -0 -r sha256sum; "
+        f"find . -name __pycache__ -prune -o -type f ! -name {IDENTITY_FILE} ! -name '*.pyc' "
+        "-print0 | xargs -0 -r sha256sum; "
         f"echo '#identity'; cat {IDENTITY_FILE} 2>/dev/null || true"
     )
     text, _, ident = res.text.partition("#identity\n")
@@ -170,19 +185,27 @@ def _swap_script(host: Host, tree_name: str) -> str:
     return f"""set -e
 cd {host.path()} 2>/dev/null || {{ mkdir -p {host.path()}; cd {host.path()}; }}
 mkdir -p .trees
+exec 9>> .trees/.lock
+if command -v flock >/dev/null; then
+  flock -w {LOCK_WAIT_S} 9 ||
+    {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
+fi
+rm -rf .trees/.incoming-*
 if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; ln -s .trees/legacy-$$ code; fi
 new=.trees/.incoming-$$
-rm -rf "$new"
+trap 'rm -rf "$new"' EXIT
 if [ -d code/ ]; then cp -al code/. "$new"; else mkdir "$new"; fi
 tar -xz --unlink-first --no-same-owner -f - -C "$new"
 if [ -f "$new/{DELETE_LIST}" ]; then
   (cd "$new" && xargs -0 -r rm -f -- < {DELETE_LIST} && rm -f {DELETE_LIST})
   find "$new" -mindepth 1 -type d -empty -delete
 fi
-mv "$new" .trees/{tree_name}
-ln -sfn .trees/{tree_name} code.new
-mv -Tf code.new code
-ls -1t .trees | grep -v '^[.]' | grep -vx {tree_name} | tail -n +{KEEP_TREES} | \
+t={tree_name}
+[ ! -e ".trees/$t" ] || t="$t-$$"
+mv -T "$new" ".trees/$t"
+ln -sfn ".trees/$t" code.new.$$
+mv -Tf code.new.$$ code
+ls -1t .trees | grep -v '^[.]' | grep -vx "$t" | tail -n +{KEEP_TREES} | \
   (cd .trees && xargs -r rm -rf --)
 """
 
@@ -261,11 +284,18 @@ def push(
         total = buf.tell()
         buf.seek(0)
         tree_name = time.strftime("%Y%m%d-%H%M%S") + f"-{identity.content_hash[:12]}"
-        host.run(
-            _swap_script(host, tree_name),
-            stdin=_CountingReader(buf, total, on_progress),
-            timeout=max(host.config.timeout, 600.0),
-        )
+        try:
+            host.run(
+                _swap_script(host, tree_name),
+                stdin=_CountingReader(buf, total, on_progress),
+                timeout=max(host.config.timeout, 600.0),
+            )
+        except RemoteCommandError as exc:
+            tail = " | ".join(exc.stderr.strip().splitlines()[-2:])
+            raise OrchError(
+                f"{host.name}: push to {host.remote_dir} failed, the previous code tree is "
+                f"unchanged: {tail}"
+            ) from None
     return result(total)
 
 

@@ -284,7 +284,8 @@ class SSHHost(Host):
                 f"known_hosts has {fingerprint(exc.expected_key)}); if the host was reinstalled, "
                 f"run `orch hosts trust {self.name} --replace`, else do not connect"
             ) from None
-        conn.transport.set_keepalive(5)
+        # an SSH-level keepalive is data in flight, so TCP_USER_TIMEOUT notices a dead link
+        conn.transport.set_keepalive(max(1, min(5, math.ceil(self.config.timeout))))
 
     def close(self) -> None:
         if self._conn is not None:

@@ -121,3 +121,26 @@ def tiny_model(tmp_path_factory) -> Path:
     from gpu_worker import tiny
 
     return tiny.build(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def netns_hosts(tmp_path):
+    """make(n) -> n `tests.netns.NetnsHost`s (namespace, veth link, sshd); skipped without root.
+
+    Everything they started is killed by PID and their namespaces deleted after the test.
+    """
+    from tests import netns
+
+    reason = netns.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    made: list = []
+
+    def make(n: int = 2) -> list:
+        for _ in range(n):
+            made.append(netns.NetnsHost(tmp_path / f"ns{len(made)}", len(made)))
+        return made[-n:]
+
+    yield make
+    for host in made:
+        host.teardown()

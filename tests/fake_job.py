@@ -1,10 +1,13 @@
 """A stand-in job for the orchestrator tests: progress, log lines, then results.json.
 
-Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json).
+Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json),
+ignore_signals (survive SIGINT/SIGTERM, so only SIGKILL stops it), big_mb (size of a random
+predictions.jsonl written before results.json).
 """
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -14,6 +17,9 @@ out = sys.argv[sys.argv.index("--out") + 1]
 book = yaml.safe_load(open(sys.argv[sys.argv.index("--playbook") + 1]))
 job = book.get("job", {})
 steps, pause = int(job.get("steps", 5)), float(job.get("sleep", 0.05))
+if job.get("ignore_signals"):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def write_json(name, doc):
@@ -50,6 +56,9 @@ if job.get("corrupt"):
     open(os.path.join(out, "results.json"), "w").write('{"baseline": {"cer": ')
 else:
     write_json("results.json", {"run": {"run_id": os.environ["ORCH_RUN_ID"]}, "baseline": method})
-open(os.path.join(out, "predictions.jsonl"), "w").write('{"index": 0}\n')
+with open(os.path.join(out, "predictions.jsonl"), "w") as f:
+    f.write('{"index": 0}\n')
+    for _ in range(int(job.get("big_mb", 0))):
+        f.write(json.dumps({"noise": os.urandom(512 * 1024).hex()}) + "\n")
 print("done", flush=True)
 sys.exit(int(job.get("exit", 0)))

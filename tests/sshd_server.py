@@ -43,8 +43,10 @@ def keygen(path: Path) -> None:
 class SSHServer:
     """One sshd process listening on a random loopback port, with its own keys and tmux dir."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, address: str = "127.0.0.1", netns: str | None = None) -> None:
         self.dir = Path(workdir)
+        self.address = address
+        self.netns = netns
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.user = getpass.getuser()
@@ -62,7 +64,7 @@ class SSHServer:
         self.config.write_text(
             "\n".join(
                 [
-                    "ListenAddress 127.0.0.1",
+                    f"ListenAddress {address}",
                     f"Port {self.port}",
                     f"HostKey {self.host_key}",
                     f"PidFile {self.dir / 'sshd.pid'}",
@@ -89,13 +91,14 @@ class SSHServer:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)
         log = open(self.dir / "sshd.log", "ab")
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [sshd_binary(), "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log
+            [*prefix, sshd_binary(), "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                with socket.create_connection((self.address, self.port), timeout=1) as s:
                     if s.recv(4).startswith(b"SSH-"):
                         return self
             except OSError:
@@ -128,9 +131,9 @@ class SSHServer:
         self.stop()
 
     def known_hosts_line(self) -> str:
-        """The known_hosts entry for this server: `[127.0.0.1]:PORT ssh-ed25519 ...`."""
+        """The known_hosts entry for this server: `[ADDRESS]:PORT ssh-ed25519 ...`."""
         kind, blob = self.host_key.with_suffix(".pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+        return f"[{self.address}]:{self.port} {kind} {blob}\n"
 
     def install_client(self, home: Path, alias: str, trust: bool = True) -> None:
         """Add `alias` to home/.ssh/config (and its key to known_hosts when `trust`)."""
@@ -138,7 +141,7 @@ class SSHServer:
         ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(ssh / "config", "a") as f:
             f.write(
-                f"Host {alias}\n  HostName 127.0.0.1\n  Port {self.port}\n  User {self.user}\n"
+                f"Host {alias}\n  HostName {self.address}\n  Port {self.port}\n  User {self.user}\n"
                 f"  IdentityFile {self.client_key}\n  IdentitiesOnly yes\n"
                 "  StrictHostKeyChecking yes\n  BatchMode yes\n\n"
             )

@@ -225,11 +225,13 @@ def test_unreachable_host_shown_others_still_show(jobs_project, orch, tmp_path, 
     )
     dead_id = start(orch, "dead", "job.steps=100", "job.sleep=0.1")
     dead.stop()
-    seen = status(orch)
+    res = orch("status", "--json")
+    assert res.exit_code == 3 and "dead: unreachable (deadbox)" in res.stderr
+    seen = {s["run_id"]: s for s in json.loads(res.stdout)}
     assert seen[dead_id]["reachable"] is False and seen[dead_id]["state"] == "running"
     assert seen[run_id]["reachable"] is True
-    table = orch("status").stdout
-    assert "unreachable (last: running)" in table
+    table = orch("status")
+    assert table.exit_code == 3 and "unreachable (last: running)" in table.stdout
 
 
 def test_logs_follow_survives_reconnect(jobs_project, sshd):
