@@ -15,6 +15,7 @@ from gpu_worker.schema import did_you_mean
 
 from .config import Config
 from .errors import ConfigError
+from .names import check_name
 
 
 def playbook_path(config: Config, name: str) -> Path:
@@ -111,6 +112,7 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
     data = load_raw(config, name)
     for assignment in overrides:
         apply_override(data, assignment, path.name)
+    check_names(data, path)
     if "command" not in data:  # the worker runs it: check it here, before anything is pushed
         from gpu_worker.runner import PlaybookError, parse_playbook
 
@@ -119,6 +121,18 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
         except PlaybookError as exc:
             raise ConfigError(f"{path.name}: {exc}") from None
     return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
+
+
+def check_names(data: dict, path: Path) -> None:
+    """The playbook's name and method names become file names and README text: refuse unsafe
+    ones here, before anything is sent, naming the file and field."""
+    check_name(path.stem, f"{path.name}: file name")
+    if "name" in data:
+        check_name(data["name"], f"{path.name}: name")
+    methods = data.get("methods")
+    if isinstance(methods, dict):
+        for method in methods:
+            check_name(method, f"{path.name}: methods")
 
 
 def render_command(template: str, playbook_file: str, out_dir: str) -> str:
