@@ -6,16 +6,16 @@ Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gpu_worker.schema import did_you_mean
 
 from .errors import ConfigError
+from .yamlfile import load_yaml
 
 CONFIG_NAME = "orch.yaml"
 LOCAL_HOST = "local"
@@ -148,10 +148,7 @@ def load_config(path: Path | None = None) -> Config:
         return Config(root=Path.cwd().resolve(), path=None, hosts={}, defaults=Defaults())
     path = path.resolve()
     label = path.name
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{label}: cannot read: {str(exc).splitlines()[0]}") from exc
+    raw = load_yaml(path, label) or {}
     v = _Validator(label)
     top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub"})
     defaults = Defaults(**v.section(top.get("defaults"), "defaults", _DEFAULT_FIELDS))
@@ -195,8 +192,12 @@ def _int(value: Any) -> int:
 
 
 def _positive(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise TypeError("expected a positive number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a positive number, got {value!r}")
+    if not math.isfinite(value):  # .inf would wait forever; .nan compares false with everything
+        raise TypeError(f"expected a finite number, got {value!r}")
+    if value <= 0:
+        raise TypeError(f"expected a positive number, got {value!r}")
     return float(value)
 
 

@@ -16,6 +16,7 @@ from gpu_worker.schema import did_you_mean
 from .config import Config
 from .errors import ConfigError
 from .names import check_name
+from .yamlfile import load_yaml
 
 
 def playbook_path(config: Config, name: str) -> Path:
@@ -33,10 +34,7 @@ def playbook_path(config: Config, name: str) -> Path:
 def load_raw(config: Config, name: str) -> dict:
     """The playbook as a mapping, or a one-line ConfigError naming the file."""
     path = playbook_path(config, name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path.name}: cannot read: {str(exc).splitlines()[0]}") from exc
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping at the top level")
     return data
