@@ -7,7 +7,6 @@ Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,7 @@ class HostConfig:
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
     hourly_rate: float | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
+    known_hosts: str | None = None  # None: the ssh configuration's UserKnownHostsFile
     is_local: bool = False
 
 
@@ -113,23 +112,22 @@ class Config:
                 remote_dir=str(self.root / ".orch" / "local"),
                 is_local=True,
             )
-        if name in ssh_config_aliases():
+        from . import ssh_config
+
+        if ssh_config.is_configured(name):
             return HostConfig(name=name, hostname=name)
         known = sorted(set(self.hosts) | {LOCAL_HOST} | ssh_config_aliases())
         raise ConfigError(
-            f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a Host alias in "
-            f"~/.ssh/config{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
+            f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a host that "
+            f"~/.ssh/config configures{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
         )
 
 
 def ssh_config_aliases(path: str = "~/.ssh/config") -> set[str]:
-    """Host names written literally (no wildcards) in the user's ssh config."""
-    from paramiko import SSHConfig  # only here: keep `orch --help` light
+    """Host names written literally (no wildcards) in the user's ssh config and its Includes."""
+    from .ssh_config import literal_hosts
 
-    p = Path(os.path.expanduser(path))
-    if not p.is_file():
-        return set()
-    return {h for h in SSHConfig.from_path(str(p)).get_hostnames() if not set(h) & set("*?!")}
+    return literal_hosts(path)
 
 
 def find_config(start: Path | None = None) -> Path | None:
