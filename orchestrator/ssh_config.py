@@ -21,6 +21,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -164,12 +165,14 @@ def _from_ssh_g(alias: str, config: Path) -> SSHOptions:
     if known == default_known and _home_differs():
         known = [os.path.expanduser(p) for p in DEFAULT_KNOWN_HOSTS]
     jump = first.get("proxyjump")
+    host, user, port = first.get("hostname", alias), first.get("user"), int(first.get("port", 22))
     return SSHOptions(
         alias=alias,
-        hostname=first.get("hostname", alias),
-        user=first.get("user"),
-        port=int(first.get("port", 22)),
-        identity_files=tuple(os.path.expanduser(p) for p in ids),
+        hostname=host,
+        user=user,
+        port=port,
+        # ssh -G prints IdentityFile as written: its tokens are expanded when the key is loaded
+        identity_files=tuple(_expand_tokens(p, host, user or "", port) for p in ids),
         identities_only=first.get("identitiesonly", "no") in ("yes", "true"),
         proxy_jump=None if jump in (None, "none") else jump,
         known_hosts_files=tuple(known),
@@ -202,10 +205,27 @@ def _inline_includes(path: Path, depth: int = 0) -> str:
 
 
 def _expand_tokens(value: str, host: str, user: str, port: int) -> str:
-    home = os.path.expanduser("~")
-    table = {"%h": host, "%d": home, "%u": os.environ.get("USER", ""), "%r": user, "%p": str(port)}
-    value = re.sub(r"%[hdurp%]", lambda m: table.get(m.group(0), "%"), value)
+    """`~` and the tokens ssh expands in file names: %h host, %d home, %r remote user,
+    %u local user, %p port, %l local host name, %i uid, %% a percent sign."""
+    table = {
+        "%h": host,
+        "%d": os.path.expanduser("~"),
+        "%u": _local_user(),
+        "%r": user,
+        "%p": str(port),
+        "%l": socket.gethostname().split(".")[0],
+        "%i": str(os.getuid()),
+        "%%": "%",
+    }
+    value = re.sub(r"%[hdurpli%]", lambda m: table[m.group(0)], value)
     return os.path.expanduser(value)
+
+
+def _local_user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return os.environ.get("USER", "")
 
 
 def _from_paramiko(alias: str, config: Path) -> SSHOptions:
