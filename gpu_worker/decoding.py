@@ -19,6 +19,7 @@ checkpoint), or `base` (no adapter). `checkpoints` (ensembles) is `all` or a lis
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from .ensemble import RULES, vote
@@ -123,12 +124,14 @@ def parse_method(name: str, body: object) -> Method:
             f"methods.{name}.vote: unknown rule '{values['vote']}' for kind {kind}; "
             f"known: {', '.join(rules)}"
         )
-    for key in ("num_beams", "seed", "max_new_tokens", "psm"):
-        if key in values and (not isinstance(values[key], int) or values[key] < 0):
-            raise MethodError(f"methods.{name}.{key}: expected a non-negative integer")
+    for key, low in (("num_beams", 1), ("max_new_tokens", 1), ("seed", 0), ("psm", 0)):
+        v = values.get(key, low)  # bools are ints to Python: `num_beams: true` is refused too
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise MethodError(f"methods.{name}.{key}: expected an integer >= {low}, got {v!r}")
     for key in ("temperature", "top_p"):
-        if key in values and (not isinstance(values[key], (int, float)) or values[key] <= 0):
-            raise MethodError(f"methods.{name}.{key}: expected a positive number")
+        v = values.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise MethodError(f"methods.{name}.{key}: expected a positive number, got {v!r}")
     return Method(name=name, **values)
 
 

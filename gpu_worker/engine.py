@@ -13,17 +13,17 @@ seconds). Contract:
 
 from __future__ import annotations
 
-import glob
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from transformers import AutoProcessor, Qwen2_5_VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from .checkpoints import adapter_names, expand_checkpoints
 from .fastpath import shapes
+
+__all__ = ["Engine", "expand_checkpoints", "load", "pick_device"]
 
 DEFAULT_PROMPT = "Extract the text in this image."
 BASE = "__base__"
@@ -55,33 +55,6 @@ def load_processor(base: str):
         raise TypeError(f"{base}: expected an image-text processor, got {type(processor)}")
     processor.tokenizer.padding_side = "left"
     return processor
-
-
-def expand_checkpoints(spec: str | list[str] | None, root: str | None = None) -> list[str]:
-    """Checkpoint folders from a list, a glob or a folder holding `checkpoint-*`, in step order."""
-    if not spec:
-        return []
-    items = [spec] if isinstance(spec, str) else list(spec)
-    found: list[str] = []
-    for item in items:
-        path = os.path.expanduser(item)
-        if root and not os.path.isabs(path):
-            path = os.path.join(root, path)
-        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "adapter_config.json")):
-            path = os.path.join(path, "checkpoint-*")
-        matches = sorted(glob.glob(path), key=_step) if glob.has_magic(path) else [path]
-        if not matches:
-            raise FileNotFoundError(f"no checkpoints match {item}")
-        found.extend(matches)
-    for path in found:
-        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
-            raise FileNotFoundError(f"{path}: not a LoRA checkpoint (no adapter_config.json)")
-    return found
-
-
-def _step(path: str) -> tuple[int, str]:
-    tail = Path(path).name.rsplit("-", 1)[-1]
-    return (int(tail) if tail.isdigit() else 1 << 30, path)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -305,9 +278,7 @@ def load(
     processor = load_processor(base)
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
     model.to(device).eval()
-    names = [Path(c).name for c in checkpoints]
-    if len(set(names)) != len(names):
-        names = [f"{Path(c).parent.name}/{Path(c).name}".replace(".", "_") for c in checkpoints]
+    names = adapter_names(checkpoints)
     bank = None
     if checkpoints and lora == "fast":
         from .fastpath.lora import Unsupported, load_bank

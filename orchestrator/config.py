@@ -6,16 +6,15 @@ Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in 
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gpu_worker.schema import did_you_mean
 
 from .errors import ConfigError
+from .yamlfile import load_yaml
 
 CONFIG_NAME = "orch.yaml"
 LOCAL_HOST = "local"
@@ -68,7 +67,7 @@ class HostConfig:
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = DEFAULT_TIMEOUT
     hourly_rate: float | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
+    known_hosts: str | None = None  # None: the ssh configuration's UserKnownHostsFile
     is_local: bool = False
 
 
@@ -113,23 +112,22 @@ class Config:
                 remote_dir=str(self.root / ".orch" / "local"),
                 is_local=True,
             )
-        if name in ssh_config_aliases():
+        from . import ssh_config
+
+        if ssh_config.is_configured(name):
             return HostConfig(name=name, hostname=name)
         known = sorted(set(self.hosts) | {LOCAL_HOST} | ssh_config_aliases())
         raise ConfigError(
-            f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a Host alias in "
-            f"~/.ssh/config{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
+            f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a host that "
+            f"~/.ssh/config configures{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
         )
 
 
 def ssh_config_aliases(path: str = "~/.ssh/config") -> set[str]:
-    """Host names written literally (no wildcards) in the user's ssh config."""
-    from paramiko import SSHConfig  # only here: keep `orch --help` light
+    """Host names written literally (no wildcards) in the user's ssh config and its Includes."""
+    from .ssh_config import literal_hosts
 
-    p = Path(os.path.expanduser(path))
-    if not p.is_file():
-        return set()
-    return {h for h in SSHConfig.from_path(str(p)).get_hostnames() if not set(h) & set("*?!")}
+    return literal_hosts(path)
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -148,10 +146,7 @@ def load_config(path: Path | None = None) -> Config:
         return Config(root=Path.cwd().resolve(), path=None, hosts={}, defaults=Defaults())
     path = path.resolve()
     label = path.name
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{label}: cannot read: {str(exc).splitlines()[0]}") from exc
+    raw = load_yaml(path, label) or {}
     v = _Validator(label)
     top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub"})
     defaults = Defaults(**v.section(top.get("defaults"), "defaults", _DEFAULT_FIELDS))
@@ -195,8 +190,12 @@ def _int(value: Any) -> int:
 
 
 def _positive(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise TypeError("expected a positive number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a positive number, got {value!r}")
+    if not math.isfinite(value):  # .inf would wait forever; .nan compares false with everything
+        raise TypeError(f"expected a finite number, got {value!r}")
+    if value <= 0:
+        raise TypeError(f"expected a positive number, got {value!r}")
     return float(value)
 
 

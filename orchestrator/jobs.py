@@ -36,6 +36,7 @@ RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
 FINISHED = ("succeeded", "failed", "cancelled", "lost")
 LOG_TAIL_LINES = 10
 BUSY_EXIT = 75
+PRECHECK_EXIT = 77  # gpu_worker.precheck.EXIT_PROBLEM: a model folder or adapter is missing
 
 
 @dataclass
@@ -174,11 +175,36 @@ def env_file(host: Host) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
+def _python_setup(host: Host) -> str:
+    """Shell lines setting ORCH_PYTHON: the host's venv, else its configured interpreter."""
+    return (
+        f"ORCH_PYTHON={host.path('venv', 'bin', 'python')}\n"
+        f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {shlex.quote(host.config.python)})'
+    )
+
+
+def _precheck_script(host: Host, playbook: Playbook) -> str:
+    """Shell lines run before tmux: `gpu_worker.precheck` on the written playbook.yaml. On a
+    problem the run folder is removed and the script exits PRECHECK_EXIT with the problems on
+    stdout, so a missing checkpoint is a one-line error of `orch run`, not a failed job.
+    Playbooks with their own `command:` are not checked (they need not use the worker)."""
+    if "command" in playbook.data:
+        return ""
+    return f"""rc=0
+msg=$(cd {host.path("code")} && {{
+{_python_setup(host)}
+"$ORCH_PYTHON" -m gpu_worker.precheck "$D/playbook.yaml" 2>&1; }}) || rc=$?
+if [ "$rc" != 0 ]; then
+  rm -rf "$D"; printf '%s\n' "$msg"; [ "$rc" = {PRECHECK_EXIT} ] || printf '%s\n' "$msg" >&2
+  exit "$rc"
+fi
+"""
+
+
 def _job_script(host: Host, run_id: str, command: str) -> str:
     """What tmux runs: the command (all of it, `a; b` included) with its output to log.txt,
     its exit status to exit_code. No secret is part of this text (see `env_file`)."""
     d = run_dir(host, run_id)
-    hc = host.config
     env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "ORCH_RUN_ID": run_id}
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     return "\n".join(
@@ -190,8 +216,7 @@ def _job_script(host: Host, run_id: str, command: str) -> str:
             "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
             f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
             f'export {exports} ORCH_RUN_DIR="$D"',
-            f"ORCH_PYTHON={host.path('venv', 'bin', 'python')}",
-            f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {shlex.quote(hc.python)})',
+            _python_setup(host),
             "export ORCH_PYTHON",
             f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
             'echo $? > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
@@ -247,6 +272,7 @@ trap 'set +e; [ -n "$ok" ] || {{ tmux kill-session -t ={SESSION_PREFIX}{run_id} 
   rm -rf "$D"; }}' EXIT
 (umask 077 && cat > "$D/{ENV_FILE}")
 printf '%s' {shlex.quote(playbook.to_yaml())} > "$D/playbook.yaml"
+{_precheck_script(host, playbook)}
 pid=$(tmux new-session -d -P -F '#{{pane_pid}}' -s {SESSION_PREFIX}{run_id} \
   {shlex.quote(_job_script(host, run_id, command))})
 printf '%s' {shlex.quote(json.dumps(remote_record))} | sed "s/\\"__PID__\\"/$pid/" > "$D/run.json"
@@ -260,6 +286,9 @@ ok=1
             f"{host.name} is busy: orch job {busy} is still running; wait for it, "
             f"`orch cancel {busy}`, or pass --allow-concurrent"
         )
+    if res.exit_code == PRECHECK_EXIT:
+        found = "; ".join(line for line in res.text.splitlines() if line.strip())
+        raise ConfigError(f"{host.name}: playbook {playbook.name}: {found}; nothing was started")
     host._check(res)
     save_record(config, record)
     return record

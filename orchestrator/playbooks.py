@@ -15,6 +15,8 @@ from gpu_worker.schema import did_you_mean
 
 from .config import Config
 from .errors import ConfigError
+from .names import check_name
+from .yamlfile import load_yaml
 
 
 def playbook_path(config: Config, name: str) -> Path:
@@ -32,10 +34,7 @@ def playbook_path(config: Config, name: str) -> Path:
 def load_raw(config: Config, name: str) -> dict:
     """The playbook as a mapping, or a one-line ConfigError naming the file."""
     path = playbook_path(config, name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path.name}: cannot read: {str(exc).splitlines()[0]}") from exc
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping at the top level")
     return data
@@ -111,6 +110,7 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
     data = load_raw(config, name)
     for assignment in overrides:
         apply_override(data, assignment, path.name)
+    check_names(data, path)
     if "command" not in data:  # the worker runs it: check it here, before anything is pushed
         from gpu_worker.runner import PlaybookError, parse_playbook
 
@@ -119,6 +119,18 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
         except PlaybookError as exc:
             raise ConfigError(f"{path.name}: {exc}") from None
     return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
+
+
+def check_names(data: dict, path: Path) -> None:
+    """The playbook's name and method names become file names and README text: refuse unsafe
+    ones here, before anything is sent, naming the file and field."""
+    check_name(path.stem, f"{path.name}: file name")
+    if "name" in data:
+        check_name(data["name"], f"{path.name}: name")
+    methods = data.get("methods")
+    if isinstance(methods, dict):
+        for method in methods:
+            check_name(method, f"{path.name}: methods")
 
 
 def render_command(template: str, playbook_file: str, out_dir: str) -> str:

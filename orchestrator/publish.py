@@ -4,6 +4,11 @@ In that order, and safely: a README with the user's uncommitted edits is refused
 is written; only the README, the runs' result folders and the plots are committed; publishing the
 same results again commits nothing; a Hub failure comes after the local commit and re-running
 retries only the upload. `--dry-run` computes everything and writes nothing.
+
+A results.json comes from the host, so nothing in it chooses a path: the run id (its folder),
+the playbook name (the plot's file name) and the method names (README rows) must be safe names
+(`names.py`), else publish stops naming the file and field; files are written only under
+results/ and to the README.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from . import hub, plot, readme, vcs
 from .config import Config
 from .errors import PublishError
 from .fetch import results_dir
-from .jobs import atomic_write, check_run_id
+from .jobs import RUN_ID_RE, atomic_write, check_run_id
+from .names import check_name
 
 
 @dataclass(frozen=True)
@@ -55,17 +61,29 @@ def load_runs(config: Config) -> list[FetchedRun]:
             doc = validate_results(json.loads(res_path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, SchemaError, UnicodeDecodeError):
             continue
-        prov = doc.get("run", {})
-        runs.append(
-            FetchedRun(
-                run_id=res_path.parent.name,
-                playbook=str(prov.get("playbook") or res_path.parent.name.rsplit("-", 3)[0]),
-                path=res_path.parent,
-                results=doc,
-                started_at=float(prov.get("started_at") or res_path.stat().st_mtime),
-            )
-        )
+        runs.append(_fetched_run(config, res_path, doc))
     return sorted(runs, key=lambda r: (r.started_at, r.run_id))
+
+
+def _fetched_run(config: Config, res_path: Path, doc: dict) -> FetchedRun:
+    """A FetchedRun whose run id, playbook and method names are safe (see the module doc)."""
+    folder = res_path.parent
+    where = f"{config.defaults.results_dir}/{folder.name}/results.json"
+    if not RUN_ID_RE.match(folder.name):
+        raise PublishError(
+            f"{config.defaults.results_dir}/{folder.name}: not a run id (lowercase letters, "
+            "digits, - _ .); move it out of the results folder; nothing was written"
+        )
+    prov = doc.get("run", {})
+    playbook = prov.get("playbook") or folder.name.rsplit("-", 3)[0]
+    check_name(playbook, f"{where}: run.playbook", PublishError)
+    for method in doc:
+        if method != "run":
+            check_name(method, f"{where}: method", PublishError)
+    started = prov.get("started_at")
+    if isinstance(started, bool) or not isinstance(started, (int, float)):
+        started = res_path.stat().st_mtime
+    return FetchedRun(folder.name, playbook, folder, doc, float(started))
 
 
 def select_runs(config: Config, run_ids: tuple[str, ...]) -> list[FetchedRun]:
@@ -125,6 +143,8 @@ def publish(
     tables, pngs = [], {}
     for r in runs:
         png_path = plots_dir / f"{r.playbook}.png"
+        if png_path.resolve().parent != plots_dir.resolve():  # belt and braces: names are safe
+            raise PublishError(f"{r.run_id}: plot path {png_path} leaves {plots_dir}")
         pngs[png_path] = plot.tradeoff_png(r.results, f"{r.playbook}: {r.run_id}")
         link = _relative_link(png_path, readme_path.parent)
         tables.append(readme.RunTable(r.run_id, r.playbook, r.results, link))

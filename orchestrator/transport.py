@@ -12,6 +12,7 @@ Contract:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import math
 import os
@@ -19,16 +20,18 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
+from . import hostkeys, ssh_config
 from .config import HostConfig
 from .errors import HostKeyError, HostUnreachable, RemoteCommandError
+from .ssh_config import SSHOptions
 
 CHUNK = 1 << 16
 OutputCallback = Callable[[bytes], None]
@@ -204,19 +207,42 @@ def _drain(
     return b"".join(chunks)
 
 
-class _RefuseUnknownKey:
-    """paramiko host-key policy: refuse, keeping the key so `orch hosts trust` can show it."""
+class _HostKeyPolicy:
+    """paramiko's missing-host-key policy for one hop: refuse (keeping the key so `orch hosts
+    trust` can show it), or, only when the ssh configuration says StrictHostKeyChecking
+    no/accept-new, accept a new key, record it and say so on stderr. Revoked keys: refused."""
 
-    def __init__(self, host_name: str) -> None:
+    def __init__(self, host_name: str, opts: SSHOptions, known: hostkeys.KnownHosts) -> None:
         self.host_name = host_name
+        self.opts = opts
+        self.known = known
         self.seen: tuple[str, object] | None = None
 
     def missing_host_key(self, client, hostname, key) -> None:  # paramiko's policy interface
         self.seen = (hostname, key)
+        self.refuse_revoked(hostname, key)
+        if not self.opts.checks_strictly and self.opts.known_hosts_files:
+            path = self.opts.known_hosts_files[0]
+            hostkeys.add_key(path, hostname, key)
+            sys.stderr.write(
+                f"orch: {self.host_name}: StrictHostKeyChecking "
+                f"{self.opts.strict_host_key_checking} in the ssh configuration: accepted the "
+                f"new host key of {hostname} ({fingerprint(key)}) and added it to {path}\n"
+            )
+            return
         raise HostKeyError(
             f"{self.host_name}: host key of {hostname} is not in known_hosts ({fingerprint(key)}); "
             f"if that is the host's key, run `orch hosts trust {self.host_name}`"
         )
+
+    def refuse_revoked(self, hostname: str, key) -> None:
+        """Raise HostKeyError when `key` is marked @revoked in a known_hosts file."""
+        where = self.known.revoked_by(key)
+        if where is not None:
+            raise HostKeyError(
+                f"{self.host_name}: host key of {hostname} ({fingerprint(key)}) is REVOKED "
+                f"in {where}; refusing to connect"
+            )
 
 
 class SSHHost(Host):
@@ -225,7 +251,7 @@ class SSHHost(Host):
     def __init__(self, config: HostConfig) -> None:
         super().__init__(config)
         self._conn = None
-        self.policy = _RefuseUnknownKey(config.name)
+        self.policy: _HostKeyPolicy | None = None
 
     # -- connection -----------------------------------------------------------------------
     def connect(self) -> None:
@@ -247,31 +273,74 @@ class SSHHost(Host):
                 time.sleep(delay)
                 delay *= 2
 
-    def _open(self) -> None:
+    def options(self) -> SSHOptions:
+        """The ssh configuration's options for this host; orch.yaml's user, port, identity
+        file and known_hosts win over it (as `ssh -l/-p/-i` would)."""
+        opts = ssh_config.resolve(self.config.hostname)
+        hc = self.config
+        return dataclasses.replace(
+            opts,
+            user=hc.user or opts.user,
+            port=hc.port or opts.port,
+            identity_files=(hc.identity_file,) if hc.identity_file else opts.identity_files,
+            known_hosts_files=(hc.known_hosts,) if hc.known_hosts else opts.known_hosts_files,
+        )
+
+    def _connection(self, opts: SSHOptions, gateway, primary: bool):
+        """A fabric Connection for one hop, with its own known hosts and policy."""
         from fabric import Config, Connection
-        from paramiko import BadHostKeyException
+        from paramiko import SSHConfig
 
         t = self.config.timeout
         kwargs = {"banner_timeout": t, "auth_timeout": t, "channel_timeout": t}
-        if self.config.identity_file:
-            kwargs["key_filename"] = [os.path.expanduser(self.config.identity_file)]
-        fab_config = Config(overrides={"timeouts": {"connect": max(1, math.ceil(t))}})
+        keys = [os.path.expanduser(k) for k in opts.identity_files]
+        if keys:
+            kwargs["key_filename"] = [k for k in keys if os.path.exists(k)] or keys
+        if opts.identities_only and keys:
+            kwargs.update(allow_agent=False, look_for_keys=False)
+        fab_config = Config(  # an empty SSHConfig: fabric must not read ~/.ssh/config itself
+            overrides={"timeouts": {"connect": max(1, math.ceil(t))}}, ssh_config=SSHConfig()
+        )
         conn = Connection(
-            self.config.hostname,
-            user=self.config.user,
-            port=self.config.port,
+            opts.hostname,
+            user=opts.user,
+            port=opts.port,
             config=fab_config,
             connect_kwargs=kwargs,
+            gateway=gateway,
         )
-        known = Path(os.path.expanduser(self.config.known_hosts))
-        hop = conn
-        while hop is not None and not isinstance(hop, str):
-            if known.is_file():
-                hop.client.load_host_keys(str(known))
-            hop.client.set_missing_host_key_policy(self.policy)
-            hop = hop.gateway
+        known = hostkeys.load([*opts.known_hosts_files, *opts.global_known_hosts_files])
+        known.install(conn.client.get_host_keys())
+        policy = _HostKeyPolicy(self.name, opts, known)
+        conn.client.set_missing_host_key_policy(policy)
+        if primary:
+            self.policy = policy
+        return conn
+
+    def _gateway(self, opts: SSHOptions):
+        """The chain of ProxyJump hops (`a,b`: a, then b through a), each resolved and checked
+        like the target; None without ProxyJump."""
+        gateway = None
+        for hop in (opts.proxy_jump or "").split(","):
+            if not hop.strip():
+                continue
+            user, _, rest = hop.strip().rpartition("@")
+            name, _, port = rest.partition(":")
+            hop_opts = ssh_config.resolve(name)
+            hop_opts = dataclasses.replace(
+                hop_opts, user=user or hop_opts.user, port=int(port) if port else hop_opts.port
+            )
+            gateway = self._connection(hop_opts, gateway, primary=False)
+        return gateway
+
+    def _open(self) -> None:
+        from paramiko import BadHostKeyException
+
+        opts = self.options()
+        conn = self._connection(opts, self._gateway(opts), primary=True)
         self.endpoint = (conn.host, int(conn.port))
         self._conn = conn
+        t = self.config.timeout
         if conn.gateway is None:  # our own socket, tuned before the handshake (NODELAY: 3x faster)
             sock = _QuickAckSocket.wrap(socket.create_connection(self.endpoint, timeout=t))
             _tune_socket(sock, t)
@@ -279,6 +348,7 @@ class SSHHost(Host):
         try:
             conn.open()
         except BadHostKeyException as exc:
+            self.policy.refuse_revoked(exc.hostname, exc.key)
             raise HostKeyError(
                 f"{self.name}: host key of {exc.hostname} CHANGED (now {fingerprint(exc.key)}, "
                 f"known_hosts has {fingerprint(exc.expected_key)}); if the host was reinstalled, "
@@ -341,32 +411,24 @@ class SSHHost(Host):
 
     # -- trust ----------------------------------------------------------------------------
     def trust(self, confirm: Callable[[str], bool], replace: bool = False) -> str:
-        """Fetch the host's key, ask `confirm(fingerprint)`, record it in known_hosts."""
-        from paramiko import HostKeys
-
+        """Fetch the host's key, ask `confirm(fingerprint)`, record it in the first known_hosts
+        file of the host's ssh configuration, keeping that file's other lines."""
         try:
             self.connect()
             return f"{self.name}: already trusted"
         except HostKeyError as exc:
-            if "CHANGED" in str(exc) and not replace:
+            if ("CHANGED" in str(exc) and not replace) or "REVOKED" in str(exc):
                 raise
-            seen = self.policy.seen
+            seen = self.policy.seen if self.policy is not None else None
         if seen is None:  # changed key with --replace: read the offered key directly
             seen = self._offered_key()
         hostname, key = seen
+        self.policy.refuse_revoked(hostname, key)
         fp = fingerprint(key)
         if not confirm(f"{hostname} {key.get_name()} {fp}"):
             raise HostKeyError(f"{self.name}: host key not trusted; nothing written")
-        known = Path(os.path.expanduser(self.config.known_hosts))
-        known.parent.mkdir(parents=True, exist_ok=True)
-        keys = HostKeys(str(known)) if known.is_file() else HostKeys()
-        if hostname in keys:
-            del keys[hostname]
-        keys.add(hostname, key.get_name(), key)
-        tmp = known.with_name(known.name + ".tmp")
-        keys.save(str(tmp))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, known)
+        path = self.policy.opts.known_hosts_files[0]
+        hostkeys.add_key(path, hostname, key, replace=True)
         return f"{self.name}: trusted {hostname} {key.get_name()} {fp}"
 
     def _offered_key(self) -> tuple[str, object]:

@@ -1,0 +1,46 @@
+"""Checkpoint folders and the adapter names they get. Standard library only, so the pre-launch
+check (`precheck.py`) answers in milliseconds without importing torch; `engine.py` uses the same
+functions when it loads them."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+
+def expand_checkpoints(spec: str | list[str] | None, root: str | None = None) -> list[str]:
+    """Checkpoint folders from a list, a glob or a folder holding `checkpoint-*`, in step order."""
+    if not spec:
+        return []
+    items = [spec] if isinstance(spec, str) else list(spec)
+    found: list[str] = []
+    for item in items:
+        path = os.path.expanduser(item)
+        if root and not os.path.isabs(path):
+            path = os.path.join(root, path)
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "adapter_config.json")):
+            path = os.path.join(path, "checkpoint-*")
+        if not glob.has_magic(path) and not os.path.exists(path):
+            raise FileNotFoundError(f"{item}: no such checkpoint folder")
+        matches = sorted(glob.glob(path), key=_step) if glob.has_magic(path) else [path]
+        if not matches:
+            raise FileNotFoundError(f"no checkpoints match {item}")
+        found.extend(matches)
+    for path in found:
+        if not os.path.isfile(os.path.join(path, "adapter_config.json")):
+            raise FileNotFoundError(f"{path}: not a LoRA checkpoint (no adapter_config.json)")
+    return found
+
+
+def _step(path: str) -> tuple[int, str]:
+    tail = Path(path).name.rsplit("-", 1)[-1]
+    return (int(tail) if tail.isdigit() else 1 << 30, path)
+
+
+def adapter_names(checkpoints: list[str]) -> list[str]:
+    """The adapter name of each checkpoint: its folder name, or `parent/name` when two clash."""
+    names = [Path(c).name for c in checkpoints]
+    if len(set(names)) != len(names):
+        names = [f"{Path(c).parent.name}/{Path(c).name}".replace(".", "_") for c in checkpoints]
+    return names
