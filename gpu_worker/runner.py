@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from . import metrics, schema
-from .data import DataSpec, Samples, sample_indices, selection_hash
+from .data import DataSpec, Samples, sample_indices, selection_hash, shard_indices
 from .decoding import Method, MethodError, decode_batch, parse_methods
 from .schema import did_you_mean
 
@@ -34,7 +34,16 @@ SECTIONS = {
     "description": None,
     "command": None,
     "model": {"base", "checkpoints", "tiny", "prompt", "device", "dtype"},
-    "data": {"source", "split", "n_samples", "seed", "image_column", "text_column"},
+    "data": {
+        "source",
+        "split",
+        "n_samples",
+        "seed",
+        "image_column",
+        "text_column",
+        "shard",
+        "num_shards",
+    },
     "generation": {"batch_size", "max_new_tokens"},
     "scoring": {"normalize", "collapse_whitespace", "cer_tolerance"},
     "methods": None,
@@ -102,6 +111,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     n = data.get("n_samples")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
+    _check_shard(data)
     tol = scoring.get("cer_tolerance", 0.01)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
         raise PlaybookError(f"scoring.cer_tolerance: expected a number >= 0, got {tol!r}")
@@ -123,6 +133,15 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         collapse_whitespace=bool(scoring.get("collapse_whitespace", True)),
         cer_tolerance=float(tol),
     )
+
+
+def _check_shard(data: dict) -> None:
+    """`data.num_shards` >= 1 and 0 <= `data.shard` < num_shards (integers)."""
+    count, shard = data.get("num_shards", 1), data.get("shard", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise PlaybookError(f"data.num_shards: expected a positive integer, got {count!r}")
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
+        raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
 
 
 def load_playbook(path: str | Path) -> RunSpec:
@@ -246,6 +265,7 @@ def run(
     started = time.time()
     samples = Samples(spec.data, root)
     indices = sample_indices(len(samples), spec.data.n_samples, spec.data.seed)
+    indices = shard_indices(indices, spec.data.shard, spec.data.num_shards)
     lines = read_predictions(pred_path) if resume else []
     done = {(line["index"], line["method"]) for line in lines}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
@@ -307,6 +327,8 @@ def run(
             "n_samples": len(indices),
             "seed": spec.data.seed,
             "indices_sha256": selection_hash(spec.data, indices),
+            "shard": spec.data.shard,
+            "num_shards": spec.data.num_shards,
         },
         "batch_size": spec.batch_size,
         "max_new_tokens": spec.max_new_tokens,
