@@ -144,6 +144,11 @@ def _check_shard(data: dict) -> None:
         raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
 
 
+def _shard_of(data: DataSpec) -> dict:
+    """Provenance of a shard: which one of how many (absent from unsharded runs)."""
+    return {"shard": data.shard, "num_shards": data.num_shards}
+
+
 def load_playbook(path: str | Path) -> RunSpec:
     """Read and validate a playbook file (`yaml.safe_load` only)."""
     path = Path(path)
@@ -327,8 +332,7 @@ def run(
             "n_samples": len(indices),
             "seed": spec.data.seed,
             "indices_sha256": selection_hash(spec.data, indices),
-            "shard": spec.data.shard,
-            "num_shards": spec.data.num_shards,
+            **(_shard_of(spec.data) if spec.data.num_shards > 1 else {}),
         },
         "batch_size": spec.batch_size,
         "max_new_tokens": spec.max_new_tokens,

@@ -326,6 +326,14 @@ def _render_status(statuses, as_json: bool) -> None:
             click.echo("\n".join(s.log_tail))
 
 
+def _render_parents(parents) -> None:
+    for p in parents:
+        shards = ", ".join(f"{n} {s}" for s, n in sorted(p.states.items()))
+        click.echo(
+            f"{p.parent}: {p.state}, {p.done}/{p.total} done, ETA {_age(p.eta_s)} ({shards})"
+        )
+
+
 def _follow(state: State, record, lines: int) -> None:
     from . import jobs
 
@@ -341,8 +349,15 @@ def _follow(state: State, record, lines: int) -> None:
 
 
 @cli.command()
-@click.argument("playbook")
-@host_option
+@click.argument("playbook", required=False)
+@click.option(
+    "--host",
+    "host_name",
+    help="Host from orch.yaml, ~/.ssh/config or `local`; `a,b` or a group: one shard per host.",
+)
+@click.option("--shards", type=click.IntRange(1), help="Shards as a Slurm job array (one host).")
+@click.option("--resume", "resume_id", metavar="RUN", help="Start RUN again, from its predictions.")
+@click.option("--shard", type=click.IntRange(0), help="With --resume PARENT: the shard to run.")
 @click.option(
     "--set",
     "overrides",
@@ -355,19 +370,29 @@ def _follow(state: State, record, lines: int) -> None:
 @click.pass_obj
 def run(
     state: State,
-    playbook: str,
+    playbook: str | None,
     host_name: str | None,
+    shards: int | None,
+    resume_id: str | None,
+    shard: int | None,
     overrides: tuple[str, ...],
     follow: bool,
     allow_concurrent: bool,
 ) -> None:
-    """Push, then start PLAYBOOK on the host in a detached tmux session.
+    """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
+    Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     """
     from . import jobs, playbooks
 
     cfg = state.config()
+    if resume_id or shards or len(cfg.host_list(host_name)) > 1:
+        if follow:
+            raise OrchError("--follow needs one run on one host; use `orch status --watch`")
+        return _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides)
+    if playbook is None:
+        raise OrchError("name a PLAYBOOK to run, or --resume RUN")
     book = playbooks.resolve(cfg, playbook, overrides)
     with _connected(state, host_name) as (cfg, host):
         record = jobs.launch(
@@ -386,6 +411,35 @@ def run(
     sys.exit(0 if final and final[0].state == "succeeded" else EXIT_FAILED)
 
 
+def _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides) -> None:
+    """`orch run` over several hosts, as a job array, or `--resume` of one run or shard."""
+    from . import playbooks
+    from . import shards as shards_mod
+
+    cfg = state.config()
+    on_push = lambda r: _render_push(r, False)  # noqa: E731
+    if resume_id:
+        record = shards_mod.resume_target(cfg, resume_id, shard)
+        book = playbooks.resolve(cfg, playbook or record.playbook, overrides or record.overrides)
+        host = cfg.host(host_name) if host_name else None
+        new = shards_mod.resume(cfg, book, record, host, on_push)
+        click.echo(f"started {new.run_id} on {new.host} (resumed)")
+        return
+    if playbook is None:
+        raise OrchError("name a PLAYBOOK to run")
+    book = playbooks.resolve(cfg, playbook, overrides)
+    hosts = cfg.host_list(host_name)
+    run = shards_mod.launch_sharded(cfg, hosts, book, shards, on_push=on_push)
+    click.echo(f"started {run.parent}: {run.num_shards} shards")
+    for rid, host in zip(run.shards, run.hosts, strict=True):
+        click.echo(f"  {rid} on {host}")
+    for err in run.errors:
+        click.echo(f"orch: error: {err}", err=True)
+    if run.errors:
+        click.echo(f"start them again with `orch run --resume {run.parent} --shard N`", err=True)
+        sys.exit(EXIT_FAILED)
+
+
 @cli.command()
 @click.argument("runs", nargs=-1)
 @host_option
@@ -402,12 +456,16 @@ def status(
     import time
 
     from . import jobs
+    from .shards import combine, expand
 
+    runs = expand(state.config(), runs)
     while True:
         statuses = jobs.collect_status(state.config(), runs, host_name)
         if watch and not as_json:
             click.clear()
         _render_status(statuses, as_json)
+        if not as_json:
+            _render_parents(combine(state.config(), statuses))
         if not watch:
             break
         time.sleep(2)
@@ -442,11 +500,13 @@ def cancel(state: State, run_id: str, grace: float) -> None:
     Example: orch cancel quickwin-20261124-101200-ab12
     """
     from . import jobs
+    from .shards import expand
 
     cfg = state.config()
-    record = jobs.find_record(cfg, run_id)
-    outcome = jobs.cancel(cfg, record, grace)
-    click.echo(f"{record.run_id}: {outcome}")
+    for rid in expand(cfg, (run_id,)):
+        record = jobs.find_record(cfg, rid)
+        outcome = jobs.cancel(cfg, record, grace)
+        click.echo(f"{record.run_id}: {outcome}")
 
 
 @cli.command()
@@ -459,8 +519,11 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     Example: orch fetch
     """
     from .fetch import fetch as fetch_runs
+    from .merge import merge_fetched
+    from .shards import expand
 
-    results = fetch_runs(state.config(), runs)
+    results = fetch_runs(state.config(), expand(state.config(), runs))
+    results += merge_fetched(state.config(), runs)
     if as_json:
         _json([r.to_json() for r in results])
     for r in results if not as_json else []:

@@ -1,6 +1,7 @@
 """A stand-in job for the orchestrator tests: progress, log lines, then results.json.
 
-Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json).
+Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json), and
+fail_shard: the shard (`data.shard`) that exits with code 3 instead.
 """
 
 import json
@@ -52,4 +53,7 @@ else:
     write_json("results.json", {"run": {"run_id": os.environ["ORCH_RUN_ID"]}, "baseline": method})
 open(os.path.join(out, "predictions.jsonl"), "w").write('{"index": 0}\n')
 print("done", flush=True)
-sys.exit(int(job.get("exit", 0)))
+code = int(job.get("exit", 0))
+if "fail_shard" in job and (book.get("data") or {}).get("shard") == job["fail_shard"]:
+    code = 3
+sys.exit(code)
