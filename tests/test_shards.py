@@ -34,11 +34,8 @@ def sshd2(tmp_path_factory):
         yield server
 
 
-@pytest.fixture
-def two_hosts(tmp_path, box, sshd, sshd2, isolated_home, tiny_model, monkeypatch):
-    """A copy of the worker, sample data and a small playbook; hosts gpu1, gpu2 and group pair."""
-    sshd2.install_client(isolated_home, "box2")
-    root = tmp_path / "proj"
+def worker_project(root, tiny_model, orch_yaml: str):
+    """A git project with a copy of the worker, the sample data and the shardtest playbook."""
     shutil.copytree(
         REPO / "gpu_worker", root / "gpu_worker", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -51,16 +48,26 @@ def two_hosts(tmp_path, box, sshd, sshd2, isolated_home, tiny_model, monkeypatch
     )
     for name in ("setup.cfg", "pyproject.toml"):
         shutil.copy(REPO / name, root / name)
-    host = f"remote_dir: {{}}, python: {sys.executable}, timeout: 10"
-    (root / "orch.yaml").write_text(
-        f"hosts:\n  gpu1: {{host: box, {host.format(tmp_path / 'r1')}}}\n"
-        f"  gpu2: {{host: box2, {host.format(tmp_path / 'r2')}}}\n"
-        f"  local: {{python: {sys.executable}}}\n"
-        "groups:\n  pair: [gpu1, gpu2]\npush: {include: [data/sample]}\n"
-    )
+    (root / "orch.yaml").write_text(orch_yaml + "push: {include: [data/sample]}\n")
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "shards")
+    return root
+
+
+@pytest.fixture
+def two_hosts(tmp_path, box, sshd, sshd2, isolated_home, tiny_model, monkeypatch):
+    """The worker project with hosts gpu1 and gpu2 (two sshd servers), group pair, and local."""
+    sshd2.install_client(isolated_home, "box2")
+    host = f"remote_dir: {{}}, python: {sys.executable}, timeout: 10"
+    root = worker_project(
+        tmp_path / "proj",
+        tiny_model,
+        f"hosts:\n  gpu1: {{host: box, {host.format(tmp_path / 'r1')}}}\n"
+        f"  gpu2: {{host: box2, {host.format(tmp_path / 'r2')}}}\n"
+        f"  local: {{python: {sys.executable}}}\n"
+        "groups:\n  pair: [gpu1, gpu2]\n",
+    )
     monkeypatch.chdir(root)
     yield root
     for server in (sshd, sshd2):

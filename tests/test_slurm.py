@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.slurm_cluster import node_resources, slurm_cluster, slurm_login  # noqa: F401
+from tests.test_shards import assert_same_results, single_host_run, wait_all, worker_project
 
 HERE = Path(__file__).parent
 
@@ -21,7 +22,8 @@ def cluster(project, slurm_login, isolated_home, tmp_path):  # noqa: F811 - fixt
     shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
     command = "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"
     (project / "playbooks" / "job.yaml").write_text(
-        f'command: "{command}"\njob: {{steps: 5, sleep: 0.05, exit: 0, corrupt: false}}\n'
+        f'command: "{command}"\njob: {{steps: 5, sleep: 0.05, exit: 0, corrupt: false, '
+        "fail_shard: -1}\n"
     )
     cpus = node_resources()[1]
     (project / "playbooks" / "wide.yaml").write_text(
@@ -116,3 +118,51 @@ def test_sbatch_refusal_is_one_line_error_and_leaves_no_record(cluster, orch, pr
     assert res.exit_code == 1
     assert "sbatch refused the job" in res.stderr and "partition" in res.stderr.lower()
     assert sorted((project / ".orch" / "runs").glob("*.json")) == before
+
+
+def test_job_array_failing_task_shows_failed_with_its_exit_code(cluster, orch):
+    res = orch("run", "job", "--host", "cluster", "--shards", "3", "--set", "job.fail_shard=1")
+    assert res.exit_code == 0, res.output
+    parent = res.stdout.split("started ")[1].split(":")[0]
+    seen = {s["run_id"]: s for s in wait_all(orch, [parent], limit=120)}
+    assert {rid: s["state"] for rid, s in seen.items()} == {
+        f"{parent}-s0": "succeeded",
+        f"{parent}-s1": "failed",
+        f"{parent}-s2": "succeeded",
+    }
+    assert seen[f"{parent}-s1"]["exit_code"] == 3
+    text = orch("status", parent).stdout
+    assert f"{parent}: failed" in text and "(1 failed, 2 succeeded)" in text
+    records = json.loads((Path(".orch/runs") / f"{parent}-s1.json").read_text())
+    assert records["job_id"].endswith("_1") and records["backend"] == "slurm"
+
+
+@pytest.fixture
+def cluster_worker(tmp_path, slurm_login, isolated_home, tiny_model, monkeypatch):  # noqa: F811
+    """The worker project with host `cluster` (backend: slurm) and `local`."""
+    slurm_login.install_client(isolated_home, "login")
+    root = worker_project(
+        tmp_path / "proj",
+        tiny_model,
+        f"hosts:\n  cluster:\n    host: login\n    backend: slurm\n"
+        f"    remote_dir: {tmp_path / 'remote'}\n    python: {sys.executable}\n"
+        f"    timeout: 10\n    slurm: {{partition: debug, time: '00:20:00'}}\n"
+        f"  local: {{python: {sys.executable}}}\n",
+    )
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_job_array_merges_to_the_single_host_result(cluster_worker, orch):
+    res = orch("run", "shardtest", "--host", "cluster", "--shards", "2")
+    assert res.exit_code == 0, res.output
+    parent = res.stdout.split("started ")[1].split(":")[0]
+    single = single_host_run(orch, cluster_worker)
+    states = {s["run_id"]: s["state"] for s in wait_all(orch, [parent])}
+    assert states == {f"{parent}-s0": "succeeded", f"{parent}-s1": "succeeded"}
+    res = orch("fetch", parent)
+    assert res.exit_code == 0 and f"{parent}: merged (succeeded)" in res.stdout, res.output
+    merged = json.loads((cluster_worker / "results" / parent / "results.json").read_text())
+    assert_same_results(merged, single)
+    print("merged", {m: merged[m]["cer"] for m in ("greedy", "ensemble")})
+    print("single", {m: single[m]["cer"] for m in ("greedy", "ensemble")})
