@@ -3,6 +3,7 @@ submit, poll through PENDING/RUNNING to COMPLETED, a failing job, cancel, logs a
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -166,3 +167,32 @@ def test_job_array_merges_to_the_single_host_result(cluster_worker, orch):
     assert_same_results(merged, single)
     print("merged", {m: merged[m]["cer"] for m in ("greedy", "ensemble")})
     print("single", {m: single[m]["cer"] for m in ("greedy", "ensemble")})
+
+
+def test_doctor_checks_the_slurm_tools_accounting_and_partition(cluster, orch, project):
+    res = orch("doctor", "--host", "cluster", "--json")
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    for tool in ("sbatch", "squeue", "scancel", "scontrol"):
+        assert checks[tool]["status"] == "ok", checks[tool]
+    assert checks["sacct"]["status"] == "warn" and "scontrol" in checks["sacct"]["detail"]
+    assert checks["partition"]["status"] == "ok"
+    assert checks["partition"]["detail"].startswith("debug up, 1 node(s)")
+    assert "tmux" not in checks
+    text = (project / "orch.yaml").read_text().replace("partition: debug", "partition: nosuch")
+    (project / "orch.yaml").write_text(text)
+    res = orch("doctor", "--host", "cluster", "--json")
+    assert res.exit_code == 1
+    checks = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
+    assert checks["partition"]["status"] == "fail" and "nosuch" in checks["partition"]["detail"]
+
+
+def test_logs_follow_ends_when_the_job_ends(cluster, orch):
+    run_id = start(orch, "job", "job.steps=20", "job.sleep=0.1")
+    res = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "logs", "-f", run_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "step 19" in res.stdout and res.stdout.rstrip().endswith("done")

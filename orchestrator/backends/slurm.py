@@ -352,3 +352,48 @@ echo cancelled
             f"$( (while [ ! -f {d}/exit_code ] && [ ! -f {d}/cancelled ]; do sleep 1; done) "
             ">/dev/null 2>&1 & echo $!)"
         )
+
+
+def doctor_script(settings: SlurmConfig) -> str:
+    """Lines `slurm_<tool>=...` for `orch doctor`: the client tools, accounting, the partition."""
+    part = shlex.quote(settings.partition) if settings.partition else ""
+    return "\n".join(
+        [
+            *(
+                f'echo "slurm_{t}=$(command -v {t} >/dev/null 2>&1 && echo yes || echo missing)"'
+                for t in ("sbatch", "squeue", "scancel", "scontrol")
+            ),
+            "if a=$(sacct -n -X -P -S now -o JobID 2>&1); then echo slurm_sacct=yes; "
+            'else echo "slurm_sacct=$(echo "$a" | head -n 1)"; fi',
+            f'echo "slurm_partition=$(sinfo -h -o "%P %a %D %G" {"-p " + part if part else ""}'
+            ' 2>&1 | head -n 1)"',
+        ]
+    )
+
+
+def doctor_checks(seen: dict[str, str], settings: SlurmConfig) -> list[tuple[str, str, str]]:
+    """(name, status, detail) rows from `doctor_script`'s output."""
+    rows = []
+    for tool in ("sbatch", "squeue", "scancel", "scontrol"):
+        ok = seen.get(f"slurm_{tool}") == "yes"
+        rows.append((tool, "ok" if ok else "fail", "found" if ok else "missing on the login node"))
+    acct = seen.get("slurm_sacct", "")
+    rows.append(
+        (
+            "sacct",
+            "ok" if acct == "yes" else "warn",
+            "accounting available"
+            if acct == "yes"
+            else f"no accounting ({acct or 'missing'}): finished jobs are read with scontrol",
+        )
+    )
+    part = seen.get("slurm_partition", "").split()
+    want = settings.partition
+    if not part or (want and part[0].rstrip("*") != want):
+        rows.append(("partition", "fail", f"{want or 'default'}: not found ({' '.join(part)})"))
+    else:
+        name, avail, nodes, gres = (part + ["", "", ""])[:4]
+        status = "ok" if avail == "up" else "fail"
+        detail = f"{name.rstrip('*')} {avail}, {nodes} node(s), gres {gres.replace('(null)', '-')}"
+        rows.append(("partition", status, detail))
+    return rows
