@@ -47,6 +47,8 @@ SECTIONS = {
     "generation": {"batch_size", "max_new_tokens"},
     "scoring": {"normalize", "collapse_whitespace", "cer_tolerance"},
     "methods": None,
+    # sbatch resources for `backend: slurm` hosts, read by orchestrator/backends/slurm.py
+    "slurm": {"partition", "account", "time", "mem", "gres", "gpus", "cpus_per_task"},
 }
 PROGRESS_EVERY_S = 2.0
 
@@ -92,6 +94,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         raise PlaybookError(f"{key}: unknown section{did_you_mean(key, SECTIONS)}")
     model, data = _section(doc, "model"), _section(doc, "data")
     gen, scoring = _section(doc, "generation"), _section(doc, "scoring")
+    _section(doc, "slurm")
     if "source" not in data:
         raise PlaybookError("data.source: missing (a labels.jsonl folder, datasets folder or name)")
     try:

@@ -86,3 +86,10 @@ def test_worker_validates_shard_settings(data, message):
     }
     with pytest.raises(PlaybookError, match=message):
         parse_playbook(doc)
+
+
+def test_playbook_may_carry_slurm_resources_and_misspellings_are_named():
+    doc = {"data": {"source": "d"}, "methods": {"g": {"kind": "greedy"}}, "model": {"base": "b"}}
+    parse_playbook({**doc, "slurm": {"gres": "gpu:1", "time": "01:00:00"}})
+    with pytest.raises(PlaybookError, match="slurm.gress: unknown setting .did you mean 'gres'"):
+        parse_playbook({**doc, "slurm": {"gress": "gpu:1"}})
