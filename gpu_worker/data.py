@@ -36,6 +36,8 @@ class DataSpec:
     seed: int = 42
     image_column: str = "image"
     text_column: str = "text"
+    shard: int = 0
+    num_shards: int = 1
 
 
 class Samples:
@@ -198,6 +200,15 @@ def sample_indices(total: int, n_samples: int | None, seed: int) -> list[int]:
     if not n_samples or n_samples >= total:
         return list(range(total))
     return sorted(random.Random(seed).sample(range(total), n_samples))
+
+
+def shard_indices(indices: list[int], shard: int, num_shards: int) -> list[int]:
+    """Contiguous part `shard` (0-based) of `num_shards` of `indices`; sizes differ by at most 1.
+
+    The shards of one selection, concatenated in order, are exactly that selection.
+    """
+    start, end = len(indices) * shard // num_shards, len(indices) * (shard + 1) // num_shards
+    return indices[start:end]
 
 
 def selection_hash(spec: DataSpec, indices: list[int]) -> str:

@@ -28,7 +28,7 @@ import yaml
 
 from . import eta, metrics, schema, stats, summary
 from .batches import run_method, timing_fields
-from .data import DataSpec, Samples, sample_indices, selection_hash
+from .data import DataSpec, Samples, sample_indices, selection_hash, shard_indices
 from .decoding import Method, MethodError, parse_methods
 from .fastpath import shapes
 from .schema import did_you_mean
@@ -38,10 +38,21 @@ SECTIONS = {
     "description": None,
     "command": None,
     "model": {"base", "checkpoints", "tiny", "prompt", "device", "dtype"},
-    "data": {"source", "split", "n_samples", "seed", "image_column", "text_column"},
+    "data": {
+        "source",
+        "split",
+        "n_samples",
+        "seed",
+        "image_column",
+        "text_column",
+        "shard",
+        "num_shards",
+    },
     "generation": {"batch_size", "max_new_tokens", "compile", "lora"},
     "scoring": {"normalize", "collapse_whitespace", "cer_tolerance", "bootstrap", "baseline"},
     "methods": None,
+    # sbatch resources for `backend: slurm` hosts, read by orchestrator/backends/slurm.py
+    "slurm": {"partition", "account", "time", "mem", "gres", "gpus", "cpus_per_task"},
 }
 PROGRESS_EVERY_S = 2.0
 LORA_PATHS = ("fast", "peft")
@@ -97,6 +108,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         raise PlaybookError(f"{key}: unknown section{did_you_mean(key, SECTIONS)}")
     model, data = _section(doc, "model"), _section(doc, "data")
     gen, scoring = _section(doc, "generation"), _section(doc, "scoring")
+    _section(doc, "slurm")
     if "source" not in data:
         raise PlaybookError("data.source: missing (a labels.jsonl folder, datasets folder or name)")
     try:
@@ -116,6 +128,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     n = data.get("n_samples")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
+    _check_shard(data)
     tol = scoring.get("cer_tolerance", 0.01)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
         raise PlaybookError(f"scoring.cer_tolerance: expected a number >= 0, got {tol!r}")
@@ -177,6 +190,20 @@ def _generation_switches(gen: dict) -> tuple[str, str]:
             f"generation.lora: expected one of {', '.join(LORA_PATHS)}, got {lora!r}"
         )
     return value, lora
+
+
+def _check_shard(data: dict) -> None:
+    """`data.num_shards` >= 1 and 0 <= `data.shard` < num_shards (integers)."""
+    count, shard = data.get("num_shards", 1), data.get("shard", 0)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise PlaybookError(f"data.num_shards: expected a positive integer, got {count!r}")
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
+        raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
+
+
+def _shard_of(data: DataSpec) -> dict:
+    """Provenance of a shard: which one of how many (absent from unsharded runs)."""
+    return {"shard": data.shard, "num_shards": data.num_shards}
 
 
 def load_playbook(path: str | Path) -> RunSpec:
@@ -315,6 +342,7 @@ def run(
     started = time.time()
     samples = Samples(spec.data, root)
     indices = sample_indices(len(samples), spec.data.n_samples, spec.data.seed)
+    indices = shard_indices(indices, spec.data.shard, spec.data.num_shards)
     lines = read_predictions(pred_path) if resume else []
     done = {(line["index"], line["method"]) for line in lines}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
@@ -376,6 +404,7 @@ def run(
             "n_samples": len(indices),
             "seed": spec.data.seed,
             "indices_sha256": selection_hash(spec.data, indices),
+            **(_shard_of(spec.data) if spec.data.num_shards > 1 else {}),
         },
         "batch_size": spec.batch_size,
         "max_new_tokens": spec.max_new_tokens,

@@ -333,6 +333,14 @@ def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None =
             click.echo("\n".join(s.log_tail))
 
 
+def _render_parents(parents) -> None:
+    for p in parents:
+        shards = ", ".join(f"{n} {s}" for s, n in sorted(p.states.items()))
+        click.echo(
+            f"{p.parent}: {p.state}, {p.done}/{p.total} done, ETA {_age(p.eta_s)} ({shards})"
+        )
+
+
 def _follow(state: State, record, lines: int) -> None:
     from . import jobs
 
@@ -348,8 +356,20 @@ def _follow(state: State, record, lines: int) -> None:
 
 
 @cli.command()
-@click.argument("playbook")
-@host_option
+@click.argument("playbook", required=False)
+@click.option(
+    "--host",
+    "host_name",
+    help="Host from orch.yaml, ~/.ssh/config or `local`; `a,b` or a group: one shard per host.",
+)
+@click.option("--shards", type=click.IntRange(1), help="Shards as a Slurm job array (one host).")
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN",
+    help="Start a stopped RUN again in its folder, continuing from its predictions.",
+)
+@click.option("--shard", type=click.IntRange(0), help="With --resume PARENT: the shard to run.")
 @click.option(
     "--set",
     "overrides",
@@ -359,52 +379,80 @@ def _follow(state: State, record, lines: int) -> None:
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
 @click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
-@click.option("--resume", is_flag=True, help="PLAYBOOK is a stopped run's id: continue it.")
 @click.pass_obj
 def run(
     state: State,
-    playbook: str,
+    playbook: str | None,
     host_name: str | None,
+    shards: int | None,
+    resume_id: str | None,
+    shard: int | None,
     overrides: tuple[str, ...],
     follow: bool,
     allow_concurrent: bool,
-    resume: bool,
 ) -> None:
-    """Push, then start PLAYBOOK on the host in a detached tmux session.
+    """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
     Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
+    Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     """
     from . import jobs, playbooks
 
     cfg = state.config()
-    if resume:
-        if overrides:
-            raise OrchError("--resume runs the run's own playbook; drop --set")
-        record = jobs.find_record(cfg, playbook)
-        host_name = host_name or record.host
-    else:
-        book = playbooks.resolve(cfg, playbook, overrides)
+    if resume_id or shards or len(cfg.host_list(host_name)) > 1:
+        if follow:
+            raise OrchError("--follow needs one run on one host; use `orch status --watch`")
+        return _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides)
+    if playbook is None:
+        raise OrchError("name a PLAYBOOK to run, or --resume RUN")
+    book = playbooks.resolve(cfg, playbook, overrides)
     with _connected(state, host_name) as (cfg, host):
-        if resume:
-            from .resume import resume as resume_run
-
-            record = resume_run(cfg, host, record, on_push=lambda r: _render_push(r, False))
-        else:
-            record = jobs.launch(
-                cfg,
-                host,
-                book,
-                allow_concurrent=allow_concurrent,
-                on_push=lambda r: _render_push(r, False),
-            )
-    click.echo(f"{'resumed' if resume else 'started'} {record.run_id} on {record.host}")
+        record = jobs.launch(
+            cfg,
+            host,
+            book,
+            allow_concurrent=allow_concurrent,
+            on_push=lambda r: _render_push(r, False),
+        )
+    click.echo(f"started {record.run_id} on {record.host}")
     if not follow:
         return
     _follow(state, record, 1000)
     final = jobs.collect_status(cfg, [record.run_id])
     _render_status(final, False)
     sys.exit(0 if final and final[0].state == "succeeded" else EXIT_FAILED)
+
+
+def _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides) -> None:
+    """`orch run` over several hosts, as a job array, or `--resume` of one run or shard."""
+    from . import playbooks
+    from . import shards as shards_mod
+
+    cfg = state.config()
+    on_push = lambda r: _render_push(r, False)  # noqa: E731
+    if resume_id:
+        if overrides or playbook:
+            raise OrchError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
+        record = shards_mod.resume_target(cfg, resume_id, shard)
+        book = playbooks.resolve(cfg, record.playbook, tuple(record.overrides))
+        host = cfg.host(host_name) if host_name else None
+        new = shards_mod.resume(cfg, book, record, host, on_push)
+        click.echo(f"resumed {new.run_id} on {new.host}")
+        return
+    if playbook is None:
+        raise OrchError("name a PLAYBOOK to run")
+    book = playbooks.resolve(cfg, playbook, overrides)
+    hosts = cfg.host_list(host_name)
+    run = shards_mod.launch_sharded(cfg, hosts, book, shards, on_push=on_push)
+    click.echo(f"started {run.parent}: {run.num_shards} shards")
+    for rid, host in zip(run.shards, run.hosts, strict=True):
+        click.echo(f"  {rid} on {host}")
+    for err in run.errors:
+        click.echo(f"orch: error: {err}", err=True)
+    if run.errors:
+        click.echo(f"start them again with `orch run --resume {run.parent} --shard N`", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()
@@ -425,12 +473,16 @@ def status(
 
     from . import jobs
     from .errors import EXIT_UNREACHABLE
+    from .shards import combine, expand
 
+    runs = expand(state.config(), runs)
     while True:
         report = jobs.collect_status_report(state.config(), runs, host_name)
         if watch and not as_json:
             click.clear()
         _render_status(report.runs, as_json, report.unreachable)
+        if not as_json:
+            _render_parents(combine(state.config(), report.runs))
         if not watch:
             break
         time.sleep(2)
@@ -467,11 +519,13 @@ def cancel(state: State, run_id: str, grace: float) -> None:
     Example: orch cancel quickwin-20261124-101200-ab12
     """
     from . import jobs
+    from .shards import expand
 
     cfg = state.config()
-    record = jobs.find_record(cfg, run_id)
-    outcome = jobs.cancel(cfg, record, grace)
-    click.echo(f"{record.run_id}: {outcome}")
+    for rid in expand(cfg, (run_id,)):
+        record = jobs.find_record(cfg, rid)
+        outcome = jobs.cancel(cfg, record, grace)
+        click.echo(f"{record.run_id}: {outcome}")
 
 
 @cli.command()
@@ -484,8 +538,11 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     Example: orch fetch
     """
     from .fetch import fetch as fetch_runs
+    from .merge import merge_fetched
+    from .shards import expand
 
-    results = fetch_runs(state.config(), runs)
+    results = fetch_runs(state.config(), expand(state.config(), runs))
+    results += merge_fetched(state.config(), runs)
     if as_json:
         _json([r.to_json() for r in results])
     for r in results if not as_json else []:

@@ -53,6 +53,23 @@ hosts:
 """
 
 
+SLURM_FIELDS = ("partition", "account", "time", "mem", "gres", "gpus", "cpus_per_task")
+BACKENDS = ("tmux", "slurm")
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    """Resources for `sbatch` on a `backend: slurm` host (a playbook's `slurm:` overrides them)."""
+
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None
+    mem: str | None = None
+    gres: str | None = None
+    gpus: str | None = None
+    cpus_per_task: int | None = None
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """One place jobs run: an SSH host, or the built-in `local` host when `is_local`."""
@@ -69,6 +86,8 @@ class HostConfig:
     hourly_rate: float | None = None
     known_hosts: str | None = None  # None: the ssh configuration's UserKnownHostsFile
     is_local: bool = False
+    backend: str = "tmux"
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,15 @@ class Config:
     defaults: Defaults
     push_include: tuple[str, ...] = ()
     hub: HubConfig | None = None
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def host_list(self, value: str | None) -> list[HostConfig]:
+        """`--host a,b` or a group from `groups:` as hosts (one name: a list of one)."""
+        value = value or self.defaults.host
+        names = self.groups.get(value) or [n.strip() for n in value.split(",") if n.strip()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"--host {value}: a host is named twice")
+        return [self.host(n) for n in names]
 
     def host(self, name: str | None) -> HostConfig:
         """Resolve a `--host` value: orch.yaml, then built-in `local`, then ~/.ssh/config."""
@@ -148,7 +176,7 @@ def load_config(path: Path | None = None) -> Config:
     label = path.name
     raw = load_yaml(path, label) or {}
     v = _Validator(label)
-    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub"})
+    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub", "groups"})
     defaults = Defaults(**v.section(top.get("defaults"), "defaults", _DEFAULT_FIELDS))
     hosts = {}
     for name, body in v.mapping(top.get("hosts") or {}, "hosts", None).items():
@@ -160,7 +188,16 @@ def load_config(path: Path | None = None) -> Config:
             fields["is_local"] = True
             rd = Path(fields.get("remote_dir", ".orch/local")).expanduser()
             fields["remote_dir"] = str(rd if rd.is_absolute() else path.parent / rd)
+        if "slurm" in fields:
+            where = f"hosts.{name}.slurm"
+            fields["slurm"] = SlurmConfig(**v.section(fields["slurm"], where, _SLURM))
         hosts[str(name)] = HostConfig(name=str(name), **fields)
+    groups = {}
+    for name, members in v.mapping(top.get("groups") or {}, "groups", None).items():
+        try:
+            groups[str(name)] = _str_list(members)
+        except TypeError as exc:
+            raise v.fail(f"groups.{name}", str(exc)) from None
     push = v.section(top.get("push"), "push", {"include": _str_list})
     hub_fields = v.section(top.get("hub"), "hub", {"repo_id": _str, "repo_type": _str})
     if hub_fields and "repo_id" not in hub_fields:
@@ -172,6 +209,7 @@ def load_config(path: Path | None = None) -> Config:
         defaults=defaults,
         push_include=tuple(push.get("include", ())),
         hub=HubConfig(**hub_fields) if hub_fields else None,
+        groups=groups,
     )
 
 
@@ -218,6 +256,26 @@ def _env(value: Any) -> dict[str, str]:
     return out
 
 
+def _backend(value: Any) -> str:
+    if value not in BACKENDS:
+        raise TypeError(f"expected one of {', '.join(BACKENDS)}{_hint(value, BACKENDS)}")
+    return value
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError("expected a positive integer")
+    return value
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value):
+        raise TypeError("expected a string")
+    return str(value)
+
+
+_SLURM = {k: _word for k in SLURM_FIELDS} | {"cpus_per_task": _count}
+
 _HOST_FIELDS = {
     "host": _str,
     "user": _str,
@@ -229,6 +287,8 @@ _HOST_FIELDS = {
     "timeout": _positive,
     "hourly_rate": _positive,
     "known_hosts": _str,
+    "backend": _backend,
+    "slurm": lambda value: value,  # checked field by field in load_config
 }
 _DEFAULT_FIELDS = {"host": _str, "results_dir": _str, "readme": _str, "playbook": _str}
 

@@ -64,13 +64,23 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
     hc = host.config
     paths = model_paths(config, config.defaults.playbook) if config.defaults.playbook else []
     try:
-        res = host.run(_script(hc, paths), timeout=max(hc.timeout, 60.0))
+        script = _script(hc, paths)
+        if hc.backend == "slurm":
+            from .backends.slurm import doctor_script
+
+            script += "\n" + doctor_script(hc.slurm)
+        res = host.run(script, timeout=max(hc.timeout, 60.0))
     except HostUnreachable as exc:
         return [Check("ssh login", "fail", str(exc))]
     seen = dict(line.partition("=")[::2] for line in res.text.splitlines() if "=" in line)
     checks = [Check("ssh login", "ok", "local host, no SSH" if hc.is_local else hc.hostname)]
-    tmux = seen.get("tmux", "missing")
-    checks.append(Check("tmux", "fail" if tmux == "missing" else "ok", tmux))
+    if hc.backend == "slurm":
+        from .backends.slurm import doctor_checks
+
+        checks += [Check(*row) for row in doctor_checks(seen, hc.slurm)]
+    else:
+        tmux = seen.get("tmux", "missing")
+        checks.append(Check("tmux", "fail" if tmux == "missing" else "ok", tmux))
     venv = seen.get("venv") == "yes"
     checks.append(
         Check(
@@ -92,7 +102,7 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
         checks.append(
             Check(
                 "cuda",
-                "ok" if cuda else ("warn" if hc.is_local else "fail"),
+                "ok" if cuda else ("warn" if hc.is_local or hc.backend == "slurm" else "fail"),
                 "available" if cuda else "not available (runs on CPU)",
             )
         )

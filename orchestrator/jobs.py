@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .backends import Launch, backend_for
 from .config import Config, HostConfig
-from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
+from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound
 from .playbooks import Playbook, render_command
 from .sync import push
 from .transport import Host, open_host
@@ -35,7 +36,6 @@ SESSION_PREFIX = "orch-"
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
 FINISHED = ("succeeded", "failed", "cancelled", "lost")
 LOG_TAIL_LINES = 10
-BUSY_EXIT = 75
 PRECHECK_EXIT = 77  # gpu_worker.precheck.EXIT_PROBLEM: a model folder or adapter is missing
 
 
@@ -55,6 +55,11 @@ class RunRecord:
     exit_code: int | None = None
     hourly_rate: float | None = None
     fetched: bool = False
+    backend: str = "tmux"
+    job_id: str | None = None
+    parent: str | None = None
+    shard: int | None = None
+    num_shards: int | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:
@@ -201,27 +206,33 @@ fi
 """
 
 
-def _job_script(host: Host, run_id: str, command: str) -> str:
-    """What tmux runs: the command (all of it, `a; b` included) with its output to log.txt,
-    its exit status to exit_code. No secret is part of this text (see `env_file`)."""
-    d = run_dir(host, run_id)
-    env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "ORCH_RUN_ID": run_id}
+def job_steps(host: Host, command: str) -> list[str]:
+    """The job's shell steps once `$D` (the run folder) and ORCH_RUN_ID are set, shared by the
+    tmux wrapper and the Slurm batch script: pid, cd into the code, the env file, the command
+    (all of it, `a; b` included) with its output appended to log.txt, its status to exit_code.
+    No secret is part of this text (see `env_file`)."""
+    env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    return "\n".join(
-        [
-            f"D={d}",
-            'echo $$ > "$D/pid"',
-            f'cd "$(cd {host.path("code")} && pwd -P)" 2>> "$D/log.txt" || '
-            '{ echo 1 > "$D/exit_code"; exit 1; }',
-            "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
-            f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
-            f'export {exports} ORCH_RUN_DIR="$D"',
-            _python_setup(host),
-            "export ORCH_PYTHON",
-            f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
-            'echo $? > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
-        ]
-    )
+    return [
+        'echo $$ > "$D/pid"',
+        f'cd "$(cd {host.path("code")} && pwd -P)" 2>> "$D/log.txt" || '
+        '{ echo 1 > "$D/exit_code"; exit 1; }',
+        "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
+        f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
+        f'export {exports} ORCH_RUN_DIR="$D"',
+        _python_setup(host),
+        "export ORCH_PYTHON",
+        f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
+        "code=$?",
+        'echo $code > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
+        "exit $code",
+    ]
+
+
+def _job_script(host: Host, run_id: str, command: str) -> str:
+    """What tmux runs: `job_steps` for the run folder of `run_id`."""
+    head = [f"D={run_dir(host, run_id)}", f"export ORCH_RUN_ID={shlex.quote(run_id)}"]
+    return "\n".join(head + job_steps(host, command))
 
 
 def launch(
@@ -231,67 +242,69 @@ def launch(
     *,
     allow_concurrent: bool = False,
     on_push: Callable | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    parent: str | None = None,
 ) -> RunRecord:
-    """Push, write the resolved playbook and run.json, start the job in a detached tmux session."""
+    """Push, then start the resolved playbook through the host's backend (tmux or Slurm).
+
+    `run_id` and `resume` re-start an existing run in its folder, continuing its predictions;
+    `parent` marks the run as one shard of a sharded run (see `orchestrator/shards.py`).
+    """
     pushed = push(config, host)
     if on_push is not None:
         on_push(pushed)
-    run_id = new_run_id(playbook.name)
-    d = run_dir(host, run_id)
-    record = RunRecord(
-        run_id=run_id,
+    record = new_record(host, playbook, run_id or new_run_id(playbook.name), pushed.identity)
+    record.parent = parent
+    command = render_command(playbook.command, '"$D"/playbook.yaml', '"$D"')
+    if resume:
+        command += " --resume"
+    launch = Launch(
+        record.run_id,
+        playbook.to_yaml(),
+        {**remote_record(record), "resume": resume},
+        precheck="" if resume else _precheck_script(host, playbook),
+    )
+    backend = backend_for(host.config)
+    record.job_id = backend.submit(host, [launch], command, allow_concurrent)[0]
+    save_record(config, record)
+    return record
+
+
+def new_record(host: Host, playbook: Playbook, run_id: str, identity) -> RunRecord:
+    """The local record of a run about to start on `host`."""
+    shard = (playbook.data.get("data") or {}).get("shard")
+    count = (playbook.data.get("data") or {}).get("num_shards")
+    return RunRecord(
+        run_id=check_run_id(run_id),
         host=host.name,
         playbook=playbook.name,
         started_at=time.time(),
         overrides=list(playbook.overrides),
-        code=asdict(pushed.identity),
+        code=asdict(identity),
         hourly_rate=host.config.hourly_rate,
+        backend=host.config.backend,
+        shard=shard if count else None,
+        num_shards=count,
     )
-    remote_record = {
-        "run_id": run_id,
-        "playbook": playbook.name,
+
+
+def remote_record(record: RunRecord) -> dict:
+    """What run.json on the host says about a run (so any laptop can find it)."""
+    return {
+        "run_id": record.run_id,
+        "playbook": record.playbook,
         "state": "running",
-        "tmux_session": SESSION_PREFIX + run_id,
-        "pid": "__PID__",
         "started_at": record.started_at,
-        "host": host.name,
-        "hourly_rate": host.config.hourly_rate,
-        "overrides": list(playbook.overrides),
+        "host": record.host,
+        "hourly_rate": record.hourly_rate,
+        "overrides": record.overrides,
         "code": record.code,
+        "backend": record.backend,
+        "parent": record.parent,
+        "shard": record.shard,
+        "num_shards": record.num_shards,
     }
-    command = render_command(playbook.command, '"$D"/playbook.yaml', '"$D"')
-    script = f"""set -e
-mkdir -p {host.path("runs")}
-busy=$(tmux ls -F '#{{session_name}}' 2>/dev/null | grep '^{SESSION_PREFIX}' || true)
-if [ -n "$busy" ] && [ {int(allow_concurrent)} = 0 ]; then
-  echo "$busy" | head -n 1; exit {BUSY_EXIT}
-fi
-D={d}
-mkdir "$D"
-trap 'set +e; [ -n "$ok" ] || {{ tmux kill-session -t ={SESSION_PREFIX}{run_id} 2>/dev/null
-  rm -rf "$D"; }}' EXIT
-(umask 077 && cat > "$D/{ENV_FILE}")
-printf '%s' {shlex.quote(playbook.to_yaml())} > "$D/playbook.yaml"
-{_precheck_script(host, playbook)}
-pid=$(tmux new-session -d -P -F '#{{pane_pid}}' -s {SESSION_PREFIX}{run_id} \
-  {shlex.quote(_job_script(host, run_id, command))})
-printf '%s' {shlex.quote(json.dumps(remote_record))} | sed "s/\\"__PID__\\"/$pid/" > "$D/run.json"
-echo "$pid"
-ok=1
-"""
-    res = host.run(script, stdin=env_file(host), check=False)
-    if res.exit_code == BUSY_EXIT:
-        busy = res.text.strip().removeprefix(SESSION_PREFIX)
-        raise OrchError(
-            f"{host.name} is busy: orch job {busy} is still running; wait for it, "
-            f"`orch cancel {busy}`, or pass --allow-concurrent"
-        )
-    if res.exit_code == PRECHECK_EXIT:
-        found = "; ".join(line for line in res.text.splitlines() if line.strip())
-        raise ConfigError(f"{host.name}: playbook {playbook.name}: {found}; nothing was started")
-    host._check(res)
-    save_record(config, record)
-    return record
 
 
 # -- status --------------------------------------------------------------------------------
@@ -413,10 +426,7 @@ def _to_status(host_name: str, run_id: str, seen: dict, now: float, read_at: flo
 
 def host_status(host: Host, run_ids: list[str] | None) -> list[RunStatus]:
     """One round trip: the status of the named runs (or all runs) on one host."""
-    res = host.run(_status_script(host, run_ids))
-    read_at = time.time()
-    now, runs = _parse_status(res.text)
-    return [_to_status(host.name, rid, seen, now, read_at) for rid, seen in runs.items()]
+    return backend_for(host.config).poll(host, run_ids)
 
 
 @dataclass(frozen=True)
@@ -555,10 +565,11 @@ def stream_log(
                     on_output(chunk)
 
                 d = run_dir(host, record.run_id)
+                until = backend_for(host.config).follow_until(host, record.run_id)
                 start = offset + 1
                 host.run(
                     f"if [ -f {d}/exit_code ]; then tail -c +{start} {log}; else "
-                    f"tail -c +{start} -F -s 0.5 --pid=$(cat {d}/pid) {log} 2>/dev/null; fi",
+                    f"tail -c +{start} -F -s 0.5 --pid={until} {log} 2>/dev/null; fi",
                     timeout=math.inf,
                     on_stdout=count,
                     check=False,
@@ -576,29 +587,8 @@ def stream_log(
 
 def cancel(config: Config, record: RunRecord, grace: float = 10.0) -> str:
     """Stop the job: SIGINT, then SIGTERM, then SIGKILL, each after `grace` seconds; mark it."""
-    steps = max(1, int(grace * 10))
     with open_host(config.host(record.host)) as host:
-        d = run_dir(host, record.run_id)
-        script = f"""D={d}
-[ -d "$D" ] || {{ echo missing; exit 0; }}
-[ -f "$D/exit_code" ] && {{ echo finished; exit 0; }}
-touch "$D/cancelled"
-pid=$(cat "$D/pid" 2>/dev/null)
-if [ -n "$pid" ]; then
-  for sig in INT TERM KILL; do
-    kill -s $sig -- "-$pid" 2>/dev/null || break
-    i=0
-    while kill -0 -- "-$pid" 2>/dev/null && [ $i -lt {steps} ]; do sleep 0.1; i=$((i+1)); done
-    kill -0 -- "-$pid" 2>/dev/null || break
-  done
-fi
-tmux kill-session -t ={SESSION_PREFIX}{record.run_id} 2>/dev/null || true
-[ -f "$D/exit_code" ] ||
-  {{ echo 137 > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"; }}
-echo cancelled
-"""
-        res = host.run(script, timeout=3 * grace + host.config.timeout + 5)
-    outcome = res.text.strip()
+        outcome = backend_for(host.config).cancel(host, record.run_id, grace)
     if outcome == "missing":
         raise JobNotFound(f"run {record.run_id} not found on {record.host}")
     if outcome == "cancelled":

@@ -2,7 +2,8 @@
 
 Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json),
 ignore_signals (survive SIGINT/SIGTERM, so only SIGKILL stops it), big_mb (size of a random
-predictions.jsonl written before results.json).
+predictions.jsonl written before results.json), and fail_shard: the shard (`data.shard`) that
+exits with code 3 instead.
 """
 
 import json
@@ -61,4 +62,7 @@ with open(os.path.join(out, "predictions.jsonl"), "w") as f:
     for _ in range(int(job.get("big_mb", 0))):
         f.write(json.dumps({"noise": os.urandom(512 * 1024).hex()}) + "\n")
 print("done", flush=True)
-sys.exit(int(job.get("exit", 0)))
+code = int(job.get("exit", 0))
+if "fail_shard" in job and (book.get("data") or {}).get("shard") == job["fail_shard"]:
+    code = 3
+sys.exit(code)

@@ -1,0 +1,392 @@
+"""The Slurm backend: a `backend: slurm` host is a cluster's login node reached over SSH.
+
+`submit` writes each run's folder (playbook.yaml, run.json), a batch script, and calls
+`sbatch --parsable` once: several runs of one submission (the shards of a sharded run, named
+`<parent>-s<i>`) become one job array, task i running shard i. Resources come from orch.yaml's
+`hosts.<name>.slurm` overlaid by the playbook's `slurm:` section, and go on sbatch's command line
+(shell-quoted). The batch script runs the same wrapper as tmux: log.txt, exit_code.
+
+`poll` reads every run's files and Slurm's view in one round trip: `squeue` for live jobs,
+then `sacct` when accounting exists, else `scontrol show job` (kept for MinJobAge seconds).
+Slurm states map onto orch's (see `STATES`); the run's own exit_code decides succeeded/failed
+when Slurm says the job ended normally.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from dataclasses import dataclass, fields, replace
+
+from ..config import SLURM_FIELDS, SlurmConfig
+from ..errors import ConfigError, OrchError
+from .base import Backend, Launch
+
+STATES = {
+    "PENDING": "queued",
+    "REQUEUED": "queued",
+    "REQUEUE_HOLD": "queued",
+    "SUSPENDED": "queued",
+    "CONFIGURING": "running",
+    "RUNNING": "running",
+    "COMPLETING": "running",
+    "COMPLETED": "succeeded",
+    "FAILED": "failed",
+    "TIMEOUT": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "DEADLINE": "failed",
+    "CANCELLED": "cancelled",
+    "NODE_FAIL": "lost",
+    "PREEMPTED": "lost",
+    "BOOT_FAIL": "lost",
+}
+# Slurm ended the job itself: its word beats the exit code the wrapper managed to write.
+SLURM_DECIDES = ("TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "CANCELLED", "NODE_FAIL", "PREEMPTED")
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:,=/+%@-]+$")
+JOB_ID_RE = re.compile(r"^\d+(_\d+)?$")
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """What Slurm said about one job (or array task): state, reason, exit code."""
+
+    job_id: str
+    state: str
+    reason: str = ""
+    exit_code: int | None = None
+
+
+def resources(host_settings: SlurmConfig, playbook: dict) -> dict[str, str]:
+    """orch.yaml's `slurm:` for the host, overlaid by the playbook's `slurm:` section."""
+    out = {f.name: getattr(host_settings, f.name) for f in fields(SlurmConfig)}
+    book = playbook.get("slurm") or {}
+    if not isinstance(book, dict):
+        raise ConfigError("playbook: slurm: expected a mapping of sbatch resources")
+    for key, value in book.items():
+        if key not in SLURM_FIELDS:
+            raise ConfigError(f"playbook: slurm.{key}: unknown; allowed: {', '.join(SLURM_FIELDS)}")
+        out[key] = value
+    clean = {}
+    for key, value in out.items():
+        if value is None:
+            continue
+        if not SAFE_VALUE.match(str(value)):
+            raise ConfigError(f"slurm.{key}: '{value}' has characters sbatch would not accept")
+        clean[key] = str(value)
+    return clean
+
+
+def sbatch_args(settings: dict[str, str], job_name: str, array_size: int | None) -> list[str]:
+    """sbatch's options (without the script): `--parsable`, the name, resources, `--array`."""
+    args = ["--parsable", f"--job-name={job_name}"]
+    for key in SLURM_FIELDS:
+        if key in settings:
+            args.append(f"--{key.replace('_', '-')}={settings[key]}")
+    if array_size is not None:
+        args.append(f"--array=0-{array_size - 1}")
+    return args
+
+
+def batch_script(host, runs_dir: str, run_id_expr: str, command: str) -> str:
+    """The batch script: the run's folder from `run_id_expr`, then the same steps as the tmux
+    wrapper (`jobs.job_steps`).
+
+    `run_id_expr` is shell text giving the run id (e.g. `'p-s'"$SLURM_ARRAY_TASK_ID"`). The
+    script exits with the command's exit code, so Slurm's state and exit code are the job's.
+    """
+    from ..jobs import job_steps
+
+    head = [
+        "#!/bin/bash",
+        f'D={runs_dir}/{run_id_expr}; export ORCH_RUN_ID="${{D##*/}}"',
+        'hostname > "$D/node"',
+    ]
+    return "\n".join(head + job_steps(host, command) + [""])
+
+
+def submit_script(host, runs: list[Launch], batch: str, args: list[str]) -> str:
+    """Write each run's folder and the batch file, `sbatch` once, record the job id per run."""
+    from ..jobs import ENV_FILE, run_dir
+
+    array = len(runs) > 1
+    lines = ["set -e", f"R={host.path('runs')}", 'mkdir -p "$R"']
+    lines.append(f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")')  # the host's env:, from stdin
+    for launch in runs:
+        d = run_dir(host, launch.run_id)
+        mkdir = "-p" if launch.record.get("resume") else ""
+        lines += [
+            f"mkdir {mkdir} {d}",
+            f"rm -f {d}/exit_code {d}/cancelled {d}/pid",
+            f'cp -p "$R/.{ENV_FILE}-$$" {d}/{ENV_FILE}',
+            f"printf '%s' {shlex.quote(launch.playbook_yaml)} > {d}/playbook.yaml",
+        ]
+    lines.append(f'rm -f "$R/.{ENV_FILE}-$$"')
+    name = f".sbatch-{runs[0].run_id}.sh"
+    lines += [
+        f"printf '%s' {shlex.quote(batch)} > \"$R\"/{name}",
+        "set +e",
+        f"out=$(sbatch {' '.join(shlex.quote(a) for a in args)} "
+        f'--output="$R"/{shlex.quote(_output(runs[0].run_id, array))} "$R"/{name} 2>&1)',
+        'if [ $? != 0 ]; then echo "$out"; exit 64; fi',
+        "jid=${out%%;*}",
+    ]
+    for i, launch in enumerate(runs):
+        record = {**launch.record, "slurm_job": "__JOB__"}
+        job = f"${{jid}}_{i}" if array else "$jid"
+        lines.append(
+            f"printf '%s' {shlex.quote(_json(record))} | sed \"s/__JOB__/{job}/\" "
+            f"> {run_dir(host, launch.run_id)}/run.json"
+        )
+    lines.append('echo "$jid"')
+    return "\n".join(lines) + "\n"
+
+
+def _output(first_run_id: str, array: bool) -> str:
+    """Where Slurm writes the job's own stdout (startup errors): slurm.out in the run folder."""
+    if array:
+        return f"{first_run_id.removesuffix('-s0')}-s%a/slurm.out"
+    return f"{first_run_id}/slurm.out"
+
+
+def _json(doc: dict) -> str:
+    import json
+
+    return json.dumps(doc)
+
+
+def poll_script(host, run_ids: list[str] | None) -> str:
+    """Slurm's view (squeue, then sacct or scontrol) first, then the run files (jobs.py)."""
+    from ..jobs import _status_script, check_run_id
+
+    names = [check_run_id(r) for r in run_ids] if run_ids is not None else ["*"]
+    records = " ".join(f"{n}/run.json" for n in names)
+    slurm = f"""cd {host.path("runs")} 2>/dev/null || exit 0
+ids=$(sed -n 's/.*"slurm_job": *"\\([0-9]*\\).*/\\1/p' {records} 2>/dev/null | sort -u)
+if [ -n "$ids" ]; then
+  squeue -h -r -u "$(id -un)" -o '@sq %i|%T|%r' 2>/dev/null
+  list=$(echo $ids | tr ' ' ,)
+  if acct=$(sacct -n -X -P -j "$list" -o JobID,State,ExitCode,Reason 2>/dev/null) &&
+     [ -n "$acct" ]; then
+    printf '%s\\n' "$acct" | sed 's/^/@sa /'
+  else
+    alt=$(echo $ids | tr ' ' '|')
+    scontrol show job -o 2>/dev/null | grep -E "JobId=($alt) " | sed 's/^/@sc /'
+  fi
+fi
+"""
+    return slurm + _status_script(host, run_ids)
+
+
+def _exit(text: str) -> int | None:
+    code = text.split(":")[0]
+    return int(code) if code.isdigit() else None
+
+
+def parse_slurm(text: str) -> dict[str, SlurmJob]:
+    """`{job_id: SlurmJob}` from the @sq (squeue), @sa (sacct) and @sc (scontrol) lines.
+
+    Array tasks are keyed `<array job>_<task>`; a pending array's range (`12_[1-3]`, or
+    `ArrayTaskId=1-3`) is expanded. squeue, the live view, wins over the other two.
+    """
+    jobs: dict[str, SlurmJob] = {}
+    live: dict[str, SlurmJob] = {}
+    for line in text.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag == "@sq":
+            job_id, state, reason = (rest.split("|") + ["", ""])[:3]
+            for jid in _expand(job_id):
+                live[jid] = SlurmJob(jid, state, "" if reason == "None" else reason)
+        elif tag == "@sa":
+            job_id, state, code, reason = (rest.split("|") + ["", "", ""])[:4]
+            for jid in _expand(job_id):
+                word = state.split()[0] if state else ""
+                jobs[jid] = SlurmJob(jid, word, "" if reason == "None" else reason, _exit(code))
+        elif tag == "@sc":
+            f = dict(kv.split("=", 1) for kv in rest.split() if "=" in kv)
+            base = f.get("ArrayJobId")
+            task = f.get("ArrayTaskId")
+            job_id = f"{base}_{task}" if base and task else f.get("JobId", "")
+            reason = f.get("Reason", "")
+            for jid in _expand(job_id):
+                jobs[jid] = SlurmJob(
+                    jid,
+                    f.get("JobState", ""),
+                    "" if reason == "None" else reason,
+                    _exit(f.get("ExitCode", "")),
+                )
+    return {**jobs, **live}
+
+
+def _expand(job_id: str) -> list[str]:
+    """`12_[1-3,5]` or `12_1-3` -> 12_1 12_2 12_3 (12_5); a plain id stays itself."""
+    base, sep, tasks = job_id.partition("_")
+    if not sep:
+        return [job_id] if job_id else []
+    tasks = tasks.strip("[]").split("%")[0]
+    out = []
+    for part in tasks.split(","):
+        lo, dash, hi = part.partition("-")
+        if lo.isdigit() and (not dash or hi.isdigit()):
+            out += [f"{base}_{t}" for t in range(int(lo), int(hi if dash else lo) + 1)]
+    return out
+
+
+def slurm_state(base_state: str, seen: dict, job: SlurmJob | None) -> tuple[str, str]:
+    """orch's state and a note from the run's files (`base_state`, jobs.derive_state) and Slurm.
+
+    The cancelled marker and Slurm's own endings (SLURM_DECIDES) come first; then the exit code
+    the wrapper wrote; then Slurm's live state. A job Slurm no longer knows, with no exit code,
+    is lost.
+    """
+    if seen.get("cancelled"):
+        return "cancelled", ""
+    word = job.state if job else ""
+    if word in SLURM_DECIDES:
+        note = f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
+        if word in ("TIMEOUT", "PREEMPTED", "NODE_FAIL"):
+            note += "; continue it with `orch run --resume RUN`"
+        return STATES[word], note
+    if "exit" in seen:
+        return base_state, ""
+    if job is None:
+        return "lost", "Slurm does not know the job any more and it left no exit code"
+    state = STATES.get(word, "running")
+    if state == "succeeded":
+        return "failed", "Slurm: COMPLETED but the job left no exit code"
+    if state == "queued":
+        return state, f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
+    return state, f"Slurm: {word}" if state != "running" else ""
+
+
+class SlurmBackend(Backend):
+    """Runs as Slurm batch jobs (arrays for sharded runs), submitted on the login node."""
+
+    name = "slurm"
+
+    def submit(self, host, runs: list[Launch], command: str, allow_concurrent: bool) -> list[str]:
+        """One sbatch call; returns `<job>` or `<job>_<task>` per run."""
+        import yaml
+
+        playbook = yaml.safe_load(runs[0].playbook_yaml) or {}
+        settings = resources(host.config.slurm, playbook)
+        parent = runs[0].run_id.removesuffix("-s0") if len(runs) > 1 else runs[0].run_id
+        if len(runs) > 1:
+            expected = [f"{parent}-s{i}" for i in range(len(runs))]
+            if [r.run_id for r in runs] != expected:
+                raise OrchError(f"a job array needs runs named {parent}-s0..s{len(runs) - 1}")
+            run_id_expr = shlex.quote(f"{parent}-s") + '"$SLURM_ARRAY_TASK_ID"'
+        else:
+            run_id_expr = shlex.quote(parent)
+        batch = batch_script(host, host.path("runs"), run_id_expr, command)
+        args = sbatch_args(settings, f"orch-{parent}", len(runs) if len(runs) > 1 else None)
+        from ..jobs import env_file
+
+        script = submit_script(host, runs, batch, args)
+        res = host.run(script, stdin=env_file(host), check=False)
+        if res.exit_code == 64:
+            raise OrchError(f"{host.name}: sbatch refused the job: {res.text.strip()[-300:]}")
+        host._check(res)
+        jid = res.text.strip().splitlines()[-1]
+        if not JOB_ID_RE.match(jid):
+            raise OrchError(f"{host.name}: sbatch answered '{jid[:80]}', not a job id")
+        return [f"{jid}_{i}" for i in range(len(runs))] if len(runs) > 1 else [jid]
+
+    def poll(self, host, run_ids: list[str] | None) -> list:
+        """The runs' files and Slurm's states in one round trip (see `slurm_state`)."""
+        from ..jobs import _parse_status, _to_status, derive_state
+
+        res = host.run(poll_script(host, run_ids))
+        read_at = time.time()
+        now, runs = _parse_status(res.text)
+        slurm = parse_slurm(res.text)
+        out = []
+        for rid, seen in runs.items():
+            seen["alive"] = True  # tmux plays no part: Slurm's state decides below
+            base = _to_status(host.name, rid, seen, now, read_at)
+            job_id = (seen.get("json") or {}).get("slurm_job")
+            state, note = slurm_state(derive_state(seen), seen, slurm.get(str(job_id)))
+            code = base.exit_code
+            if code is None and job_id in slurm and state == "failed":
+                code = slurm[job_id].exit_code
+            out.append(
+                replace(
+                    base,
+                    state=state,
+                    note=note or base.note,
+                    exit_code=code,
+                    eta_s=base.eta_s if state == "running" else None,
+                )
+            )
+        return out
+
+    def cancel(self, host, run_id: str, grace: float) -> str:
+        """Mark the run cancelled and `scancel` its job (or array task)."""
+        from ..jobs import run_dir
+
+        d = run_dir(host, run_id)
+        script = f"""D={d}
+[ -d "$D" ] || {{ echo missing; exit 0; }}
+[ -f "$D/exit_code" ] && {{ echo finished; exit 0; }}
+job=$(sed -n 's/.*"slurm_job": *"\\([0-9_]*\\)".*/\\1/p' "$D/run.json")
+[ -n "$job" ] || {{ echo missing; exit 0; }}
+touch "$D/cancelled"
+scancel "$job" || exit 1
+echo cancelled
+"""
+        return host.run(script).text.strip()
+
+    def follow_until(self, host, run_id: str) -> str:
+        """A watcher on the login node that ends when the run's exit_code or marker appears."""
+        from ..jobs import run_dir
+
+        d = run_dir(host, run_id)
+        return (
+            f"$( (while [ ! -f {d}/exit_code ] && [ ! -f {d}/cancelled ]; do sleep 1; done) "
+            ">/dev/null 2>&1 & echo $!)"
+        )
+
+
+def doctor_script(settings: SlurmConfig) -> str:
+    """Lines `slurm_<tool>=...` for `orch doctor`: the client tools, accounting, the partition."""
+    part = shlex.quote(settings.partition) if settings.partition else ""
+    return "\n".join(
+        [
+            *(
+                f'echo "slurm_{t}=$(command -v {t} >/dev/null 2>&1 && echo yes || echo missing)"'
+                for t in ("sbatch", "squeue", "scancel", "scontrol")
+            ),
+            "if a=$(sacct -n -X -P -S now -o JobID 2>&1); then echo slurm_sacct=yes; "
+            'else echo "slurm_sacct=$(echo "$a" | head -n 1)"; fi',
+            f'echo "slurm_partition=$(sinfo -h -o "%P %a %D %G" {"-p " + part if part else ""}'
+            ' 2>&1 | head -n 1)"',
+        ]
+    )
+
+
+def doctor_checks(seen: dict[str, str], settings: SlurmConfig) -> list[tuple[str, str, str]]:
+    """(name, status, detail) rows from `doctor_script`'s output."""
+    rows = []
+    for tool in ("sbatch", "squeue", "scancel", "scontrol"):
+        ok = seen.get(f"slurm_{tool}") == "yes"
+        rows.append((tool, "ok" if ok else "fail", "found" if ok else "missing on the login node"))
+    acct = seen.get("slurm_sacct", "")
+    rows.append(
+        (
+            "sacct",
+            "ok" if acct == "yes" else "warn",
+            "accounting available"
+            if acct == "yes"
+            else f"no accounting ({acct or 'missing'}): finished jobs are read with scontrol",
+        )
+    )
+    part = seen.get("slurm_partition", "").split()
+    want = settings.partition
+    if not part or (want and part[0].rstrip("*") != want):
+        rows.append(("partition", "fail", f"{want or 'default'}: not found ({' '.join(part)})"))
+    else:
+        name, avail, nodes, gres = (part + ["", "", ""])[:4]
+        status = "ok" if avail == "up" else "fail"
+        detail = f"{name.rstrip('*')} {avail}, {nodes} node(s), gres {gres.replace('(null)', '-')}"
+        rows.append(("partition", status, detail))
+    return rows

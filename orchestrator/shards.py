@@ -1,0 +1,274 @@
+"""Sharded runs: one playbook split over several hosts (or a Slurm job array), one parent run id.
+
+The sampled indices are cut into contiguous shards (`data.shard`, `data.num_shards`, applied by
+the worker: `gpu_worker.data.shard_indices`). Shard i is an ordinary run named `<parent>-s<i>`
+with its own record in `.orch/runs/` (field `parent`), so status, logs, cancel and fetch work on
+it as on any run; `.orch/shards/<parent>.json` lists the shards and where each runs.
+Several hosts: one shard per host, every host pushed and started in parallel. One Slurm host with
+`--shards N`: one `sbatch --array=0-N-1`. A lost or failed shard is started again alone with
+`orch run --resume PARENT --shard N [--host OTHER]` (on its own host it continues from its
+predictions). `orch fetch PARENT` fetches every shard and merges them (orchestrator/merge.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .backends import Launch, backend_for
+from .config import Config, HostConfig
+from .errors import ConfigError, JobNotFound, OrchError
+from .jobs import (
+    RunRecord,
+    atomic_write,
+    check_run_id,
+    launch,
+    new_record,
+    new_run_id,
+    remote_record,
+    save_record,
+)
+from .playbooks import Playbook, render_command
+from .sync import push
+from .transport import open_host
+
+
+@dataclass
+class ShardedRun:
+    """The parent of a sharded run: its shards' run ids and hosts, in shard order."""
+
+    parent: str
+    playbook: str
+    started_at: float
+    num_shards: int
+    shards: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def shards_dir(config: Config) -> Path:
+    """Where parent records live: `.orch/shards/`."""
+    return config.root / ".orch" / "shards"
+
+
+def save_parent(config: Config, run: ShardedRun) -> None:
+    """Write the parent record atomically."""
+    shards_dir(config).mkdir(parents=True, exist_ok=True)
+    path = shards_dir(config) / f"{check_run_id(run.parent)}.json"
+    atomic_write(path, json.dumps(asdict(run), indent=1))
+
+
+def load_parent(config: Config, parent: str) -> ShardedRun | None:
+    """The parent record named `parent` (or the one it starts with), or None."""
+    folder = shards_dir(config)
+    exact = folder / f"{parent}.json"
+    found = [exact] if exact.is_file() else sorted(folder.glob(f"{parent}*.json"))
+    if len(found) != 1:
+        return None
+    try:
+        return ShardedRun(**json.loads(found[0].read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise OrchError(f"{found[0]}: corrupt parent record ({exc}); remove it") from None
+
+
+def expand(config: Config, run_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Run ids with every parent id replaced by its shards' ids."""
+    out: list[str] = []
+    for rid in run_ids:
+        parent = load_parent(config, rid) if "/" not in rid else None
+        out += parent.shards if parent else [rid]
+    return tuple(out)
+
+
+def shard_playbook(book: Playbook, shard: int, num_shards: int) -> Playbook:
+    """The playbook with `data.shard` and `data.num_shards` set."""
+    data = copy.deepcopy(book.data)
+    section = data.setdefault("data", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{book.name}: data: expected a mapping")
+    section.update(shard=shard, num_shards=num_shards)
+    return Playbook(name=book.name, data=data, overrides=book.overrides)
+
+
+def launch_sharded(
+    config: Config,
+    hosts: list[HostConfig],
+    book: Playbook,
+    shards: int | None = None,
+    allow_concurrent: bool = False,
+    on_push: Callable | None = None,
+) -> ShardedRun:
+    """One shard per host, started in parallel; or `shards` tasks of one Slurm job array."""
+    count = shards or len(hosts)
+    if len(hosts) > 1 and shards not in (None, len(hosts)):
+        raise ConfigError(f"--shards {shards} with {len(hosts)} hosts: one shard per host")
+    if len(hosts) == 1 and hosts[0].backend != "slurm":
+        raise ConfigError("--shards on one host needs a `backend: slurm` host (a job array)")
+    parent = new_run_id(book.name)
+    run = ShardedRun(parent, book.name, time.time(), count, overrides=list(book.overrides))
+    run.shards = [f"{parent}-s{i}" for i in range(count)]
+    run.hosts = [h.name for h in hosts] if len(hosts) > 1 else [hosts[0].name] * count
+    save_parent(config, run)
+    if len(hosts) == 1:
+        _submit_array(config, hosts[0], book, run, on_push)
+        return run
+
+    def start(i: int) -> str | None:
+        try:
+            with open_host(hosts[i]) as host:
+                launch(
+                    config,
+                    host,
+                    shard_playbook(book, i, count),
+                    allow_concurrent=allow_concurrent,
+                    on_push=on_push,
+                    run_id=run.shards[i],
+                    parent=parent,
+                )
+            return None
+        except OrchError as exc:
+            return f"shard {i} on {hosts[i].name}: {exc}"
+
+    with ThreadPoolExecutor(count) as pool:
+        run.errors = [e for e in pool.map(start, range(count)) if e]
+    save_parent(config, run)
+    return run
+
+
+def _submit_array(
+    config: Config, hc: HostConfig, book: Playbook, run: ShardedRun, on_push: Callable | None
+) -> None:
+    """Push once, then submit every shard as one Slurm job array."""
+    with open_host(hc) as host:
+        pushed = push(config, host)
+        if on_push is not None:
+            on_push(pushed)
+        records, launches = [], []
+        for i, run_id in enumerate(run.shards):
+            shard_book = shard_playbook(book, i, run.num_shards)
+            rec = new_record(host, shard_book, run_id, pushed.identity)
+            rec.parent = run.parent
+            records.append(rec)
+            launches.append(Launch(run_id, shard_book.to_yaml(), remote_record(rec)))
+        command = render_command(book.command, '"$D"/playbook.yaml', '"$D"')
+        ids = backend_for(hc).submit(host, launches, command, True)
+    for rec, job_id in zip(records, ids, strict=True):
+        rec.job_id = job_id
+        save_record(config, rec)
+
+
+def resume(
+    config: Config,
+    book: Playbook,
+    record: RunRecord,
+    host: HostConfig | None,
+    on_push: Callable | None = None,
+) -> RunRecord:
+    """Start `record`'s run again: on its own host it continues from its predictions; on another
+    host it starts that shard afresh (the old host's files stay where they are). A copy fetched
+    before is renamed to `results/.<run_id>.before-resume-<time>`."""
+    target = host or config.host(record.host)
+    same = target.name == record.host
+    from .fetch import results_dir
+
+    fetched = results_dir(config) / record.run_id
+    if fetched.exists():  # kept, out of the way of the new attempt's fetch
+        fetched.rename(fetched.with_name(f".{record.run_id}.before-resume-{int(time.time())}"))
+    if record.num_shards:
+        book = shard_playbook(book, record.shard or 0, record.num_shards)
+    with open_host(target) as h:
+        new = launch(
+            config,
+            h,
+            book,
+            allow_concurrent=True,
+            on_push=on_push,
+            run_id=record.run_id,
+            resume=same,
+            parent=record.parent,
+        )
+    if record.parent:
+        parent = load_parent(config, record.parent)
+        if parent is not None and record.shard is not None:
+            parent.hosts[record.shard] = target.name
+            save_parent(config, parent)
+    return new
+
+
+def resume_target(config: Config, run_id: str, shard: int | None) -> RunRecord:
+    """The run record `--resume RUN [--shard N]` names (a parent needs `--shard`)."""
+    from .jobs import find_record
+
+    parent = load_parent(config, run_id)
+    if parent is None:
+        if shard is not None:
+            raise ConfigError(f"--shard {shard}: {run_id} is not a sharded run")
+        return find_record(config, run_id)
+    if shard is None or not 0 <= shard < parent.num_shards:
+        raise ConfigError(
+            f"--resume {parent.parent}: name the shard to run again, "
+            f"--shard 0..{parent.num_shards - 1}"
+        )
+    try:
+        return find_record(config, parent.shards[shard])
+    except JobNotFound:  # the shard never started: a record to start it from
+        return RunRecord(
+            run_id=parent.shards[shard],
+            host=parent.hosts[shard],
+            playbook=parent.playbook,
+            started_at=time.time(),
+            overrides=parent.overrides,
+            parent=parent.parent,
+            shard=shard,
+            num_shards=parent.num_shards,
+        )
+
+
+@dataclass(frozen=True)
+class ParentStatus:
+    """A sharded run at a glance: its shards' states, images done, and the combined ETA."""
+
+    parent: str
+    states: dict[str, int]
+    done: int
+    total: int
+    eta_s: float | None
+    state: str
+
+
+def combine(config: Config, statuses: list) -> list[ParentStatus]:
+    """One `ParentStatus` per parent with at least one shard among `statuses`."""
+    from .jobs import load_records
+
+    parents = {r.run_id: r.parent for r in load_records(config) if r.parent}
+    groups: dict[str, list] = {}
+    for s in statuses:
+        if s.run_id in parents:
+            groups.setdefault(parents[s.run_id], []).append(s)
+    out = []
+    for parent, members in groups.items():
+        states: dict[str, int] = {}
+        for s in members:
+            states[s.state] = states.get(s.state, 0) + 1
+        etas = [s.eta_s for s in members if s.state == "running" and s.eta_s is not None]
+        order = ("failed", "lost", "cancelled", "running", "queued", "succeeded")
+        record = load_parent(config, parent)
+        missing = (record.num_shards if record else len(members)) - len(members)
+        state = next((o for o in order if o in states), "unknown")
+        out.append(
+            ParentStatus(
+                parent=parent,
+                states=states | ({"not started": missing} if missing else {}),
+                done=sum(s.done or 0 for s in members),
+                total=sum(s.total or 0 for s in members),
+                eta_s=max(etas) if etas else None,
+                state="running" if state == "succeeded" and missing else state,
+            )
+        )
+    return out
