@@ -196,3 +196,15 @@ def test_score_command_prints_intervals_and_the_paired_comparison(tmp_path):
         subprocess.run([*cmd, "--method", "beam"], capture_output=True, check=True).stdout
     )
     assert one["cer"] == 0 and one["cer_ci"] == [0.0, 0.0]
+
+
+def test_set_may_add_the_scoring_settings_a_playbook_leaves_at_their_defaults():
+    from orchestrator.errors import ConfigError
+    from orchestrator.playbooks import apply_override
+
+    data = {"methods": {"greedy": {"kind": "greedy"}}, "scoring": None}
+    apply_override(data, "scoring.bootstrap=2000", "pb.yaml")
+    apply_override(data, "scoring.baseline=greedy", "pb.yaml")
+    assert data["scoring"] == {"bootstrap": 2000, "baseline": "greedy"}
+    with pytest.raises(ConfigError, match=r"has no key 'scoring.bootstrapp' \(did you mean"):
+        apply_override(data, "scoring.bootstrapp=5", "pb.yaml")
