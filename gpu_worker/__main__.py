@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(build(args.folder))
         return 0
     from .runner import PlaybookError, run
+    from .summary import failed_methods
     from .tesseract import TesseractMissing
 
     try:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_line(name, body))
     rec = results["run"]["recommendation"]
     print(f"recommendation: {rec['statement']}")
-    failed = [k for k, v in results.items() if k != "run" and v["cer"] is None]
+    failed = failed_methods(results)
     if failed:
         print(
             f"gpu_worker: error: no sample scored for {', '.join(failed)}; "
