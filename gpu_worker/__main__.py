@@ -93,8 +93,10 @@ class _Named:
 
 
 def _read_rows(path: str, method: str | None) -> list[dict]:
-    """Prediction rows as summarize() takes them; ValueError names the line."""
-    rows = []
+    """Prediction rows as summarize() takes them; ValueError names the line. Rows without an
+    `index` are paired by position: the k-th row of each method is line k."""
+    rows: list[dict] = []
+    position: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -109,7 +111,8 @@ def _read_rows(path: str, method: str | None) -> list[dict]:
             if not isinstance(ref, str) or not (isinstance(pred, str) or row.get("error")):
                 raise ValueError(f"{path}:{number}: needs 'reference' and 'prediction'")
             row = {**row, "method": str(row.get("method") or ""), "seconds": 0.0}
-            row.setdefault("index", number)
+            position[row["method"]] = position.get(row["method"], -1) + 1
+            row.setdefault("index", position[row["method"]])  # k-th line of each method pairs
             rows.append(row)
     return rows
 
@@ -125,6 +128,9 @@ def _score(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
+    if args.bootstrap < 100:
+        print(f"gpu_worker: error: --bootstrap {args.bootstrap}: use 100 or more", file=sys.stderr)
+        return 2
     names = list(dict.fromkeys(row["method"] for row in rows)) or [args.method or ""]
     if args.baseline and args.baseline not in names:
         print(
@@ -139,7 +145,7 @@ def _score(args: argparse.Namespace) -> int:
         args.normalize,
         True,
         args.baseline,
-        max(1, args.bootstrap),
+        args.bootstrap,
         seed,
     )
     for body in out.values():
