@@ -208,3 +208,17 @@ def test_set_may_add_the_scoring_settings_a_playbook_leaves_at_their_defaults():
     assert data["scoring"] == {"bootstrap": 2000, "baseline": "greedy"}
     with pytest.raises(ConfigError, match=r"has no key 'scoring.bootstrapp' \(did you mean"):
         apply_override(data, "scoring.bootstrapp=5", "pb.yaml")
+
+
+def test_progress_json_carries_the_per_method_eta_and_says_when_it_is_approximate(tmp_path):
+    from gpu_worker.runner import Progress
+
+    progress = Progress(tmp_path / "progress.json", total=30)
+    progress.tracker = Tracker({"greedy": 10, "beam": 10, "ens": 10}, {"beam": 5.0, "ens": 4.0})
+    progress.update(0, "greedy", 0.0, force=True)
+    doc = json.loads((tmp_path / "progress.json").read_text())
+    assert doc["eta_s"] is None and doc["eta_approximate"] is True  # nothing timed yet
+    progress.tracker.record("greedy", 10, 1.0)
+    progress.update(10, "greedy", 10.0, force=True)
+    doc = json.loads((tmp_path / "progress.json").read_text())
+    assert doc["eta_s"] == pytest.approx(10 * 5 * 0.1 + 10 * 4 * 0.1) and doc["eta_approximate"]
