@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         print(build(args.folder))
         return 0
     from .runner import PlaybookError, run
+    from .summary import failed_methods
     from .tesseract import TesseractMissing
 
     try:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_line(name, body))
     rec = results["run"]["recommendation"]
     print(f"recommendation: {rec['statement']}")
-    failed = [k for k, v in results.items() if k != "run" and v["cer"] is None]
+    failed = failed_methods(results)
     if failed:
         print(
             f"gpu_worker: error: no sample scored for {', '.join(failed)}; "
@@ -92,8 +93,10 @@ class _Named:
 
 
 def _read_rows(path: str, method: str | None) -> list[dict]:
-    """Prediction rows as summarize() takes them; ValueError names the line."""
-    rows = []
+    """Prediction rows as summarize() takes them; ValueError names the line. Rows without an
+    `index` are paired by position: the k-th row of each method is line k."""
+    rows: list[dict] = []
+    position: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -108,7 +111,8 @@ def _read_rows(path: str, method: str | None) -> list[dict]:
             if not isinstance(ref, str) or not (isinstance(pred, str) or row.get("error")):
                 raise ValueError(f"{path}:{number}: needs 'reference' and 'prediction'")
             row = {**row, "method": str(row.get("method") or ""), "seconds": 0.0}
-            row.setdefault("index", number)
+            position[row["method"]] = position.get(row["method"], -1) + 1
+            row.setdefault("index", position[row["method"]])  # k-th line of each method pairs
             rows.append(row)
     return rows
 
@@ -124,6 +128,9 @@ def _score(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
+    if args.bootstrap < 100:
+        print(f"gpu_worker: error: --bootstrap {args.bootstrap}: use 100 or more", file=sys.stderr)
+        return 2
     names = list(dict.fromkeys(row["method"] for row in rows)) or [args.method or ""]
     if args.baseline and args.baseline not in names:
         print(
@@ -138,7 +145,7 @@ def _score(args: argparse.Namespace) -> int:
         args.normalize,
         True,
         args.baseline,
-        max(1, args.bootstrap),
+        args.bootstrap,
         seed,
     )
     for body in out.values():

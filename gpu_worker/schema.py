@@ -3,7 +3,9 @@
 results.json: one object per run. Each decoding method is a top-level key holding at least
 ``cer wer exact_match n failures time_per_image_s images_per_s`` (rates are fractions, 0.42);
 the reserved key ``run`` holds provenance (run id, playbook, host, versions, code, data, times).
-A method with no scored sample (``failures == n``) has null rates and timings (``NULLABLE``);
+``n`` counts every line in the headline, failed ones included (a failed line scores as an empty
+prediction); ``failures`` says how many of them failed. A method with no scored sample
+(``failures == n``) has null rates and timings (``NULLABLE``);
 a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) and
 ``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``).
 

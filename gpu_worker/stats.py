@@ -34,7 +34,7 @@ DEFAULT_SEED = 20261126
 CONFIDENCE = 0.95
 POWER = 0.80
 MIN_DELTA = 0.01
-_CHUNK_CELLS = 2_500_000  # resampled line slots per chunk: ~60 MB, cache-friendly
+_CHUNK_CELLS = 1_200_000  # resampled line slots per chunk: ~10 MB each array, cache-friendly
 
 
 def best_method(results: dict) -> str | None:

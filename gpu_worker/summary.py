@@ -93,24 +93,28 @@ def _fmt_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
+def _the(baseline: str) -> str:
+    return "the baseline" if baseline == "baseline" else f"the baseline {baseline}"
+
+
 def statement(results: dict, best: str | None, baseline: str) -> str:
     """One sentence a researcher can defend: significant, or not distinguishable at this n."""
     if best is None:
         return "no method scored any sample: every method failed"
+    cer = results[best]["cer"]
     if best == baseline:
-        cer = results[best]["cer"]
-        return f"baseline {baseline} has the lowest CER ({cer:.3f}); no method beats it"
+        return f"{_the(baseline)} has the lowest CER ({cer:.3f}); no method beats it"
     vs = results[best].get("vs_baseline")
     if not vs:
-        return f"{best} has the lowest CER ({results[best]['cer']:.3f}); baseline {baseline} failed"
+        return f"{best} has the lowest CER ({cer:.3f}); {_the(baseline)} failed"
     detail = (
         f"ΔCER {vs['delta_cer']:+.3f} (95% CI {vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}, "
         f"{_fmt_p(vs['p_value'])}, n={vs['n']})"
     )
     if vs["significant"]:
-        return f"{best} is significantly better than baseline {baseline}: {detail}"
+        return f"{best} is significantly better than {_the(baseline)}: {detail}"
     return (
-        f"{best} has the lowest CER, but this run cannot tell it apart from baseline {baseline} "
+        f"{best} has the lowest CER, but this run cannot tell it apart from {_the(baseline)} "
         f"at n={vs['n']}: {detail}; about {vs['lines_needed']} lines would detect a difference "
         f"of {vs['lines_needed_delta']:.3f}"
     )

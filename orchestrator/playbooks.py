@@ -88,6 +88,9 @@ def apply_override(data: dict, assignment: str, label: str) -> None:
         raise ConfigError(f"--set {assignment}: expected key=value, e.g. data.n_samples=20")
     parts = key.split(".")
     node = data
+    if len(parts) == 2 and _known_setting(*parts) and isinstance(data.get(parts[0]) or {}, dict):
+        data[parts[0]] = data.get(parts[0]) or {}  # a known setting the playbook leaves default
+        data[parts[0]].setdefault(parts[1], None)
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         if not isinstance(node, dict) or part not in node:
@@ -102,6 +105,14 @@ def apply_override(data: dict, assignment: str, label: str) -> None:
                 node[part] = raw
         else:
             node = node[part]
+
+
+def _known_setting(section: str, key: str) -> bool:
+    """True for a worker setting with a default (`scoring.bootstrap`), which `--set` may add."""
+    from gpu_worker.runner import SECTIONS
+
+    keys = SECTIONS.get(section)
+    return isinstance(keys, set) and key in keys
 
 
 def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playbook:

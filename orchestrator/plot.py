@@ -2,7 +2,7 @@
 method, the CER's 95% interval as an error bar. matplotlib with the Agg backend, imported only
 when a plot is drawn.
 
-Labels never overlap each other or another method's marker: each label tries a ring of offsets
+Labels never overlap each other, a marker or an error bar: each label tries rings of offsets
 around its point (near ones first) and takes the first whose box is clear. Methods with no
 scored sample have no point; they are named in a note under the title.
 """
@@ -19,13 +19,21 @@ _OFFSETS = [
 ]
 
 
-def _place_labels(fig, ax, methods: list[str], xs: list[float], ys: list[float]) -> list:
-    """Annotate each point at the first offset whose text box overlaps no placed label or
-    marker; returns the annotations."""
+def _place_labels(fig, ax, methods: list[str], xs: list, ys: list, cis: list) -> list:
+    """Annotate each point at the first offset whose text box overlaps no placed label, marker
+    or error bar; returns the annotations."""
+    from matplotlib.transforms import Bbox
+
     renderer = fig.canvas.get_renderer()
-    markers = [ax.transData.transform((x, y)) for x, y in zip(xs, ys, strict=True)]
+    pad = 6  # pixels around a marker and an error bar
+    obstacles = []
+    for x, (lo, hi) in zip(xs, cis, strict=True):
+        (px, p_lo), (_, p_hi) = ax.transData.transform([(x, lo), (x, hi)])
+        obstacles.append(
+            Bbox([[px - pad, min(p_lo, p_hi) - pad], [px + pad, max(p_lo, p_hi) + pad]])
+        )
     placed, boxes = [], []
-    for i, (m, x, y) in enumerate(zip(methods, xs, ys, strict=True)):
+    for m, x, y in zip(methods, xs, ys, strict=True):
         for dx, dy in _OFFSETS:
             ann = ax.annotate(
                 m,
@@ -37,8 +45,7 @@ def _place_labels(fig, ax, methods: list[str], xs: list[float], ys: list[float])
                 annotation_clip=False,
             )
             box = ann.get_window_extent(renderer).expanded(1.05, 1.1)
-            hits_marker = any(box.contains(px, py) for j, (px, py) in enumerate(markers) if j != i)
-            if not hits_marker and not any(box.overlaps(b) for b in boxes):
+            if not any(box.overlaps(b) for b in boxes + obstacles):
                 break
             if (dx, dy) != _OFFSETS[-1]:
                 ann.remove()
@@ -89,7 +96,7 @@ def tradeoff_figure(results: dict, title: str):
     fig.tight_layout()
     ax.set_xlim(ax.get_xlim())  # fixed limits: labels placed now stay where they were checked
     ax.set_ylim(ax.get_ylim())
-    _place_labels(fig, ax, methods, xs, ys)
+    _place_labels(fig, ax, methods, xs, ys, cis)
     return fig
 
 

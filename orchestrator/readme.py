@@ -103,7 +103,7 @@ def sample_size_line(table: RunTable) -> str | None:
         if not vs:
             continue
         parts.append(f"{m} ≈ {vs['lines_needed']:,} (Δ {vs['lines_needed_delta']:.3f})")
-        rerun = rerun or vs["lines_needed"] > vs["n"]
+        rerun = rerun or (not vs["significant"] and vs["lines_needed"] > vs["n"])
     if not parts:
         return None
     n = max(table.results[m]["n"] for m in table.methods)

@@ -363,7 +363,8 @@ def test_table_shows_intervals_paired_deltas_sample_size_and_failed_rows(pub, or
     assert "**" not in rows["broken"] and "**" not in rows["greedy"]
     need = doc["sample"]["vs_baseline"]["lines_needed"]
     assert "Sample size: n=200 lines." in text and f"sample ≈ {need:,} (Δ" in text
-    assert "Recommendation: beam is significantly better than baseline greedy" in text
+    assert need > 200 and "Rerun with `--set data.n_samples=N` or the full split" in text
+    assert "Recommendation: beam is significantly better than the baseline greedy" in text
     assert (pub / "results" / "plots" / "stats.png").exists()
     view = orch("results").stdout
     assert "failed (200 of 200)" in view and f"{b['cer']:.3f} ({b['cer_ci'][0]:.3f}-" in view

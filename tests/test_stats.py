@@ -112,7 +112,7 @@ def test_failures_count_as_deletions_and_an_all_failed_method_has_no_rates():
     assert all(dead[k] is None for k in ("cer", "wer", "exact_match", "time_per_image_s"))
     assert dead["cer_ci"] is None and dead["vs_baseline"] is None
     rec = recommend({**out, "run": {}}, 0.01, "good")
-    assert rec["best"] == "good" and "no method beats it" in rec["statement"]
+    assert rec["best"] == "good" and rec["statement"].startswith("the baseline good has")
 
 
 def test_recommendation_says_significant_only_when_the_interval_excludes_zero():
@@ -127,7 +127,7 @@ def test_recommendation_says_significant_only_when_the_interval_excludes_zero():
     out = summarize([_method("greedy"), _method("beam")], lines, resamples=500)
     rec = recommend({**out, "run": {}}, 0.0, "greedy")
     assert rec["best"] == "beam" and rec["significant"]
-    assert rec["statement"].startswith("beam is significantly better than baseline greedy")
+    assert rec["statement"].startswith("beam is significantly better than the baseline greedy")
     # 8 lines: beam fixes one character on two lines and breaks one on a third: Δ = -1/80
     refs = [f"line{i:06d}" for i in range(8)]
     lines = [_line(i, "greedy", r, r[:-1] + "?" if i < 3 else r) for i, r in enumerate(refs)]
@@ -141,7 +141,7 @@ def test_recommendation_says_significant_only_when_the_interval_excludes_zero():
     assert vs["ci"][0] < 0 < vs["ci"][1] and vs["p_value"] > 0.05
     rec = recommend({**out, "run": {}}, 0.0, "greedy")
     assert rec["best"] == "beam" and not rec["significant"]
-    assert "cannot tell it apart from baseline greedy at n=8" in rec["statement"]
+    assert "cannot tell it apart from the baseline greedy at n=8" in rec["statement"]
     assert f"about {vs['lines_needed']} lines" in rec["statement"] and vs["lines_needed"] > 8
 
 
@@ -196,3 +196,29 @@ def test_score_command_prints_intervals_and_the_paired_comparison(tmp_path):
         subprocess.run([*cmd, "--method", "beam"], capture_output=True, check=True).stdout
     )
     assert one["cer"] == 0 and one["cer_ci"] == [0.0, 0.0]
+
+
+def test_set_may_add_the_scoring_settings_a_playbook_leaves_at_their_defaults():
+    from orchestrator.errors import ConfigError
+    from orchestrator.playbooks import apply_override
+
+    data = {"methods": {"greedy": {"kind": "greedy"}}, "scoring": None}
+    apply_override(data, "scoring.bootstrap=2000", "pb.yaml")
+    apply_override(data, "scoring.baseline=greedy", "pb.yaml")
+    assert data["scoring"] == {"bootstrap": 2000, "baseline": "greedy"}
+    with pytest.raises(ConfigError, match=r"has no key 'scoring.bootstrapp' \(did you mean"):
+        apply_override(data, "scoring.bootstrapp=5", "pb.yaml")
+
+
+def test_progress_json_carries_the_per_method_eta_and_says_when_it_is_approximate(tmp_path):
+    from gpu_worker.runner import Progress
+
+    progress = Progress(tmp_path / "progress.json", total=30)
+    progress.tracker = Tracker({"greedy": 10, "beam": 10, "ens": 10}, {"beam": 5.0, "ens": 4.0})
+    progress.update(0, "greedy", 0.0, force=True)
+    doc = json.loads((tmp_path / "progress.json").read_text())
+    assert doc["eta_s"] is None and doc["eta_approximate"] is True  # nothing timed yet
+    progress.tracker.record("greedy", 10, 1.0)
+    progress.update(10, "greedy", 10.0, force=True)
+    doc = json.loads((tmp_path / "progress.json").read_text())
+    assert doc["eta_s"] == pytest.approx(10 * 5 * 0.1 + 10 * 4 * 0.1) and doc["eta_approximate"]

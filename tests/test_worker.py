@@ -81,6 +81,7 @@ def test_every_method_runs_and_results_match_the_schema(tmp_path, tiny_model):
     assert prov["recommendation"]["best"] in ALL_METHODS
     progress = json.loads((out / "progress.json").read_text())
     assert progress["done"] == progress["total"] == 6 * len(ALL_METHODS)
+    assert progress["eta_s"] == 0 and progress["eta_approximate"] is False
 
 
 def test_adapters_really_differ_and_base_is_not_an_adapter(tmp_path, tiny_model):
