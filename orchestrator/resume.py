@@ -10,6 +10,7 @@ whose tmux session is still alive is refused.
 from __future__ import annotations
 
 import shlex
+from dataclasses import asdict
 
 from .config import Config
 from .errors import ConfigError, JobNotFound, OrchError
@@ -57,6 +58,6 @@ echo resumed
             f"run {record.run_id}: its playbook has its own `command:`; only gpu_worker runs resume"
         )
     record.state, record.exit_code, record.ended_at, record.fetched = "running", None, None, False
-    record.code = pushed.identity.__dict__
+    record.code = asdict(pushed.identity)
     save_record(config, record)
     return record
