@@ -117,10 +117,17 @@ def _mount(*args: str) -> None:
 
 
 @pytest.fixture
-def mounts():
+def mounts(tmp_path):
     """Mount points made by a test, unmounted afterwards (root only)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs or a read-only bind needs root (CI runs as root)")
+    probe = tmp_path / "mount-probe"
+    probe.mkdir()
+    try:
+        _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount here: {getattr(exc, 'stderr', exc)}")
+    subprocess.run(["umount", str(probe)], check=True)
     made: list[Path] = []
     yield made
     for m in reversed(made):
