@@ -2,10 +2,13 @@
 
 On the host, `<remote_dir>/runs/<run_id>/` holds run.json (written at launch), playbook.yaml,
 log.txt, pid, progress.json (by the worker), results.json, exit_code (by the job's wrapper when the
-command ends) and `cancelled` (by `orch cancel`). States are derived, never guessed:
-cancelled marker > exit_code (0 and results.json -> succeeded, else failed) > tmux session alive
-(running) > neither (lost). A host that does not answer is "unreachable", shown beside the last
-state seen; it is never turned into a job failure.
+command ends, or by `orch cancel` when it had to SIGKILL), `cancelled` (by `orch cancel`) and,
+until the job has read it, `env` (mode 0600: the host's `env:` values, sent on stdin so that no
+secret is ever in a command line). States are derived, never guessed: cancelled marker
+(`cancelling` while the session is alive without an exit code) > exit_code (0 and results.json
+-> succeeded, else failed) > tmux session alive (running) > neither (lost). A host that does not
+answer is "unreachable", shown beside the last state seen and listed in the status report even
+when no run is known for it; it is never turned into a job failure.
 
 Locally, `.orch/runs/<run_id>.json` keeps a record of each run so any later `orch status` finds it.
 """
@@ -251,6 +254,10 @@ def launch(
     `run_id` and `resume` re-start an existing run in its folder, continuing its predictions;
     `parent` marks the run as one shard of a sharded run (see `orchestrator/shards.py`).
     """
+    if resume and "command" in playbook.data:
+        raise ConfigError(
+            f"run {run_id}: its playbook has its own `command:`; only gpu_worker runs resume"
+        )
     pushed = push(config, host)
     if on_push is not None:
         on_push(pushed)

@@ -8,8 +8,8 @@
   gzip'd tar stream over the same connection, together with the list of files to delete.
 - The host unpacks into a fresh tree (hard links to the current one, then the changes) and swaps
   the `code` symlink with a rename: a push cut off half-way leaves the previous tree in place.
-- Pushes to one host are serialised by `flock` on `<remote_dir>/.trees/.lock`; holding it, a push
-  first removes what interrupted pushes left (`.trees/.incoming-*`).
+- Swaps on one host are serialised by `flock` on `<remote_dir>/.trees/.lock`, and each push
+  first removes what interrupted pushes left (`.trees/.incoming-<pid>` whose shell is gone).
 - `__pycache__/` and `*.pyc` are never sent nor compared (the worker's own bytecode on the host
   would otherwise make every push re-send or delete files).
 - `.orch-identity.json` in the tree records commit, dirty flag and content hash.
@@ -37,7 +37,7 @@ from .transport import Host
 IDENTITY_FILE = ".orch-identity.json"
 DELETE_LIST = ".orch-delete"
 KEEP_TREES = 3
-LOCK_WAIT_S = 300
+LOCK_WAIT_S = 60
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -181,17 +181,18 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
 
 
 def _swap_script(host: Host, tree_name: str) -> str:
-    """The host-side script: stage a new tree from stdin's tar, then swap `code` atomically."""
+    """The host-side script: stage a new tree from stdin's tar, then swap `code` atomically.
+
+    Staging needs no lock (each push has its own `.incoming-<pid>`); the swap and the pruning of
+    old trees hold `flock` on `.trees/.lock`, for a moment only, so a push whose link died while
+    sending never blocks the next one. Stagings whose shell is gone are removed first.
+    """
     return f"""set -e
 cd {host.path()} 2>/dev/null || {{ mkdir -p {host.path()}; cd {host.path()}; }}
 mkdir -p .trees
-exec 9>> .trees/.lock
-if command -v flock >/dev/null; then
-  flock -w {LOCK_WAIT_S} 9 ||
-    {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
-fi
-rm -rf .trees/.incoming-*
-if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; ln -s .trees/legacy-$$ code; fi
+for old in .trees/.incoming-*; do
+  if [ -e "$old" ] && ! kill -0 "${{old##*-}}" 2>/dev/null; then rm -rf "$old"; fi
+done
 new=.trees/.incoming-$$
 trap 'rm -rf "$new"' EXIT
 if [ -d code/ ]; then cp -al code/. "$new"; else mkdir "$new"; fi
@@ -200,6 +201,12 @@ if [ -f "$new/{DELETE_LIST}" ]; then
   (cd "$new" && xargs -0 -r rm -f -- < {DELETE_LIST} && rm -f {DELETE_LIST})
   find "$new" -mindepth 1 -type d -empty -delete
 fi
+exec 9>> .trees/.lock
+if command -v flock >/dev/null; then
+  flock -w {LOCK_WAIT_S} 9 ||
+    {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
+fi
+if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; fi
 t={tree_name}
 [ ! -e ".trees/$t" ] || t="$t-$$"
 mv -T "$new" ".trees/$t"

@@ -389,7 +389,7 @@ class SSHHost(Host):
                 while chunk := stdin.read(CHUNK):
                     chan.sendall(chunk)
             chan.shutdown_write()
-            out = _drain(chan.recv, on_stdout, deadline, chan.close)
+            out = _drain(chan.recv, on_stdout, deadline, lambda: _close_quietly(chan))
             if not chan.status_event.wait(_remaining(deadline)):
                 raise TimeoutError("no exit status")
             code = chan.recv_exit_status()
@@ -443,6 +443,14 @@ class SSHHost(Host):
             finally:
                 transport.close()
         return (host if port == 22 else f"[{host}]:{port}", key)
+
+
+def _close_quietly(chan) -> None:
+    """Close a channel from the deadline timer; a link that already died needs no closing."""
+    try:
+        chan.close()
+    except (EOFError, OSError):
+        pass
 
 
 def _is_flaky(exc: BaseException) -> bool:

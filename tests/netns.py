@@ -30,13 +30,17 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def unavailable_reason() -> str | None:
-    """Why namespaces cannot be made here (None when they can)."""
+    """Why namespaces cannot be made here (None when they can): tries to make one."""
     if os.geteuid() != 0:
         return "network namespaces need root (CI runs these tests as root)"
+    probe = f"orchf-{os.getpid()}-probe"
     try:
-        _ip("netns", "list")
-    except (OSError, subprocess.CalledProcessError) as exc:
-        return f"`ip netns` does not work here: {exc}"
+        _ip("netns", "add", probe)
+    except OSError as exc:
+        return f"`ip` is missing (Debian: iproute2): {exc}"
+    except subprocess.CalledProcessError as exc:
+        return f"`ip netns add` fails here: {exc.stderr.strip()}"
+    _ip("netns", "del", probe, check=False)
     return None
 
 

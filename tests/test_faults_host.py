@@ -117,10 +117,17 @@ def _mount(*args: str) -> None:
 
 
 @pytest.fixture
-def mounts():
+def mounts(tmp_path):
     """Mount points made by a test, unmounted afterwards (root only)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs or a read-only bind needs root (CI runs as root)")
+    probe = tmp_path / "mount-probe"
+    probe.mkdir()
+    try:
+        _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe))
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount here: {getattr(exc, 'stderr', exc)}")
+    subprocess.run(["umount", str(probe)], check=True)
     made: list[Path] = []
     yield made
     for m in reversed(made):
@@ -339,3 +346,21 @@ def test_worker_sigkill_then_resume_equals_uninterrupted(workerproj, orch, tmp_p
     log = (workerproj / "results" / killed / "log.txt").read_text()
     resumed = log.split("loading ")[2]  # the first attempt's log is kept, the resume appended
     assert f"baseline: {max(0, 6 - kept)} image(s) to decode" in resumed
+
+
+def test_env_file_carries_hostile_values_literally(tmp_path):
+    from orchestrator.config import HostConfig
+    from orchestrator.jobs import env_file
+    from orchestrator.transport import LocalHost
+
+    value = "a'b\"c $(touch pwned) `id` \\n; rm -rf ~\nline2"
+    host = LocalHost(HostConfig(name="x", hostname="x", env={"TOKEN": value}))
+    (tmp_path / "env").write_bytes(env_file(host))
+    out = subprocess.run(
+        ["bash", "-c", '. ./env && printf %s "$TOKEN"'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out == value and not (tmp_path / "pwned").exists()

@@ -144,7 +144,8 @@ def _connections(address: str, pid: int) -> int:
 def test_logs_bounded_exit_3_and_one_connection(lab, orch, isolated_home):
     a, b = lab.hosts
     run_id = start(orch, "a", "job.steps=60", "job.sleep=0.1")
-    poll(lambda: (lab.run_dir("a", run_id) / "log.txt").stat().st_size > 0, 10)
+    log = lab.run_dir("a", run_id) / "log.txt"
+    poll(lambda: log.exists() and log.stat().st_size > 0, 10)
     a.cut()
     t0 = time.monotonic()
     res = orch("logs", run_id)
@@ -161,7 +162,7 @@ def test_logs_bounded_exit_3_and_one_connection(lab, orch, isolated_home):
         time.sleep(0.05)
     proc.kill()
     proc.communicate()
-    assert most <= 1
+    assert most == 1  # it kept trying, never with two connections at once
     a.restore()
     # a wrong host key: exit 3 at once, with or without -f
     known = isolated_home / ".ssh" / "known_hosts"
@@ -229,7 +230,12 @@ def test_link_cut_during_push_keeps_old_tree_then_next_push_completes(lab, orch)
     pushed = _tree(remote / "code")
     assert pushed["gpu_worker/big.bin"] == _tree(project / "gpu_worker")["big.bin"]
     assert (remote / "code" / "gpu_worker" / "engine.py").read_text() == "VALUE = 2\n"
-    assert not list((remote / ".trees").glob(".incoming-*"))
+    # the cut push's staging goes once its session on the host is gone (sshd drops it)
+
+    def no_leftover():
+        return not list((remote / ".trees").glob(".incoming-*"))
+
+    poll(no_leftover, 30, every=0.5)
 
 
 def _remote_tar_running(host) -> bool:
