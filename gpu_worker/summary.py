@@ -61,7 +61,10 @@ def summarize(
     out: dict = {}
     counts: dict[str, dict] = {}
     for method in methods:
+        # the last line per index wins; scores are summed in index order, so the figures do
+        # not depend on the order lines were written in (width-sorted batches, merged shards)
         mine = {line["index"]: line for line in lines if line["method"] == method.name}
+        mine = dict(sorted(mine.items()))
         good = [line for line in mine.values() if "error" not in line]
         bad = [line for line in mine.values() if "error" in line]
         scores = _score_lines(mine, form, collapse_whitespace)
