@@ -110,6 +110,7 @@ class Engine:
     static: bool = False
     compiled: bool = False
     batch_size: int = 8
+    compile_backend: str | None = None
     _ready: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -122,9 +123,14 @@ class Engine:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def use_static(self, compiled: bool, batch_size: int) -> None:
-        """Decode with a static cache and fixed shapes from now on (compiled or not)."""
+    def use_static(self, compiled: bool, batch_size: int, backend: str | None = None) -> None:
+        """Decode with a static cache and fixed shapes from now on (compiled or not).
+
+        `backend` overrides torch.compile's (Inductor, CUDA graphs on CUDA); tests pass `eager`
+        to check that the graphs trace on CPU without paying Inductor's compile time.
+        """
         self.static, self.compiled, self.batch_size = True, compiled, batch_size
+        self.compile_backend = backend
 
     def _padded(self, images: list) -> list:
         if not self.static or not images:
@@ -166,10 +172,13 @@ class Engine:
     def _gen_kwargs(self, gen: dict) -> dict:
         if self.static:
             gen = {"cache_implementation": "static", **gen}
-            if self.compiled and not self.device.startswith("cuda"):
+            if self.compiled and (self.compile_backend or not self.device.startswith("cuda")):
                 from transformers import CompileConfig
 
-                config = CompileConfig()
+                if self.compile_backend:
+                    config = CompileConfig(backend=self.compile_backend, mode=None)
+                else:
+                    config = CompileConfig()
                 config._compile_all_devices = True
                 gen.setdefault("compile_config", config)
             elif not self.compiled:
