@@ -116,6 +116,7 @@ def parse_args():
     parser.add_argument("--compile", choices=shapes.COMPILE_SETTINGS, default="auto")
     parser.add_argument("--max-rows", type=int, default=1024)
     parser.add_argument("--peft-max-batch", type=int, default=32)
+    parser.add_argument("--runner-batch", type=int, default=32, help="runner end to end (0: skip)")
     parser.add_argument("--json", help="write every figure to this file as well")
     args = parser.parse_args()
     args.tokens = args.tokens or (64 if args.size == "3b" else 16)
@@ -166,8 +167,61 @@ def main() -> None:
             row["floor"] = batch / (args.tokens * floor_step)
             head["rows"].append(row)
             print_row(row)
+    if args.runner_batch and set(args.methods) & set(RUNNER_METHODS):
+        del peft
+        head["runner"] = runner_table(args, folder, device, compiled, head["rows"])
     if args.json:
         Path(args.json).write_text(json.dumps(head, indent=2))
+
+
+RUNNER_METHODS = {
+    "greedy": {"kind": "greedy"},
+    "beam5": {"kind": "beam", "num_beams": 5},
+    "sample": {"kind": "sample"},
+    "ensemble5_mbr": {"kind": "ensemble", "vote": "mbr"},
+    "ensemble5_logits": {"kind": "ensemble", "vote": "logits"},
+    "combined": {"kind": "combined", "num_beams": 5},
+}
+
+
+def runner_table(args, folder: Path, device: str, compiled: bool, rows: list[dict]) -> dict:
+    """The worker's runner end to end (4 batches, the first its warm-up) vs the engine figure."""
+    import yaml
+
+    from gpu_worker.runner import run
+
+    batch, work = args.runner_batch, Path(tempfile.mkdtemp(prefix="orch-bench-run-"))
+    sample = ROOT / "data" / "sample"
+    labels = [json.loads(x) for x in (sample / "labels.jsonl").read_text().splitlines() if x]
+    with open(work / "labels.jsonl", "w", encoding="utf-8") as f:
+        for i in range(4 * batch):
+            row = labels[i % len(labels)]
+            f.write(json.dumps({"image": str(sample / row["image"]), "text": row["text"]}) + "\n")
+    methods = {m: RUNNER_METHODS[m] for m in args.methods if m in RUNNER_METHODS}
+    book = {
+        "model": {"base": str(folder / "base"), "checkpoints": str(folder / "checkpoints"),
+                  "device": device},
+        "data": {"source": str(work)},
+        "generation": {"batch_size": batch, "max_new_tokens": args.tokens,
+                       "compile": "on" if compiled else "off"},
+        "methods": methods,
+    }  # fmt: skip
+    (work / "bench.yaml").write_text(yaml.safe_dump(book))
+    results = run(work / "bench.yaml", work / "out", log=lambda m: None)
+    engine = {r["method"]: r["new"] for r in rows if r["batch"] == batch}
+    print(f"\nrunner end to end, batch {batch}, {4 * batch} images (EOS may end rows early)")
+    print(f"{'method':<18}{'runner':>9}{'engine':>9}{'ratio':>8}{'warmup_s':>9}{'wall_s':>8}")
+    out = {}
+    for name in methods:
+        body = results[name]
+        eng = engine.get(name)
+        ratio = body["images_per_s"] / eng if eng else None
+        out[name] = {"runner": body["images_per_s"], "engine": eng, "ratio": ratio,
+                     "warmup_s": body["warmup_s"], "wall_s": body["wall_s"]}  # fmt: skip
+        cells = f"{eng:>9.2f}{ratio:>8.2f}" if eng else f"{'-':>9}{'-':>8}"
+        print(f"{name:<18}{body['images_per_s']:>9.2f}{cells}{body['warmup_s']:>9.1f}"
+              f"{body['wall_s']:>8.1f}", flush=True)  # fmt: skip
+    return out
 
 
 def measure(args, method, batch, pool, gen, fast, peft, compiled) -> dict:
