@@ -1,14 +1,22 @@
-"""Benchmark the worker's decoding on a Qwen2.5-VL-architecture model, seconds per image.
+"""Benchmark the worker's decoding paths side by side on a Qwen2.5-VL-architecture model.
 
-In one run, on the same sample images, every method generating exactly N new tokens:
-- greedy batched (`--batch` images per generate) vs one image at a time;
-- beam search (5 beams) vs greedy, both batched;
-- a 5-checkpoint ensemble as ONE batched generate with peft's `adapter_names` (what the worker
-  does), vs switching adapters with `set_adapter` (5 generates), vs reloading the model for each
-  checkpoint (what today's scripts do).
-`--size tiny` (default; CPU is fine) or `--size 3b` (Qwen2.5-VL-3B's shapes, random weights: for a
-GPU). With `--json`, one JSON object with every figure and ratio. X_vs_Y is X's time over Y's.
-Usage: python benchmarks/worker.py [--size tiny|3b] [--images 16] [--batch 8] [--tokens 16]
+One model (built once; `--model DIR` reuses a built folder), the same images, every method
+generating exactly `--tokens` new tokens per row, steady state (one warm-up call first, its
+seconds printed apart), for each method and batch size:
+- `peft`:  today's engine: peft adapters, `adapter_names` per row (the reference path);
+- `eager`: the fast path without compiling: merged weights (one checkpoint) or stacked LoRA
+  (ensembles, vision tower once per image), dynamic cache;
+- `new`:   the fast path as a big run decodes it: static cache, batch buckets and torch.compile
+  when `--compile` says so (`auto`: on CUDA only; on CPU `new` is `eager`, measured once);
+- `plain`: plain transformers, no LoRA at all (greedy only), for reference.
+Methods: greedy, beam 5, sampling, ensemble of 5 (mbr and logits), combined (beam 5 x 5
+checkpoints). Batches `--batches` (images per call); configurations over `--max-rows` rows
+(images x checkpoints) are skipped, and peft above `--peft-max-batch`.
+The floor: the language model's weight bytes read once per decode step over a measured
+device-to-device copy rate; `x floor` is each figure over the images/s that floor allows.
+Usage: python benchmarks/worker.py [--size tiny|3b] [--device auto|cpu|cuda] [--tokens 16]
+       [--batches 8,32] [--methods greedy,beam5,...] [--json FILE]
+On an H100: python benchmarks/worker.py --size 3b --device cuda (batches 8,32,128, 64 tokens).
 """
 
 from __future__ import annotations
@@ -24,117 +32,239 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 from gpu_worker import engine as engine_mod  # noqa: E402
 from gpu_worker import tiny  # noqa: E402
 from gpu_worker.data import DataSpec, Samples  # noqa: E402
+from gpu_worker.ensemble import vote  # noqa: E402
+from gpu_worker.fastpath import shapes  # noqa: E402
+
+METHODS = ("greedy", "beam5", "sample", "ensemble5_mbr", "ensemble5_logits", "combined")
+ROWS_PER_IMAGE = {"greedy": 1, "beam5": 5, "sample": 1, "ensemble5_mbr": 5,
+                  "ensemble5_logits": 5, "combined": 25}  # fmt: skip
 
 
-def timed(eng, fn, repeat: int) -> float:
-    """Median seconds of `fn()` over `repeat` runs after one warm-up, GPU synchronised."""
-    fn()
+def decode(eng, method: str, images: list, gen: dict) -> list[str]:
+    """One batched call of `method` on `images` through the engine's public API."""
+    last, n = eng.adapters[-1], len(images)
+    if method == "greedy":
+        return eng.generate(images, [last] * n, **gen)
+    if method == "plain":
+        return eng.generate(images, None, **gen)
+    if method == "beam5":
+        return eng.generate(images, [last] * n, num_beams=5, **gen)
+    if method == "sample":
+        return eng.generate(images, [last] * n, seed=0, **{**gen, "do_sample": True})
+    beams = {"num_beams": 5} if method == "combined" else {}
+    logits = method == "ensemble5_logits"
+    per_image = eng.generate_ensemble(images, eng.adapters, logits=logits, **gen, **beams)
+    return [texts[0] if logits else vote(texts, "mbr") for texts in per_image]
+
+
+def timed(eng, fn, repeat: int) -> tuple[float, float]:
+    """(warm-up seconds, median steady seconds) of `fn()`, GPU synchronised."""
     times = []
-    for _ in range(repeat):
+    for _ in range(repeat + 1):
         eng.synchronize()
         start = time.perf_counter()
         fn()
         eng.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times[0], statistics.median(times[1:])
+
+
+def copy_rate(device: str) -> float:
+    """Measured device-to-device copy rate in bytes/s (read + write counted)."""
+    n = (1 << 30) if device.startswith("cuda") else (1 << 27)
+    src = torch.empty(n, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(5):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        dst.copy_(src)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n / best
+
+
+def weight_bytes(model) -> int:
+    """Bytes of the weights one decode step reads: everything but the vision tower."""
+    seen, total = set(), 0
+    for name, p in model.named_parameters():
+        if ".visual." in f".{name}" or p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        total += p.numel() * p.element_size()
+    return total
+
+
+def parse_args():
+    """The command line; defaults depend on `--size`."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=["tiny", "3b"], default="tiny")
+    parser.add_argument("--model", help="a folder tiny.build wrote (skips building)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tokens", type=int, help="new tokens per row (tiny 16, 3b 64)")
+    parser.add_argument("--batches", help="images per call (tiny 8,32; 3b 8,32,128)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--repeat", type=int, default=2, help="timed calls after the warm-up")
+    parser.add_argument("--compile", choices=shapes.COMPILE_SETTINGS, default="auto")
+    parser.add_argument("--max-rows", type=int, default=1024)
+    parser.add_argument("--peft-max-batch", type=int, default=32)
+    parser.add_argument("--runner-batch", type=int, default=32, help="runner end to end (0: skip)")
+    parser.add_argument("--json", help="write every figure to this file as well")
+    args = parser.parse_args()
+    args.tokens = args.tokens or (64 if args.size == "3b" else 16)
+    batches = args.batches or ("8,32,128" if args.size == "3b" else "8,32")
+    args.batches = [int(b) for b in batches.split(",")]
+    args.methods = args.methods.split(",")
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        parser.error(
+            f"--methods: unknown {', '.join(sorted(unknown))}; known: {', '.join(METHODS)}"
+        )
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--size", choices=["tiny", "3b"], default="tiny")
-    parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=16, help="new tokens per image, fixed")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-
-    folder = Path(tempfile.mkdtemp(prefix=f"orch-bench-{args.size}-"))
-    tiny.build(folder, size=args.size)
-    base = str(folder / "base")
-    ckpts = engine_mod.expand_checkpoints(str(folder / "checkpoints"))
-    eng = engine_mod.load(base, ckpts, device=args.device)
+    """Build or reuse the model, load both engines, print the table row by row."""
+    args = parse_args()
+    folder = Path(args.model) if args.model else Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    t0 = time.perf_counter()
+    if not (folder / "checkpoints").is_dir():
+        tiny.build(folder, size=args.size)
+    base, ckpts = str(folder / "base"), engine_mod.expand_checkpoints(str(folder / "checkpoints"))
+    fast = engine_mod.load(base, ckpts, device=args.device)
+    peft = engine_mod.load(base, ckpts, device=args.device, lora="peft")
+    device = fast.device
+    compiled = shapes.want_compile(args.compile, device, 10**9)
+    if compiled:
+        shapes.compile_cache(ROOT)
     samples = Samples(DataSpec(source=str(ROOT / "data" / "sample")))
-    images = [samples.image(i % len(samples)) for i in range(args.images)]
+    pool = [samples.image(i) for i in range(len(samples))]
     gen = {"max_new_tokens": args.tokens, "min_new_tokens": args.tokens, "do_sample": False}
-    last = eng.adapters[-1]
-    n = len(images)
-
-    def batches(size):
-        return [images[i : i + size] for i in range(0, n, size)]
-
-    def greedy(size):
-        for b in batches(size):
-            eng.generate(b, [last] * len(b), **gen)
-
-    def beam5():
-        for b in batches(args.batch):
-            eng.generate(b, [last] * len(b), num_beams=5, **gen)
-
-    def ensemble_batched():
-        for b in batches(args.batch):
-            rows = [img for img in b for _ in eng.adapters]
-            eng.generate(rows, [a for _ in b for a in eng.adapters], **gen)
-
-    def ensemble_switch():
-        for b in batches(args.batch):
-            inputs = eng.inputs(b, eng.prompt)
-            for name in eng.adapters:
-                eng.model.set_adapter(name)
-                eng.model.generate(**inputs, **gen)
-
-    def ensemble_reload():
-        for path in ckpts:
-            one = engine_mod.load(base, [path], device=eng.device)
-            for b in batches(args.batch):
-                one.generate(b, [one.adapters[0]] * len(b), **gen)
-            del one
-
-    per = {
-        "greedy_batched": timed(eng, lambda: greedy(args.batch), args.repeat) / n,
-        "greedy_single": timed(eng, lambda: greedy(1), args.repeat) / n,
-        "beam5": timed(eng, beam5, args.repeat) / n,
-        "ensemble5_batched": timed(eng, ensemble_batched, args.repeat) / n,
-        "ensemble5_switch": timed(eng, ensemble_switch, args.repeat) / n,
-        "ensemble5_reload": timed(eng, ensemble_reload, 1) / n,
-    }
-    fig = {f"{k}_s_per_image": v for k, v in per.items()}
-    fig.update({f"{k}_images_per_s": 1 / v for k, v in per.items()})
-    fig.update(
-        size=args.size,
-        device=eng.device,
-        gpu=engine_mod.gpu_name(),
-        images=n,
-        batch=args.batch,
-        new_tokens=args.tokens,
-        batched_vs_single=per["greedy_batched"] / per["greedy_single"],
-        beam5_vs_greedy=per["beam5"] / per["greedy_batched"],
-        ensemble5_vs_greedy=per["ensemble5_batched"] / per["greedy_batched"],
-        batched_vs_switch=per["ensemble5_batched"] / per["ensemble5_switch"],
-        reload_vs_switch=per["ensemble5_reload"] / per["ensemble5_switch"],
-    )
-    if args.json:
-        print(json.dumps(fig, indent=2))
-        return
+    floor_step = weight_bytes(fast.model) / copy_rate(device)
+    head = {
+        "size": args.size, "device": device, "gpu": engine_mod.gpu_name(), "tokens": args.tokens,
+        "compiled": compiled, "weight_bytes": weight_bytes(fast.model),
+        "floor_step_s": floor_step, "setup_s": time.perf_counter() - t0, "rows": [],
+    }  # fmt: skip
     print(
-        f"{args.size} model on {eng.device} ({fig['gpu'] or 'no GPU'}), {n} images, batch "
-        f"{args.batch}, {args.tokens} new tokens each"
+        f"{args.size} model on {device} ({head['gpu'] or 'no GPU'}), {args.tokens} new tokens/row, "
+        f"compile {'on' if compiled else 'off'}; floor {floor_step * 1e3:.3f} ms/step "
+        f"({head['weight_bytes'] / 1e6:.1f} MB of weights per step); setup {head['setup_s']:.0f} s"
     )
-    print(f"{'method':<40}{'s/image':>10}{'images/s':>10}")
-    for k, v in per.items():
-        print(f"{k:<40}{v:>10.4f}{1 / v:>10.2f}")
-    for k in (
-        "batched_vs_single",
-        "beam5_vs_greedy",
-        "ensemble5_vs_greedy",
-        "batched_vs_switch",
-        "reload_vs_switch",
-    ):
-        print(f"{k:<40}{fig[k]:>10.2f}")
+    print(f"{'method':<18}{'batch':>6}{'peft':>9}{'eager':>9}{'new':>9}{'plain':>9}"
+          f"{'floor':>9}{'new/floor':>10}{'new/peft':>9}{'warmup_s':>9}  (images/s)")  # fmt: skip
+    for method in args.methods:
+        for batch in args.batches:
+            row = measure(args, method, batch, pool, gen, fast, peft, compiled)
+            row["floor"] = batch / (args.tokens * floor_step)
+            head["rows"].append(row)
+            print_row(row)
+    if args.runner_batch and set(args.methods) & set(RUNNER_METHODS):
+        del peft
+        head["runner"] = runner_table(args, folder, device, compiled, head["rows"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(head, indent=2))
+
+
+RUNNER_METHODS = {
+    "greedy": {"kind": "greedy"},
+    "beam5": {"kind": "beam", "num_beams": 5},
+    "sample": {"kind": "sample"},
+    "ensemble5_mbr": {"kind": "ensemble", "vote": "mbr"},
+    "ensemble5_logits": {"kind": "ensemble", "vote": "logits"},
+    "combined": {"kind": "combined", "num_beams": 5},
+}
+
+
+def runner_table(args, folder: Path, device: str, compiled: bool, rows: list[dict]) -> dict:
+    """The worker's runner end to end (4 batches, the first its warm-up) vs the engine figure."""
+    import yaml
+
+    from gpu_worker.runner import run
+
+    batch, work = args.runner_batch, Path(tempfile.mkdtemp(prefix="orch-bench-run-"))
+    sample = ROOT / "data" / "sample"
+    labels = [json.loads(x) for x in (sample / "labels.jsonl").read_text().splitlines() if x]
+    with open(work / "labels.jsonl", "w", encoding="utf-8") as f:
+        for i in range(4 * batch):
+            row = labels[i % len(labels)]
+            f.write(json.dumps({"image": str(sample / row["image"]), "text": row["text"]}) + "\n")
+    methods = {m: RUNNER_METHODS[m] for m in args.methods if m in RUNNER_METHODS}
+    book = {
+        "model": {"base": str(folder / "base"), "checkpoints": str(folder / "checkpoints"),
+                  "device": device},
+        "data": {"source": str(work)},
+        "generation": {"batch_size": batch, "max_new_tokens": args.tokens,
+                       "compile": "on" if compiled else "off"},
+        "methods": methods,
+    }  # fmt: skip
+    (work / "bench.yaml").write_text(yaml.safe_dump(book))
+    results = run(work / "bench.yaml", work / "out", log=lambda m: None)
+    engine = {r["method"]: r["new"] for r in rows if r["batch"] == batch}
+    print(f"\nrunner end to end, batch {batch}, {4 * batch} images (EOS may end rows early)")
+    print(f"{'method':<18}{'runner':>9}{'engine':>9}{'ratio':>8}{'warmup_s':>9}{'wall_s':>8}")
+    out = {}
+    for name in methods:
+        body = results[name]
+        eng = engine.get(name)
+        ratio = body["images_per_s"] / eng if eng else None
+        out[name] = {"runner": body["images_per_s"], "engine": eng, "ratio": ratio,
+                     "warmup_s": body["warmup_s"], "wall_s": body["wall_s"]}  # fmt: skip
+        cells = f"{eng:>9.2f}{ratio:>8.2f}" if eng else f"{'-':>9}{'-':>8}"
+        print(f"{name:<18}{body['images_per_s']:>9.2f}{cells}{body['warmup_s']:>9.1f}"
+              f"{body['wall_s']:>8.1f}", flush=True)  # fmt: skip
+    return out
+
+
+def measure(args, method, batch, pool, gen, fast, peft, compiled) -> dict:
+    """images/s of every path for one (method, batch); None where skipped."""
+    images = [pool[i % len(pool)] for i in range(batch)]
+    row = {"method": method, "batch": batch, "peft": None, "eager": None, "new": None,
+           "plain": None, "warmup_s": None}  # fmt: skip
+    if batch * ROWS_PER_IMAGE[method] > args.max_rows:
+        return row
+
+    def rate(eng, name=method):
+        warm, steady = timed(eng, lambda: decode(eng, name, images, gen), args.repeat)
+        return batch / steady, warm
+
+    if batch <= args.peft_max_batch:
+        row["peft"], _ = rate(peft)
+    fast.static = fast.compiled = False
+    row["eager"], row["warmup_s"] = rate(fast)
+    if method == "greedy":
+        row["plain"], _ = rate(fast, "plain")
+    if compiled:
+        fast.use_static(compiled=True, batch_size=batch)
+        row["new"], row["warmup_s"] = rate(fast)
+        fast.static = fast.compiled = False
+    else:
+        row["new"] = row["eager"]
+    return row
+
+
+def print_row(row: dict) -> None:
+    """One table line; `-` for a skipped figure."""
+
+    def cell(value, width=9, fmt=".2f"):
+        return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+    new, peft = row["new"], row["peft"]
+    print(
+        f"{row['method']:<18}{row['batch']:>6}{cell(peft)}{cell(row['eager'])}{cell(new)}"
+        f"{cell(row['plain'])}{cell(row['floor'])}"
+        f"{cell(new / row['floor'] if new else None, 10, '.3f')}"
+        f"{cell(new / peft if new and peft else None)}{cell(row['warmup_s'], 9, '.1f')}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

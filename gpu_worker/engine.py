@@ -1,13 +1,19 @@
-"""Load a vision-language model once, attach every LoRA checkpoint as a named adapter, generate.
+"""Load a vision-language model once with every LoRA checkpoint, generate.
 
-The only module of the worker that imports torch, transformers or peft (peft lazily: it costs
-seconds). Contract:
-- `load(base, checkpoints)` loads the base model and its processor from a hub name or a local
-  folder, then attaches each checkpoint folder as a peft adapter named after the folder
-  (`PeftModel.from_pretrained` for the first, `load_adapter` for the rest); never per call.
-- `Engine.generate(images, adapters, **gen)` runs one batched `generate`; `adapters` gives one
-  adapter name per row (peft's `adapter_names=`), so an ensemble is a single batched call.
-  `None` runs the base model (adapters disabled).
+The only module of the worker (with `fastpath/`) that imports torch, transformers or peft (peft
+lazily: it costs seconds). Contract:
+- `load(base, checkpoints, lora="fast")` loads the base model and its processor from a hub name
+  or a local folder and reads each checkpoint folder (named after the folder) into a
+  `fastpath.lora.LoraBank`; `lora="peft"` (or a checkpoint the fast path cannot express)
+  attaches them as peft adapters instead: the reference path. Never per call.
+- `Engine.generate(images, adapters, **gen)` runs one batched `generate`, `adapters` giving one
+  name per row (None: the base). Fast path: one adapter for all rows decodes on merged weights;
+  mixed rows run stacked. peft path: `adapter_names=`.
+- `Engine.generate_ensemble(images, names, logits=False, **gen)` decodes every checkpoint on
+  every image in one batch (rows adapter-major; vision tower once per image on the fast path)
+  and returns k strings per image; `logits=True` is `vote: logits`.
+- `Engine.use_static(...)`: static cache, padded batch buckets, prompts padded to
+  `shapes.PAD_TO`, torch.compile. `prefetch(images)` runs the processor ahead (a loader thread).
 - bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged.
 """
 
@@ -83,6 +89,7 @@ class Engine:
     static: bool = False
     compiled: bool = False
     batch_size: int = 8
+    compile_backend: str | None = None
     _ready: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -95,9 +102,14 @@ class Engine:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def use_static(self, compiled: bool, batch_size: int) -> None:
-        """Decode with a static cache and fixed shapes from now on (compiled or not)."""
+    def use_static(self, compiled: bool, batch_size: int, backend: str | None = None) -> None:
+        """Decode with a static cache and fixed shapes from now on (compiled or not).
+
+        `backend` overrides torch.compile's (Inductor, CUDA graphs on CUDA); tests pass `eager`
+        to check that the graphs trace on CPU without paying Inductor's compile time.
+        """
         self.static, self.compiled, self.batch_size = True, compiled, batch_size
+        self.compile_backend = backend
 
     def _padded(self, images: list) -> list:
         if not self.static or not images:
@@ -139,10 +151,13 @@ class Engine:
     def _gen_kwargs(self, gen: dict) -> dict:
         if self.static:
             gen = {"cache_implementation": "static", **gen}
-            if self.compiled and not self.device.startswith("cuda"):
+            if self.compiled and (self.compile_backend or not self.device.startswith("cuda")):
                 from transformers import CompileConfig
 
-                config = CompileConfig()
+                if self.compile_backend:
+                    config = CompileConfig(backend=self.compile_backend, mode=None)
+                else:
+                    config = CompileConfig()
                 config._compile_all_devices = True
                 gen.setdefault("compile_config", config)
             elif not self.compiled:

@@ -90,7 +90,7 @@ def test_logits_vote_of_identical_checkpoints_equals_greedy(tiny_model, tmp_path
         assert all(len(set(texts)) == 1 for texts in voted)
 
 
-def test_static_cache_with_padded_buckets_equals_dynamic(tiny_model, images):
+def test_static_cache_padded_buckets_and_compile_equal_dynamic(tiny_model, images):
     base = str(tiny_model / "base")
     eng = engine_mod.load(base, engine_mod.expand_checkpoints(str(tiny_model / "checkpoints")))
     last = eng.adapters[-1]
@@ -101,6 +101,12 @@ def test_static_cache_with_padded_buckets_equals_dynamic(tiny_model, images):
     assert eng.inputs(images)["input_ids"].shape[1] % shapes.PAD_TO == 0
     assert eng.generate(images, [last] * 3, **GEN) == dynamic
     assert eng.generate_ensemble(images, eng.adapters[:2], **GEN) == dyn_ens
+    # compiled: traced by torch.compile (the `eager` backend spares CI Inductor's minutes)
+    torch._dynamo.utils.counters.clear()
+    eng.use_static(compiled=True, batch_size=4, backend="eager")
+    assert eng.generate(images, [last] * 3, **GEN) == dynamic
+    assert eng.generate_ensemble(images, eng.adapters[:2], **GEN) == dyn_ens
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
 
 
 def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):

@@ -7,6 +7,7 @@
 - `want_compile(setting, device, images)`: `on`/`off` as given; `auto` compiles on CUDA only, and
   only when the run decodes at least `AUTO_MIN_IMAGES` image-rows: a first compile costs 20-50 s
   and saves ~0.05 s per image against eager (3B, H100), so smaller runs stay eager.
+- `compile_cache(root)`: where Inductor keeps compiled kernels, so a later run starts warm.
 """
 
 from __future__ import annotations
@@ -43,8 +44,17 @@ def want_compile(setting: str, device: str, images: int) -> bool:
 
 
 def compile_cache(root: str | Path) -> str:
-    """Point Inductor's cache under the run's project folder (kept between runs on the host)."""
-    folder = Path(root) / ".orch-cache" / "inductor"
+    """Point Inductor's cache at `<remote_dir>/cache/inductor`, kept between runs on the host.
+
+    `<remote_dir>` is two levels above `$ORCH_RUN_DIR` (`<remote_dir>/runs/<id>`, set by the job
+    wrapper); the code tree itself is replaced by every push, so the cache stays out of it. Run by
+    hand (no ORCH_RUN_DIR): `<root>/.orch-cache/inductor`. An explicit TORCHINDUCTOR_CACHE_DIR wins.
+    """
+    run_dir = os.environ.get("ORCH_RUN_DIR")
+    if run_dir:
+        folder = Path(run_dir).resolve().parent.parent / "cache" / "inductor"
+    else:
+        folder = Path(root) / ".orch-cache" / "inductor"
     folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
