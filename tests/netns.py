@@ -4,7 +4,8 @@ Each `NetnsHost` is a namespace `orchf-<pid>-<n>` joined to the root namespace b
 (`eth0` inside) with a /30 from 198.18.0.0/15, which is blackholed first so that nothing in that
 range leaves the machine while a link is down. An sshd (tests/sshd_server.py) listens on the
 namespace's address with its own TMUX_TMPDIR. `cut()` sets the namespace's eth0 down: packets are
-silently dropped, as on a dead link (no RST), and `restore()` brings it back.
+silently dropped, as on a dead link (no RST, and no fast ARP failure: the root side has a
+permanent neighbour entry), and `restore()` brings it back.
 
 Teardown kills only the processes inside its own namespaces (by PID, from `ip netns pids`) and the
 sshd it started, then deletes the namespaces (which deletes the veth pairs). Needs root.
@@ -13,6 +14,7 @@ sshd it started, then deletes the namespaces (which deletes the veth pairs). Nee
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -78,6 +80,20 @@ class NetnsHost:
             _ip("-n", self.ns, "addr", "add", f"{inner}/30", "dev", "eth0")
             _ip("-n", self.ns, "link", "set", "eth0", "up")
             _ip("-n", self.ns, "link", "set", "lo", "up")
+            # a permanent neighbour entry: with the link down, packets vanish silently, as on a
+            # dead path across the internet, instead of failing fast when ARP gets no answer
+            mac = json.loads(_ip("-n", self.ns, "-j", "link", "show", "eth0").stdout)[0]
+            _ip(
+                "neigh",
+                "replace",
+                self.address,
+                "lladdr",
+                mac["address"],
+                "dev",
+                self.veth,
+                "nud",
+                "permanent",
+            )
             self.sshd = SSHServer(workdir, address=self.address, netns=self.ns).start()
         except BaseException:
             self.teardown()

@@ -110,6 +110,19 @@ def test_link_cut_while_status_polls_two_hosts(lab, orch):
     print(f"status after the link came back: succeeded within {time.monotonic() - t0:.1f}s")
 
 
+def test_link_cut_status_within_default_timeout(lab, orch):
+    """With the default host timeout (15 s) a cut host is reported within 20 s."""
+    cfg = lab.project / "orch.yaml"
+    cfg.write_text(cfg.read_text().replace(f", timeout: {TIMEOUT}}}", "}"))
+    lab.hosts[1].cut()
+    t0 = time.monotonic()
+    res = orch("status", "--host", "b")
+    took = time.monotonic() - t0
+    print(f"status, default timeout, cut link: exit {res.exit_code} after {took:.1f}s")
+    assert res.exit_code == 3 and "b: unreachable" in res.stderr
+    assert took <= 20
+
+
 def test_status_host_without_local_runs_says_unreachable(lab, orch, isolated_home):
     a, b = lab.hosts
     a.cut()
