@@ -5,6 +5,7 @@ negations and tokens; real connections prove UserKnownHostsFile and StrictHostKe
 import os
 import pwd
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +260,17 @@ def test_strict_host_key_checking_no_only_when_the_config_says_so(
     custom.write_text(_other_key_line(sshd, tmp_path))
     with pytest.raises(HostKeyError, match="CHANGED"):  # a changed key: never accepted
         host_for("lax").run("true")
+
+
+def test_lab_config_with_known_hosts_dev_null(project, sshd, isolated_home, capfd, orch):
+    """`UserKnownHostsFile /dev/null` + `StrictHostKeyChecking no`: connects, says so, and
+    never writes into /dev/null; trust refuses to record there."""
+    extra = "  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n"
+    write_config(isolated_home, "Host lab\n" + block(sshd, extra))
+    with host_for("lab") as h:
+        assert h.run("echo ok").text == "ok\n"
+    assert "accepted the new host key" in capfd.readouterr().err
+    assert Path("/dev/null").is_char_device()
+    res = orch("hosts", "trust", "lab", "--yes")
+    assert res.exit_code == 3 and "cannot record the key" in res.stderr
+    assert Path("/dev/null").is_char_device()
