@@ -276,8 +276,8 @@ class SSHHost(Host):
 
     def _gateway(self, opts: SSHOptions):
         """The chain of ProxyJump hops (`a,b`: a, then b through a), each resolved and checked
-        like the target; None without ProxyJump."""
-        gateway = None
+        like the target; else the ProxyCommand (a string fabric runs); else None."""
+        gateway = None if opts.proxy_jump else opts.proxy_command
         for hop in (opts.proxy_jump or "").split(","):
             if not hop.strip():
                 continue

@@ -5,6 +5,7 @@ negations and tokens; real connections prove UserKnownHostsFile and StrictHostKe
 import os
 import pwd
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,30 @@ def test_lab_config_with_known_hosts_dev_null(project, sshd, isolated_home, capf
     res = orch("hosts", "trust", "lab", "--yes")
     assert res.exit_code == 3 and "cannot record the key" in res.stderr
     assert Path("/dev/null").is_char_device()
+
+
+PROXY = """\
+import socket, sys, threading
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+open(sys.argv[3], "w").write("used")
+def pump():
+    while data := sock.recv(65536):
+        sys.stdout.buffer.write(data); sys.stdout.buffer.flush()
+threading.Thread(target=pump, daemon=True).start()
+while data := sys.stdin.buffer.read1(65536):
+    sock.sendall(data)
+"""
+
+
+def test_proxy_command_is_used(project, sshd, isolated_home, tmp_path):
+    (tmp_path / "proxy.py").write_text(PROXY)
+    marker = tmp_path / "proxy-used"
+    command = f"{sys.executable} {tmp_path}/proxy.py %h %p {marker}"
+    extra = f"  ProxyCommand {command}\n  UserKnownHostsFile {isolated_home}/.ssh/known_hosts\n"
+    write_config(isolated_home, "Host viaproxy\n" + block(sshd, extra))
+    (isolated_home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line())
+    opts = ssh_config.resolve("viaproxy")
+    assert opts.proxy_command == command.replace("%h %p", f"127.0.0.1 {sshd.port}")
+    with host_for("viaproxy") as h:
+        assert h.run("echo ok").text == "ok\n"
+    assert marker.read_text() == "used"
