@@ -114,16 +114,19 @@ def _passwd_home() -> str:
         return os.path.expanduser("~")
 
 
-def _ssh_g(alias: str, config: Path | None) -> dict[str, list[str]]:
+def _ssh_args(config: Path | None, system_too: bool = True) -> list[str]:
+    """No `-F` (ssh reads the user's and the system's files) only for the user's own config
+    under the passwd home; else `-F` that file alone (or /dev/null: no config at all)."""
+    if config is None or not config.is_file():
+        return ["-F", "/dev/null"]
+    if system_too and not _home_differs() and config == Path(USER_CONFIG).expanduser():
+        return []
+    return ["-F", str(config)]
+
+
+def _ssh_g(alias: str, config: Path | None, system: bool = True) -> dict[str, list[str]]:
     """`ssh -G` output as {option: [values...]}; `config` None: no config at all."""
-    if config is None:
-        args = ["-F", "/dev/null"]
-    elif config.is_file() and (_home_differs() or config != Path(USER_CONFIG).expanduser()):
-        args = ["-F", str(config)]
-    elif config.is_file():
-        args = []
-    else:
-        args = ["-F", "/dev/null"]
+    args = _ssh_args(config, system_too=system)
     if alias.startswith("-") or not alias or any(c.isspace() for c in alias):
         raise ConfigError(f"invalid host name {alias!r}")
     try:
@@ -150,6 +153,16 @@ def _ssh_g(alias: str, config: Path | None) -> dict[str, list[str]]:
 def _ssh_defaults() -> dict[str, list[str]]:
     """What ssh uses when no configuration file says anything."""
     return _ssh_g(PROBE, None)
+
+
+def _own_strictness(alias: str, config: Path, first: dict[str, str]) -> str:
+    """StrictHostKeyChecking as resolved, except that `no`/`accept-new` count only when the
+    user's own file says so: a system-wide /etc/ssh/ssh_config saying it keeps orch strict."""
+    value = _strict(first.get("stricthostkeychecking", "ask"))
+    if value in ("no", "accept-new") and _ssh_args(config) == []:
+        own = _ssh_g(alias, config, system=False).get("stricthostkeychecking", ["ask"])
+        value = value if _strict(own[0]) == value else "ask"
+    return value
 
 
 def _strict(value: str) -> str:
@@ -180,7 +193,7 @@ def _from_ssh_g(alias: str, config: Path) -> SSHOptions:
         proxy_command=_proxy_command(first.get("proxycommand"), host, user or "", port),
         known_hosts_files=tuple(known),
         global_known_hosts_files=tuple(" ".join(got.get("globalknownhostsfile", [])).split()),
-        strict_host_key_checking=_strict(first.get("stricthostkeychecking", "ask")),
+        strict_host_key_checking=_own_strictness(alias, config, first),
     )
 
 

@@ -302,3 +302,30 @@ def test_proxy_command_is_used(project, sshd, isolated_home, tmp_path):
     with host_for("viaproxy") as h:
         assert h.run("echo ok").text == "ok\n"
     assert marker.read_text() == "used"
+
+
+@pytest.mark.parametrize("user_says_no", [False, True])
+def test_only_the_users_own_file_can_relax_host_key_checking(tmp_path, monkeypatch, user_says_no):
+    """`StrictHostKeyChecking no` from a system-wide file (here: a file that includes the
+    user's and adds it, standing for /etc/ssh/ssh_config) keeps orch strict."""
+    user = tmp_path / "config"
+    user.write_text(
+        "Host lab\n  HostName 10.0.0.9\n" + ("  StrictHostKeyChecking no\n" if user_says_no else "")
+    )
+    system = tmp_path / "ssh_config"
+    system.write_text(f"Include {user}\nHost *\n  StrictHostKeyChecking no\n")
+    monkeypatch.setattr(
+        ssh_config, "_ssh_args", lambda cfg, system_too=True: [] if system_too else ["-F", str(cfg)]
+    )
+    real_run = subprocess.run
+
+    def run(cmd, **kw):  # "no -F" stands for "the user's and the system's files"
+        if cmd[:2] == [cmd[0], "-G"] and "-F" not in cmd:
+            cmd = [cmd[0], "-G", "-F", str(system), *cmd[2:]]
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(ssh_config.subprocess, "run", run)
+    opts = ssh_config.resolve("lab", str(user))
+    assert ssh_g("lab", system)["stricthostkeychecking"] == ["false"]  # ssh itself would relax
+    assert opts.strict_host_key_checking == ("no" if user_says_no else "ask")
+    assert opts.checks_strictly is not user_says_no
