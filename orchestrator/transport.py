@@ -205,7 +205,7 @@ class SSHHost(Host):
     def __init__(self, config: HostConfig) -> None:
         super().__init__(config)
         self._conn = None
-        self.policy: HostKeyPolicy | None = None
+        self.policies: list[HostKeyPolicy] = []  # one per hop, the target's last
         self.trusting = False
 
     # -- connection -----------------------------------------------------------------------
@@ -241,7 +241,7 @@ class SSHHost(Host):
             known_hosts_files=(hc.known_hosts,) if hc.known_hosts else opts.known_hosts_files,
         )
 
-    def _connection(self, opts: SSHOptions, gateway, primary: bool):
+    def _connection(self, opts: SSHOptions, gateway):
         """A fabric Connection for one hop, with its own known hosts and policy."""
         from fabric import Config, Connection
         from paramiko import SSHConfig
@@ -270,8 +270,7 @@ class SSHHost(Host):
             opts = dataclasses.replace(opts, strict_host_key_checking="yes")
         policy = HostKeyPolicy(self.name, opts, known)
         conn.client.set_missing_host_key_policy(policy)
-        if primary:
-            self.policy = policy
+        self.policies.append(policy)
         return conn
 
     def _gateway(self, opts: SSHOptions):
@@ -287,14 +286,15 @@ class SSHHost(Host):
             hop_opts = dataclasses.replace(
                 hop_opts, user=user or hop_opts.user, port=int(port) if port else hop_opts.port
             )
-            gateway = self._connection(hop_opts, gateway, primary=False)
+            gateway = self._connection(hop_opts, gateway)
         return gateway
 
     def _open(self) -> None:
         from paramiko import BadHostKeyException
 
         opts = self.options()
-        conn = self._connection(opts, self._gateway(opts), primary=True)
+        self.policies = []
+        conn = self._connection(opts, self._gateway(opts))
         self.endpoint = (conn.host, int(conn.port))
         self._conn = conn
         t = self.config.timeout
@@ -305,7 +305,8 @@ class SSHHost(Host):
         try:
             conn.open()
         except BadHostKeyException as exc:
-            self.policy.refuse_revoked(exc.hostname, exc.key)
+            for policy in self.policies:  # the hop that offered it: its files revoke it
+                policy.refuse_revoked(exc.hostname, exc.key)
             raise HostKeyError(
                 f"{self.name}: host key of {exc.hostname} CHANGED (now {fingerprint(exc.key)}, "
                 f"known_hosts has {fingerprint(exc.expected_key)}); if the host was reinstalled, "
@@ -376,15 +377,17 @@ class SSHHost(Host):
         except HostKeyError as exc:
             if ("CHANGED" in str(exc) and not replace) or "REVOKED" in str(exc):
                 raise
-            seen = self.policy.seen if self.policy is not None else None
+        # the hop whose key was refused (a ProxyJump hop, or the target: the last)
+        policy = next((p for p in self.policies if p.seen), self.policies[-1])
+        seen = policy.seen
         if seen is None:  # changed key with --replace: read the offered key directly
             seen = self._offered_key()
         hostname, key = seen
-        self.policy.refuse_revoked(hostname, key)
+        policy.refuse_revoked(hostname, key)
         fp = fingerprint(key)
         if not confirm(f"{hostname} {key.get_name()} {fp}"):
             raise HostKeyError(f"{self.name}: host key not trusted; nothing written")
-        files = self.policy.opts.known_hosts_files
+        files = policy.opts.known_hosts_files
         if not files or not hostkeys.can_record(files[0]):
             raise HostKeyError(
                 f"{self.name}: cannot record the key: the ssh configuration's UserKnownHostsFile "
