@@ -6,7 +6,11 @@
   certificates), and so are lines with key types paramiko cannot read: they never stop orch
   from connecting to the hosts it can check.
 - `add_key` (`orch hosts trust`) rewrites only the lines of the host being trusted: comments,
-  markers, other hosts' lines and their order are kept byte for byte.
+  markers, other hosts' lines and their order are kept byte for byte; it never writes into
+  something that is not a regular file (`UserKnownHostsFile /dev/null`).
+- `HostKeyPolicy` is paramiko's missing-key policy for one hop: refuse, except where the ssh
+  configuration itself says StrictHostKeyChecking no/accept-new (then accept, record, and say
+  so on stderr); a revoked key is always refused.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import base64
 import hashlib
 import hmac
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import HostKeyError
+from .ssh_config import SSHOptions
 
 
 @dataclass
@@ -94,6 +102,8 @@ def add_key(path: str, hostname: str, key, replace: bool = False) -> None:
     also names other hosts keeps them. Written to a temp file and renamed; mode 0600 if new.
     """
     p = Path(os.path.expanduser(path))
+    if not can_record(path):
+        raise OSError(f"{p} is not a regular file: not writing host keys into it")
     p.parent.mkdir(parents=True, exist_ok=True)
     old = p.read_text(encoding="utf-8", errors="surrogateescape") if p.is_file() else ""
     lines = old.splitlines(keepends=True)
@@ -114,6 +124,12 @@ def add_key(path: str, hostname: str, key, replace: bool = False) -> None:
         raise
 
 
+def can_record(path: str) -> bool:
+    """True when `path` is a regular file or does not exist yet (never /dev/null, a fifo...)."""
+    p = Path(os.path.expanduser(path))
+    return p.is_file() or not os.path.lexists(p)
+
+
 def _without_host(line: str, hostname: str) -> str:
     """`line` without `hostname` in its name list ('' when it named only that host). Comments,
     blank lines and marker lines (@revoked, @cert-authority) are kept as they are."""
@@ -127,3 +143,50 @@ def _without_host(line: str, hostname: str) -> str:
     if not rest:
         return ""
     return line.replace(fields[0], ",".join(rest), 1)
+
+
+def fingerprint(key) -> str:
+    """OpenSSH-style SHA256 fingerprint of a paramiko key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class HostKeyPolicy:
+    """paramiko's missing-host-key policy for one hop: refuse (keeping the key so `orch hosts
+    trust` can show it), or, only when the ssh configuration says StrictHostKeyChecking
+    no/accept-new, accept a new key, record it and say so on stderr. Revoked keys: refused."""
+
+    def __init__(self, host_name: str, opts: SSHOptions, known: KnownHosts) -> None:
+        self.host_name = host_name
+        self.opts = opts
+        self.known = known
+        self.seen: tuple[str, object] | None = None
+
+    def missing_host_key(self, client, hostname, key) -> None:  # paramiko's policy interface
+        self.seen = (hostname, key)
+        self.refuse_revoked(hostname, key)
+        if not self.opts.checks_strictly:
+            files = self.opts.known_hosts_files
+            path = files[0] if files and can_record(files[0]) else None
+            if path is not None:
+                add_key(path, hostname, key)
+            sys.stderr.write(
+                f"orch: {self.host_name}: StrictHostKeyChecking "
+                f"{self.opts.strict_host_key_checking} in the ssh configuration: accepted the "
+                f"new host key of {hostname} ({fingerprint(key)})"
+                + (f" and added it to {path}\n" if path else " for this connection only\n")
+            )
+            return
+        raise HostKeyError(
+            f"{self.host_name}: host key of {hostname} is not in known_hosts ({fingerprint(key)}); "
+            f"if that is the host's key, run `orch hosts trust {self.host_name}`"
+        )
+
+    def refuse_revoked(self, hostname: str, key) -> None:
+        """Raise HostKeyError when `key` is marked @revoked in a known_hosts file."""
+        where = self.known.revoked_by(key)
+        if where is not None:
+            raise HostKeyError(
+                f"{self.host_name}: host key of {hostname} ({fingerprint(key)}) is REVOKED "
+                f"in {where}; refusing to connect"
+            )

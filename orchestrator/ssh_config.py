@@ -4,8 +4,9 @@
 mean to `ssh`. Without an ssh client, paramiko's parser is the fallback (with `Include` inlined
 and the known-hosts tokens expanded here); it does not evaluate every `Match` criterion.
 
-Which options orch uses: HostName, User, Port, IdentityFile, IdentitiesOnly, ProxyJump,
-UserKnownHostsFile (plus GlobalKnownHostsFile, read only) and StrictHostKeyChecking.
+Which options orch uses: HostName, User, Port, IdentityFile, IdentitiesOnly, ProxyJump (and
+ProxyCommand without it), UserKnownHostsFile (plus GlobalKnownHostsFile, read only) and
+StrictHostKeyChecking.
 
 Home folder: ssh expands `~` and `%d` with the passwd entry's home, orch with `$HOME`. When they
 differ (tests, or a user who sets HOME), orch reads `$HOME/.ssh/config` (passing `-F`), and
@@ -44,6 +45,7 @@ class SSHOptions:
     identity_files: tuple[str, ...] = ()  # only those the config names (not ssh's defaults)
     identities_only: bool = False
     proxy_jump: str | None = None
+    proxy_command: str | None = None  # tokens expanded; used when there is no ProxyJump
     known_hosts_files: tuple[str, ...] = DEFAULT_KNOWN_HOSTS
     global_known_hosts_files: tuple[str, ...] = ()
     strict_host_key_checking: str = "ask"  # yes | ask | accept-new | no
@@ -112,16 +114,19 @@ def _passwd_home() -> str:
         return os.path.expanduser("~")
 
 
-def _ssh_g(alias: str, config: Path | None) -> dict[str, list[str]]:
+def _ssh_args(config: Path | None, system_too: bool = True) -> list[str]:
+    """No `-F` (ssh reads the user's and the system's files) only for the user's own config
+    under the passwd home; else `-F` that file alone (or /dev/null: no config at all)."""
+    if config is None or not config.is_file():
+        return ["-F", "/dev/null"]
+    if system_too and not _home_differs() and config == Path(USER_CONFIG).expanduser():
+        return []
+    return ["-F", str(config)]
+
+
+def _ssh_g(alias: str, config: Path | None, system: bool = True) -> dict[str, list[str]]:
     """`ssh -G` output as {option: [values...]}; `config` None: no config at all."""
-    if config is None:
-        args = ["-F", "/dev/null"]
-    elif config.is_file() and (_home_differs() or config != Path(USER_CONFIG).expanduser()):
-        args = ["-F", str(config)]
-    elif config.is_file():
-        args = []
-    else:
-        args = ["-F", "/dev/null"]
+    args = _ssh_args(config, system_too=system)
     if alias.startswith("-") or not alias or any(c.isspace() for c in alias):
         raise ConfigError(f"invalid host name {alias!r}")
     try:
@@ -150,6 +155,16 @@ def _ssh_defaults() -> dict[str, list[str]]:
     return _ssh_g(PROBE, None)
 
 
+def _own_strictness(alias: str, config: Path, first: dict[str, str]) -> str:
+    """StrictHostKeyChecking as resolved, except that `no`/`accept-new` count only when the
+    user's own file says so: a system-wide /etc/ssh/ssh_config saying it keeps orch strict."""
+    value = _strict(first.get("stricthostkeychecking", "ask"))
+    if value in ("no", "accept-new") and _ssh_args(config) == []:
+        own = _ssh_g(alias, config, system=False).get("stricthostkeychecking", ["ask"])
+        value = value if _strict(own[0]) == value else "ask"
+    return value
+
+
 def _strict(value: str) -> str:
     return {"true": "yes", "false": "no", "off": "no"}.get(value.lower(), value.lower())
 
@@ -175,9 +190,10 @@ def _from_ssh_g(alias: str, config: Path) -> SSHOptions:
         identity_files=tuple(_expand_tokens(p, host, user or "", port) for p in ids),
         identities_only=first.get("identitiesonly", "no") in ("yes", "true"),
         proxy_jump=None if jump in (None, "none") else jump,
+        proxy_command=_proxy_command(first.get("proxycommand"), host, user or "", port),
         known_hosts_files=tuple(known),
         global_known_hosts_files=tuple(" ".join(got.get("globalknownhostsfile", [])).split()),
-        strict_host_key_checking=_strict(first.get("stricthostkeychecking", "ask")),
+        strict_host_key_checking=_own_strictness(alias, config, first),
     )
 
 
@@ -221,6 +237,13 @@ def _expand_tokens(value: str, host: str, user: str, port: int) -> str:
     return os.path.expanduser(value)
 
 
+def _proxy_command(value: str | None, host: str, user: str, port: int) -> str | None:
+    """ProxyCommand with its tokens expanded, or None (absent or `none`)."""
+    if not value or value.strip().lower() == "none":
+        return None
+    return _expand_tokens(value, host, user, port)
+
+
 def _local_user() -> str:
     try:
         return pwd.getpwuid(os.getuid()).pw_name
@@ -253,6 +276,7 @@ def _from_paramiko(alias: str, config: Path) -> SSHOptions:
         identity_files=tuple(os.path.expanduser(p) for p in ids),
         identities_only=found.get("identitiesonly", "no") == "yes",
         proxy_jump=found.get("proxyjump"),
+        proxy_command=_proxy_command(found.get("proxycommand"), host, user or "", port),
         known_hosts_files=known_files,
         strict_host_key_checking=_strict(found.get("stricthostkeychecking", "ask")),
         source="paramiko",

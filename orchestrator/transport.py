@@ -11,16 +11,13 @@ Contract:
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
 import math
 import os
 import shlex
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,6 +28,7 @@ from typing import IO
 from . import hostkeys, ssh_config
 from .config import HostConfig
 from .errors import HostKeyError, HostUnreachable, RemoteCommandError
+from .hostkeys import HostKeyPolicy, fingerprint
 from .ssh_config import SSHOptions
 
 CHUNK = 1 << 16
@@ -59,12 +57,6 @@ def sh_path(path: str) -> str:
     if path.startswith("~/"):
         return '"$HOME"/' + shlex.quote(path[2:])
     return shlex.quote(path)
-
-
-def fingerprint(key) -> str:
-    """OpenSSH-style SHA256 fingerprint of a paramiko key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 class Host(ABC):
@@ -207,51 +199,14 @@ def _drain(
     return b"".join(chunks)
 
 
-class _HostKeyPolicy:
-    """paramiko's missing-host-key policy for one hop: refuse (keeping the key so `orch hosts
-    trust` can show it), or, only when the ssh configuration says StrictHostKeyChecking
-    no/accept-new, accept a new key, record it and say so on stderr. Revoked keys: refused."""
-
-    def __init__(self, host_name: str, opts: SSHOptions, known: hostkeys.KnownHosts) -> None:
-        self.host_name = host_name
-        self.opts = opts
-        self.known = known
-        self.seen: tuple[str, object] | None = None
-
-    def missing_host_key(self, client, hostname, key) -> None:  # paramiko's policy interface
-        self.seen = (hostname, key)
-        self.refuse_revoked(hostname, key)
-        if not self.opts.checks_strictly and self.opts.known_hosts_files:
-            path = self.opts.known_hosts_files[0]
-            hostkeys.add_key(path, hostname, key)
-            sys.stderr.write(
-                f"orch: {self.host_name}: StrictHostKeyChecking "
-                f"{self.opts.strict_host_key_checking} in the ssh configuration: accepted the "
-                f"new host key of {hostname} ({fingerprint(key)}) and added it to {path}\n"
-            )
-            return
-        raise HostKeyError(
-            f"{self.host_name}: host key of {hostname} is not in known_hosts ({fingerprint(key)}); "
-            f"if that is the host's key, run `orch hosts trust {self.host_name}`"
-        )
-
-    def refuse_revoked(self, hostname: str, key) -> None:
-        """Raise HostKeyError when `key` is marked @revoked in a known_hosts file."""
-        where = self.known.revoked_by(key)
-        if where is not None:
-            raise HostKeyError(
-                f"{self.host_name}: host key of {hostname} ({fingerprint(key)}) is REVOKED "
-                f"in {where}; refusing to connect"
-            )
-
-
 class SSHHost(Host):
     """A host reached over SSH with fabric; strict host keys, timeouts and keepalives."""
 
     def __init__(self, config: HostConfig) -> None:
         super().__init__(config)
         self._conn = None
-        self.policy: _HostKeyPolicy | None = None
+        self.policies: list[HostKeyPolicy] = []  # one per hop, the target's last
+        self.trusting = False
 
     # -- connection -----------------------------------------------------------------------
     def connect(self) -> None:
@@ -286,7 +241,7 @@ class SSHHost(Host):
             known_hosts_files=(hc.known_hosts,) if hc.known_hosts else opts.known_hosts_files,
         )
 
-    def _connection(self, opts: SSHOptions, gateway, primary: bool):
+    def _connection(self, opts: SSHOptions, gateway):
         """A fabric Connection for one hop, with its own known hosts and policy."""
         from fabric import Config, Connection
         from paramiko import SSHConfig
@@ -311,16 +266,17 @@ class SSHHost(Host):
         )
         known = hostkeys.load([*opts.known_hosts_files, *opts.global_known_hosts_files])
         known.install(conn.client.get_host_keys())
-        policy = _HostKeyPolicy(self.name, opts, known)
+        if self.trusting:  # `orch hosts trust` asks even where the config would accept a key
+            opts = dataclasses.replace(opts, strict_host_key_checking="yes")
+        policy = HostKeyPolicy(self.name, opts, known)
         conn.client.set_missing_host_key_policy(policy)
-        if primary:
-            self.policy = policy
+        self.policies.append(policy)
         return conn
 
     def _gateway(self, opts: SSHOptions):
         """The chain of ProxyJump hops (`a,b`: a, then b through a), each resolved and checked
-        like the target; None without ProxyJump."""
-        gateway = None
+        like the target; else the ProxyCommand (a string fabric runs); else None."""
+        gateway = None if opts.proxy_jump else opts.proxy_command
         for hop in (opts.proxy_jump or "").split(","):
             if not hop.strip():
                 continue
@@ -330,14 +286,15 @@ class SSHHost(Host):
             hop_opts = dataclasses.replace(
                 hop_opts, user=user or hop_opts.user, port=int(port) if port else hop_opts.port
             )
-            gateway = self._connection(hop_opts, gateway, primary=False)
+            gateway = self._connection(hop_opts, gateway)
         return gateway
 
     def _open(self) -> None:
         from paramiko import BadHostKeyException
 
         opts = self.options()
-        conn = self._connection(opts, self._gateway(opts), primary=True)
+        self.policies = []
+        conn = self._connection(opts, self._gateway(opts))
         self.endpoint = (conn.host, int(conn.port))
         self._conn = conn
         t = self.config.timeout
@@ -348,7 +305,8 @@ class SSHHost(Host):
         try:
             conn.open()
         except BadHostKeyException as exc:
-            self.policy.refuse_revoked(exc.hostname, exc.key)
+            for policy in self.policies:  # the hop that offered it: its files revoke it
+                policy.refuse_revoked(exc.hostname, exc.key)
             raise HostKeyError(
                 f"{self.name}: host key of {exc.hostname} CHANGED (now {fingerprint(exc.key)}, "
                 f"known_hosts has {fingerprint(exc.expected_key)}); if the host was reinstalled, "
@@ -413,22 +371,30 @@ class SSHHost(Host):
     def trust(self, confirm: Callable[[str], bool], replace: bool = False) -> str:
         """Fetch the host's key, ask `confirm(fingerprint)`, record it in the first known_hosts
         file of the host's ssh configuration, keeping that file's other lines."""
+        self.trusting = True
         try:
             self.connect()
             return f"{self.name}: already trusted"
         except HostKeyError as exc:
             if ("CHANGED" in str(exc) and not replace) or "REVOKED" in str(exc):
                 raise
-            seen = self.policy.seen if self.policy is not None else None
+        # the hop whose key was refused (a ProxyJump hop, or the target: the last)
+        policy = next((p for p in self.policies if p.seen), self.policies[-1])
+        seen = policy.seen
         if seen is None:  # changed key with --replace: read the offered key directly
             seen = self._offered_key()
         hostname, key = seen
-        self.policy.refuse_revoked(hostname, key)
+        policy.refuse_revoked(hostname, key)
         fp = fingerprint(key)
         if not confirm(f"{hostname} {key.get_name()} {fp}"):
             raise HostKeyError(f"{self.name}: host key not trusted; nothing written")
-        path = self.policy.opts.known_hosts_files[0]
-        hostkeys.add_key(path, hostname, key, replace=True)
+        files = policy.opts.known_hosts_files
+        if not files or not hostkeys.can_record(files[0]):
+            raise HostKeyError(
+                f"{self.name}: cannot record the key: the ssh configuration's UserKnownHostsFile "
+                f"is {files[0] if files else 'none'}; nothing written"
+            )
+        hostkeys.add_key(files[0], hostname, key, replace=True)
         return f"{self.name}: trusted {hostname} {key.get_name()} {fp}"
 
     def _offered_key(self) -> tuple[str, object]:

@@ -5,6 +5,8 @@ negations and tokens; real connections prove UserKnownHostsFile and StrictHostKe
 import os
 import pwd
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +261,71 @@ def test_strict_host_key_checking_no_only_when_the_config_says_so(
     custom.write_text(_other_key_line(sshd, tmp_path))
     with pytest.raises(HostKeyError, match="CHANGED"):  # a changed key: never accepted
         host_for("lax").run("true")
+
+
+def test_lab_config_with_known_hosts_dev_null(project, sshd, isolated_home, capfd, orch):
+    """`UserKnownHostsFile /dev/null` + `StrictHostKeyChecking no`: connects, says so, and
+    never writes into /dev/null; trust refuses to record there."""
+    extra = "  UserKnownHostsFile /dev/null\n  StrictHostKeyChecking no\n"
+    write_config(isolated_home, "Host lab\n" + block(sshd, extra))
+    with host_for("lab") as h:
+        assert h.run("echo ok").text == "ok\n"
+    assert "accepted the new host key" in capfd.readouterr().err
+    assert Path("/dev/null").is_char_device()
+    res = orch("hosts", "trust", "lab", "--yes")
+    assert res.exit_code == 3 and "cannot record the key" in res.stderr
+    assert Path("/dev/null").is_char_device()
+
+
+PROXY = """\
+import socket, sys, threading
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+open(sys.argv[3], "w").write("used")
+def pump():
+    while data := sock.recv(65536):
+        sys.stdout.buffer.write(data); sys.stdout.buffer.flush()
+threading.Thread(target=pump, daemon=True).start()
+while data := sys.stdin.buffer.read1(65536):
+    sock.sendall(data)
+"""
+
+
+def test_proxy_command_is_used(project, sshd, isolated_home, tmp_path):
+    (tmp_path / "proxy.py").write_text(PROXY)
+    marker = tmp_path / "proxy-used"
+    command = f"{sys.executable} {tmp_path}/proxy.py %h %p {marker}"
+    extra = f"  ProxyCommand {command}\n  UserKnownHostsFile {isolated_home}/.ssh/known_hosts\n"
+    write_config(isolated_home, "Host viaproxy\n" + block(sshd, extra))
+    (isolated_home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line())
+    opts = ssh_config.resolve("viaproxy")
+    assert opts.proxy_command == command.replace("%h %p", f"127.0.0.1 {sshd.port}")
+    with host_for("viaproxy") as h:
+        assert h.run("echo ok").text == "ok\n"
+    assert marker.read_text() == "used"
+
+
+@pytest.mark.parametrize("user_says_no", [False, True])
+def test_only_the_users_own_file_can_relax_host_key_checking(tmp_path, monkeypatch, user_says_no):
+    """`StrictHostKeyChecking no` from a system-wide file (here: a file that includes the
+    user's and adds it, standing for /etc/ssh/ssh_config) keeps orch strict."""
+    user = tmp_path / "config"
+    user.write_text(
+        "Host lab\n  HostName 10.0.0.9\n" + ("  StrictHostKeyChecking no\n" if user_says_no else "")
+    )
+    system = tmp_path / "ssh_config"
+    system.write_text(f"Include {user}\nHost *\n  StrictHostKeyChecking no\n")
+    monkeypatch.setattr(
+        ssh_config, "_ssh_args", lambda cfg, system_too=True: [] if system_too else ["-F", str(cfg)]
+    )
+    real_run = subprocess.run
+
+    def run(cmd, **kw):  # "no -F" stands for "the user's and the system's files"
+        if cmd[:2] == [cmd[0], "-G"] and "-F" not in cmd:
+            cmd = [cmd[0], "-G", "-F", str(system), *cmd[2:]]
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(ssh_config.subprocess, "run", run)
+    opts = ssh_config.resolve("lab", str(user))
+    assert ssh_g("lab", system)["stricthostkeychecking"] == ["false"]  # ssh itself would relax
+    assert opts.strict_host_key_checking == ("no" if user_says_no else "ask")
+    assert opts.checks_strictly is not user_says_no
