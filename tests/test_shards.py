@@ -178,3 +178,14 @@ def test_merge_refuses_shards_of_different_playbooks():
     run = ShardedRun("p", "pb", 0.0, 2, ["p-s0", "p-s1"], ["a", "b"])
     with pytest.raises(Exception, match="p-s1: its playbook is not shard 1 of p"):
         merge_results(run, [(book, {}, []), (other, {}, [])])
+
+
+def test_merge_without_the_scoring_packages_says_what_to_install(monkeypatch):
+    book = {"data": {"source": "d", "shard": 0, "num_shards": 1}}
+    book["methods"] = {"g": {"kind": "greedy"}}
+    book["model"] = {"base": "b"}
+    line = {"index": 0, "method": "g", "reference": "ab", "prediction": "ab", "seconds": 0.1}
+    monkeypatch.setitem(sys.modules, "jiwer", None)  # as on a laptop without the worker extra
+    run = ShardedRun("p", "pb", 0.0, 1, ["p-s0"], ["a"])
+    with pytest.raises(Exception, match="needs the worker's scoring packages .* pip install jiwer"):
+        merge_results(run, [(book, {"run": {}}, [line])])
