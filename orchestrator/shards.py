@@ -169,6 +169,7 @@ def resume(
     record: RunRecord,
     host: HostConfig | None,
     on_push: Callable | None = None,
+    allow_concurrent: bool = False,
 ) -> RunRecord:
     """Start `record`'s run again: on its own host it continues from its predictions; on another
     host it starts that shard afresh (the old host's files stay where they are). A copy fetched
@@ -187,7 +188,7 @@ def resume(
             config,
             h,
             book,
-            allow_concurrent=True,
+            allow_concurrent=allow_concurrent,
             on_push=on_push,
             run_id=record.run_id,
             resume=same,

@@ -126,9 +126,9 @@ def submit_script(host, runs: list[Launch], batch: str, args: list[str]) -> str:
     lines = ["set -e", f"R={host.path('runs')}", 'mkdir -p "$R"']
     for launch in runs:
         d = run_dir(host, launch.run_id)
-        mkdir = "-p" if launch.record.get("resume") else ""
+        mkdir = "mkdir -p" if launch.record.get("resume") else "mkdir"
         lines += [
-            f"mkdir {mkdir} {d}",
+            f"{mkdir} {d}",
             f"rm -f {d}/exit_code {d}/cancelled {d}/pid",
             f"printf '%s' {shlex.quote(launch.playbook_yaml)} > {d}/playbook.yaml",
         ]
