@@ -56,6 +56,8 @@ def load_runs(config: Config) -> list[FetchedRun]:
         except (json.JSONDecodeError, SchemaError, UnicodeDecodeError):
             continue
         prov = doc.get("run", {})
+        if (prov.get("data") or {}).get("num_shards", 1) > 1:
+            continue  # one shard of a sharded run: its merged parent (results/<parent>/) counts
         runs.append(
             FetchedRun(
                 run_id=res_path.parent.name,

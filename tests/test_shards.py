@@ -140,8 +140,11 @@ def test_two_hosts_one_parent_status_fetch_merge_equals_single_host(two_hosts, o
     assert merged["run"]["run_id"] == parent and len(merged["run"]["shards"]) == 2
     lines = (two_hosts / "results" / parent / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 14
-    print("merged  ", {m: merged[m]["cer"] for m in ("greedy", "beam_2")})
-    print("single  ", {m: single[m]["cer"] for m in ("greedy", "beam_2")})
+    rows = json.loads(orch("results", "--json").stdout)  # shards are not runs of their own
+    assert {r["run_id"] for r in rows} == {parent, single["run"]["run_id"]}
+    for name, doc in (("merged", merged), ("single", single)):
+        print(name, json.dumps({k: v for k, v in doc["greedy"].items() if k != "settings"}))
+        print(name, json.dumps(doc["run"]["data"]), doc["run"]["playbook_sha256"])
 
 
 def test_lost_shard_runs_again_alone_on_another_host(two_hosts, orch, sshd2):

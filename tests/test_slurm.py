@@ -165,8 +165,9 @@ def test_job_array_merges_to_the_single_host_result(cluster_worker, orch):
     assert res.exit_code == 0 and f"{parent}: merged (succeeded)" in res.stdout, res.output
     merged = json.loads((cluster_worker / "results" / parent / "results.json").read_text())
     assert_same_results(merged, single)
-    print("merged", {m: merged[m]["cer"] for m in ("greedy", "beam_2")})
-    print("single", {m: single[m]["cer"] for m in ("greedy", "beam_2")})
+    for name, doc in (("merged", merged), ("single", single)):
+        print(name, json.dumps({k: v for k, v in doc["beam_2"].items() if k != "settings"}))
+        print(name, json.dumps(doc["run"]["data"]), doc["run"]["playbook_sha256"])
 
 
 def test_doctor_checks_the_slurm_tools_accounting_and_partition(cluster, orch, project):
