@@ -250,8 +250,9 @@ def combine(config: Config, statuses: list) -> list[ParentStatus]:
     parents = {r.run_id: r.parent for r in load_records(config) if r.parent}
     groups: dict[str, list] = {}
     for s in statuses:
-        if s.run_id in parents:
-            groups.setdefault(parents[s.run_id], []).append(s)
+        parent = s.parent or parents.get(s.run_id)
+        if parent:
+            groups.setdefault(parent, []).append(s)
     out = []
     for parent, members in groups.items():
         states: dict[str, int] = {}

@@ -132,6 +132,8 @@ def test_job_array_failing_task_shows_failed_with_its_exit_code(cluster, orch):
         f"{parent}-s2": "succeeded",
     }
     assert seen[f"{parent}-s1"]["exit_code"] == 3
+    assert [seen[f"{parent}-s{i}"]["shard"] for i in range(3)] == [0, 1, 2]
+    assert {s["parent"] for s in seen.values()} == {parent}
     text = orch("status", parent).stdout
     assert f"{parent}: failed" in text and "(1 failed, 2 succeeded)" in text
     records = json.loads((Path(".orch/runs") / f"{parent}-s1.json").read_text())
