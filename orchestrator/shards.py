@@ -116,7 +116,11 @@ def launch_sharded(
     run.hosts = [h.name for h in hosts] if len(hosts) > 1 else [hosts[0].name] * count
     save_parent(config, run)
     if len(hosts) == 1:
-        _submit_array(config, hosts[0], book, run, on_push)
+        try:
+            _submit_array(config, hosts[0], book, run, on_push)
+        except BaseException:  # nothing was submitted: leave no parent behind
+            (shards_dir(config) / f"{parent}.json").unlink(missing_ok=True)
+            raise
         return run
 
     def start(i: int) -> str | None:
