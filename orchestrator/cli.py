@@ -326,7 +326,7 @@ def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None =
         rows,
     )
     for s in statuses:
-        if s.note and (not s.reachable or s.state in ("failed", "lost")):
+        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued")):
             click.echo(f"{s.run_id}: {s.note}")
         if s.state == "failed" and s.log_tail:
             click.echo(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
@@ -403,7 +403,9 @@ def run(
     if resume_id or shards or len(cfg.host_list(host_name)) > 1:
         if follow:
             raise OrchError("--follow needs one run on one host; use `orch status --watch`")
-        return _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides)
+        return _run_sharded(
+            state, playbook, host_name, (shards, resume_id, shard), overrides, allow_concurrent
+        )
     if playbook is None:
         raise OrchError("name a PLAYBOOK to run, or --resume RUN")
     book = playbooks.resolve(cfg, playbook, overrides)
@@ -424,10 +426,12 @@ def run(
     sys.exit(0 if final and final[0].state == "succeeded" else EXIT_FAILED)
 
 
-def _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides) -> None:
+def _run_sharded(state, playbook, host_name, how, overrides, allow_concurrent) -> None:
     """`orch run` over several hosts, as a job array, or `--resume` of one run or shard."""
     from . import playbooks
     from . import shards as shards_mod
+
+    shards, resume_id, shard = how
 
     cfg = state.config()
     on_push = lambda r: _render_push(r, False)  # noqa: E731
@@ -437,14 +441,14 @@ def _run_sharded(state, playbook, host_name, shards, resume_id, shard, overrides
         record = shards_mod.resume_target(cfg, resume_id, shard)
         book = playbooks.resolve(cfg, record.playbook, tuple(record.overrides))
         host = cfg.host(host_name) if host_name else None
-        new = shards_mod.resume(cfg, book, record, host, on_push)
+        new = shards_mod.resume(cfg, book, record, host, on_push, allow_concurrent)
         click.echo(f"resumed {new.run_id} on {new.host}")
         return
     if playbook is None:
         raise OrchError("name a PLAYBOOK to run")
     book = playbooks.resolve(cfg, playbook, overrides)
     hosts = cfg.host_list(host_name)
-    run = shards_mod.launch_sharded(cfg, hosts, book, shards, on_push=on_push)
+    run = shards_mod.launch_sharded(cfg, hosts, book, shards, allow_concurrent, on_push)
     click.echo(f"started {run.parent}: {run.num_shards} shards")
     for rid, host in zip(run.shards, run.hosts, strict=True):
         click.echo(f"  {rid} on {host}")

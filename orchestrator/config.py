@@ -43,6 +43,14 @@ hosts:
     # hourly_rate: 0.79    # price per hour, for cost in `orch status`
     # env:                 # exported for every job on this host
     #   HF_HOME: /root/.cache/huggingface
+  # hpc:                   # a Slurm cluster's login node (see docs/scaling.md)
+  #   host: login.cluster.example.edu
+  #   backend: slurm
+  #   remote_dir: /scratch/me/orch
+  #   slurm: {partition: gpu, gres: "gpu:1", time: "02:00:00", mem: 32G}
+
+# groups:
+#   pair: [gpu1, gpu2]     # `orch run validation --host pair`: one shard per host
 
 # push:
 #   include: [data/sample]   # pushed in addition to gpu_worker/ and playbooks/

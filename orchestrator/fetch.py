@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gpu_worker.schema import SchemaError, validate_results
 
+from .backends import FETCH_FILES
 from .config import Config
 from .errors import HostUnreachable, JobNotFound, OrchError
 from .jobs import (
@@ -35,7 +36,7 @@ from .jobs import (
 )
 from .transport import open_host
 
-FILES = ("results.json", "predictions.jsonl", "log.txt", "playbook.yaml", "run.json", "exit_code")
+FILES = FETCH_FILES  # the same on every backend
 MAX_BYTES = 4 << 30
 
 

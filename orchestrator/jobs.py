@@ -93,6 +93,8 @@ class RunStatus:
     log_tail: list[str] = field(default_factory=list)
     note: str = ""
     read_at: float = 0.0
+    parent: str | None = None
+    shard: int | None = None
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -428,6 +430,8 @@ def _to_status(host_name: str, run_id: str, seen: dict, now: float, read_at: flo
         log_tail=seen.get("log", []),
         note=note,
         read_at=read_at,
+        parent=info.get("parent"),
+        shard=info.get("shard"),
     )
 
 

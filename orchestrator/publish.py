@@ -61,6 +61,8 @@ def load_runs(config: Config) -> list[FetchedRun]:
             doc = validate_results(json.loads(res_path.read_text(encoding="utf-8")))
         except (json.JSONDecodeError, SchemaError, UnicodeDecodeError):
             continue
+        if (doc.get("run", {}).get("data") or {}).get("num_shards", 1) > 1:
+            continue  # one shard of a sharded run: its merged parent (results/<parent>/) counts
         runs.append(_fetched_run(config, res_path, doc))
     return sorted(runs, key=lambda r: (r.started_at, r.run_id))
 

@@ -116,7 +116,11 @@ def launch_sharded(
     run.hosts = [h.name for h in hosts] if len(hosts) > 1 else [hosts[0].name] * count
     save_parent(config, run)
     if len(hosts) == 1:
-        _submit_array(config, hosts[0], book, run, on_push)
+        try:
+            _submit_array(config, hosts[0], book, run, on_push)
+        except BaseException:  # nothing was submitted: leave no parent behind
+            (shards_dir(config) / f"{parent}.json").unlink(missing_ok=True)
+            raise
         return run
 
     def start(i: int) -> str | None:
@@ -169,6 +173,7 @@ def resume(
     record: RunRecord,
     host: HostConfig | None,
     on_push: Callable | None = None,
+    allow_concurrent: bool = False,
 ) -> RunRecord:
     """Start `record`'s run again: on its own host it continues from its predictions; on another
     host it starts that shard afresh (the old host's files stay where they are). A copy fetched
@@ -187,7 +192,7 @@ def resume(
             config,
             h,
             book,
-            allow_concurrent=True,
+            allow_concurrent=allow_concurrent,
             on_push=on_push,
             run_id=record.run_id,
             resume=same,
@@ -249,8 +254,9 @@ def combine(config: Config, statuses: list) -> list[ParentStatus]:
     parents = {r.run_id: r.parent for r in load_records(config) if r.parent}
     groups: dict[str, list] = {}
     for s in statuses:
-        if s.run_id in parents:
-            groups.setdefault(parents[s.run_id], []).append(s)
+        parent = s.parent or parents.get(s.run_id)
+        if parent:
+            groups.setdefault(parent, []).append(s)
     out = []
     for parent, members in groups.items():
         states: dict[str, int] = {}

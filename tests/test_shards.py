@@ -21,7 +21,7 @@ data: {source: data/sample, n_samples: 7, seed: 3}
 generation: {batch_size: 4, max_new_tokens: 6}
 methods:
   greedy: {kind: greedy}
-  ensemble: {kind: ensemble, vote: mbr}
+  beam_2: {kind: beam, num_beams: 2}
 """
 # timings and provenance differ by nature; everything else must be identical
 TIMING_KEYS = ("time_per_image_s", "images_per_s", "warmup_s", "wall_s")
@@ -140,8 +140,11 @@ def test_two_hosts_one_parent_status_fetch_merge_equals_single_host(two_hosts, o
     assert merged["run"]["run_id"] == parent and len(merged["run"]["shards"]) == 2
     lines = (two_hosts / "results" / parent / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 14
-    print("merged  ", {m: merged[m]["cer"] for m in ("greedy", "ensemble")})
-    print("single  ", {m: single[m]["cer"] for m in ("greedy", "ensemble")})
+    rows = json.loads(orch("results", "--json").stdout)  # shards are not runs of their own
+    assert {r["run_id"] for r in rows} == {parent, single["run"]["run_id"]}
+    for name, doc in (("merged", merged), ("single", single)):
+        print(name, json.dumps({k: v for k, v in doc["greedy"].items() if k != "settings"}))
+        print(name, json.dumps(doc["run"]["data"]), doc["run"]["playbook_sha256"])
 
 
 def test_lost_shard_runs_again_alone_on_another_host(two_hosts, orch, sshd2):
@@ -178,3 +181,14 @@ def test_merge_refuses_shards_of_different_playbooks():
     run = ShardedRun("p", "pb", 0.0, 2, ["p-s0", "p-s1"], ["a", "b"])
     with pytest.raises(Exception, match="p-s1: its playbook is not shard 1 of p"):
         merge_results(run, [(book, {}, []), (other, {}, [])])
+
+
+def test_merge_without_the_scoring_packages_says_what_to_install(monkeypatch):
+    book = {"data": {"source": "d", "shard": 0, "num_shards": 1}}
+    book["methods"] = {"g": {"kind": "greedy"}}
+    book["model"] = {"base": "b"}
+    line = {"index": 0, "method": "g", "reference": "ab", "prediction": "ab", "seconds": 0.1}
+    monkeypatch.setitem(sys.modules, "jiwer", None)  # as on a laptop without the worker extra
+    run = ShardedRun("p", "pb", 0.0, 1, ["p-s0"], ["a"])
+    with pytest.raises(Exception, match="needs the worker's scoring packages .* pip install jiwer"):
+        merge_results(run, [(book, {"run": {}}, [line])])

@@ -132,6 +132,8 @@ def test_job_array_failing_task_shows_failed_with_its_exit_code(cluster, orch):
         f"{parent}-s2": "succeeded",
     }
     assert seen[f"{parent}-s1"]["exit_code"] == 3
+    assert [seen[f"{parent}-s{i}"]["shard"] for i in range(3)] == [0, 1, 2]
+    assert {s["parent"] for s in seen.values()} == {parent}
     text = orch("status", parent).stdout
     assert f"{parent}: failed" in text and "(1 failed, 2 succeeded)" in text
     records = json.loads((Path(".orch/runs") / f"{parent}-s1.json").read_text())
@@ -165,8 +167,9 @@ def test_job_array_merges_to_the_single_host_result(cluster_worker, orch):
     assert res.exit_code == 0 and f"{parent}: merged (succeeded)" in res.stdout, res.output
     merged = json.loads((cluster_worker / "results" / parent / "results.json").read_text())
     assert_same_results(merged, single)
-    print("merged", {m: merged[m]["cer"] for m in ("greedy", "ensemble")})
-    print("single", {m: single[m]["cer"] for m in ("greedy", "ensemble")})
+    for name, doc in (("merged", merged), ("single", single)):
+        print(name, json.dumps({k: v for k, v in doc["beam_2"].items() if k != "settings"}))
+        print(name, json.dumps(doc["run"]["data"]), doc["run"]["playbook_sha256"])
 
 
 def test_doctor_checks_the_slurm_tools_accounting_and_partition(cluster, orch, project):
@@ -196,3 +199,33 @@ def test_logs_follow_ends_when_the_job_ends(cluster, orch):
     )
     assert res.returncode == 0, res.stderr
     assert "step 19" in res.stdout and res.stdout.rstrip().endswith("done")
+
+
+def test_stopped_job_resumes_from_its_predictions(cluster_worker, orch):
+    """A job stopped midway (as by preemption or a time limit) continues where it stopped."""
+    sets = ["--set", "generation.batch_size=1", "--set", "data.n_samples=4"]
+    res = orch("run", "shardtest", "--host", "cluster", *sets)
+    assert res.exit_code == 0, res.output
+    run_id = res.stdout.split("started ")[1].split()[0]
+    deadline = time.monotonic() + 120
+    while (status(orch, run_id)[run_id]["done"] or 0) < 2:
+        assert time.monotonic() < deadline, status(orch, run_id)
+        time.sleep(0.3)
+    assert orch("cancel", run_id).exit_code == 0
+    assert watch(orch, run_id)[-1][0] == "cancelled"
+
+    res = orch("run", "--resume", run_id)
+    assert res.exit_code == 0 and f"resumed {run_id} on cluster" in res.stdout
+    assert watch(orch, run_id, limit=180)[-1][0] == "succeeded"
+    assert orch("fetch", run_id).exit_code == 0
+    dest = cluster_worker / "results" / run_id
+    log = (dest / "log.txt").read_text()
+    attempts = [
+        sum(int(x.split(": ")[1].split()[0]) for x in part.splitlines() if "to decode" in x)
+        for part in log.split("loading ")[1:]
+    ]
+    assert len(attempts) == 2 and attempts[1] < 8, log  # the second skipped what was done
+    lines = [json.loads(x) for x in (dest / "predictions.jsonl").read_text().splitlines()]
+    assert len({(x["index"], x["method"]) for x in lines}) == len(lines) == 8
+    results = json.loads((dest / "results.json").read_text())
+    assert results["greedy"]["n"] == results["beam_2"]["n"] == 4

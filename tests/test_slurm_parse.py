@@ -110,3 +110,30 @@ def test_resources_refuse_values_that_are_not_plain_words(bad):
         resources(SlurmConfig(), {"slurm": {"partition": bad}})
     with pytest.raises(ConfigError, match="slurm.nodes: unknown"):
         resources(SlurmConfig(), {"slurm": {"nodes": 2}})
+
+
+def test_batch_and_submit_scripts_quote_paths_and_exit_with_the_job_code():
+    import shlex
+
+    from orchestrator.backends import Launch
+    from orchestrator.backends.slurm import batch_script, submit_script
+    from orchestrator.config import HostConfig
+    from orchestrator.transport import LocalHost
+
+    host = LocalHost(HostConfig("hpc", "h", remote_dir="/srv/my runs;x", backend="slurm"))
+    runs_dir = host.path("runs")
+    expr = shlex.quote("p-s") + '"$SLURM_ARRAY_TASK_ID"'
+    batch = batch_script(host, runs_dir, expr, '"$ORCH_PYTHON" -m gpu_worker run x')
+    lines = batch.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    assert lines[1].startswith("D='/srv/my runs;x/runs'/p-s\"$SLURM_ARRAY_TASK_ID\"; ")
+    assert lines[-3:] == [
+        "code=$?",
+        'echo $code > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
+        "exit $code",
+    ]
+    runs = [Launch(f"p-s{i}", f"data: {{shard: {i}}}\n", {"run_id": f"p-s{i}"}) for i in (0, 1)]
+    script = submit_script(host, runs, batch, ["--parsable", "--partition=gpu", "--array=0-1"])
+    assert 'sbatch --parsable --partition=gpu --array=0-1 --output="$R"/p-s%a/slurm.out' in script
+    assert "R='/srv/my runs;x/runs'" in script and "mkdir '/srv/my runs;x/runs/p-s1'" in script
+    assert 'sed "s/__JOB__/${jid}_1/"' in script and "exit 64" in script

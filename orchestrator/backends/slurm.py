@@ -114,9 +114,9 @@ def submit_script(host, runs: list[Launch], batch: str, args: list[str]) -> str:
     lines.append(f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")')  # the host's env:, from stdin
     for launch in runs:
         d = run_dir(host, launch.run_id)
-        mkdir = "-p" if launch.record.get("resume") else ""
+        mkdir = "mkdir -p" if launch.record.get("resume") else "mkdir"
         lines += [
-            f"mkdir {mkdir} {d}",
+            f"{mkdir} {d}",
             f"rm -f {d}/exit_code {d}/cancelled {d}/pid",
             f'cp -p "$R/.{ENV_FILE}-$$" {d}/{ENV_FILE}',
             f"printf '%s' {shlex.quote(launch.playbook_yaml)} > {d}/playbook.yaml",
