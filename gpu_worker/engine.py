@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from transformers.processing_utils import ProcessorMixin
 from .fastpath import shapes
 
 DEFAULT_PROMPT = "Extract the text in this image."
+PREFETCH_KEEP = 4
+_READY_LOCK = threading.Lock()
 BASE = "__base__"
 
 
@@ -163,16 +166,24 @@ class Engine:
         )
 
     def prefetch(self, images: list, prompt: str | None = None) -> None:
-        """Run the processor for `images` now (e.g. on a loader thread); `inputs` reuses it."""
+        """Run the processor for `images` now (e.g. on a loader thread); `inputs` reuses it.
+
+        Entries hold the images themselves, so the ids in a key cannot be reused while cached;
+        at most `PREFETCH_KEEP` are kept.
+        """
         key = (tuple(id(i) for i in images), prompt or self.prompt)
-        self._ready = {key: self.preprocess(images, prompt)}
+        batch = self.preprocess(images, prompt)
+        with _READY_LOCK:
+            self._ready[key] = (list(images), batch)
+            while len(self._ready) > PREFETCH_KEEP:
+                self._ready.pop(next(iter(self._ready)))
 
     def inputs(self, images: list, prompt: str | None = None):
         """The processor's batch for `images` (left-padded), on the model's device."""
         key = (tuple(id(i) for i in images), prompt or self.prompt)
-        batch = self._ready.pop(key, None)
-        if batch is None:
-            batch = self.preprocess(images, prompt)
+        with _READY_LOCK:
+            entry = self._ready.pop(key, None)
+        batch = entry[1] if entry is not None else self.preprocess(images, prompt)
         return batch.to(self.device)
 
     def _gen_kwargs(self, gen: dict) -> dict:

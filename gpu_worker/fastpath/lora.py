@@ -10,8 +10,8 @@
   `merge(None)` / `restore()` copies the saved weights back: bit-identical base.
 - `LoraBank.stacked(names)` swaps every touched projection for a `StackedLoRALinear` holding
   A `[k, in, r]`, B `[k, r, out]` and the k scalings; rows are adapter-major (row `a*n + i` is
-  image i under adapter a), so `x.view(k, n*seq, in)` goes through two `torch.bmm`: fixed shapes,
-  no per-adapter Python loop, compilable.
+  image i under adapter a), so `x.view(k, n*seq, in)` goes through two `torch.bmm` (in float32,
+  as peft keeps adapter weights): fixed shapes, no per-adapter Python loop, compilable.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class LoraBank:
 
     def _stack(self, base: nn.Linear, module_name: str, chosen: list[Adapter]):
         rank = max(a.layers[module_name][0].shape[0] for a in chosen if module_name in a.layers)
-        k, dev, dtype = len(chosen), base.weight.device, base.weight.dtype
+        k, dev, dtype = len(chosen), base.weight.device, torch.float32  # as peft computes
         a_all = torch.zeros(k, base.in_features, rank, device=dev, dtype=dtype)
         b_all = torch.zeros(k, rank, base.out_features, device=dev, dtype=dtype)
         scaling = torch.zeros(k, device=dev, dtype=dtype)
