@@ -6,13 +6,15 @@ import shutil
 
 import pytest
 import torch
+import yaml
 
 from gpu_worker import engine as engine_mod
 from gpu_worker.data import DataSpec, Samples
 from gpu_worker.fastpath import shapes
 from gpu_worker.fastpath.lora import Unsupported, read_adapter
 from gpu_worker.runner import PlaybookError, parse_playbook
-from tests.conftest import SAMPLES
+from orchestrator.playbooks import apply_override
+from tests.conftest import REPO, SAMPLES
 
 GEN = {"max_new_tokens": 8, "do_sample": False}
 
@@ -137,6 +139,9 @@ def test_generation_settings_are_validated():
         parse_playbook({**doc, "generation": {"compile": "fast"}})
     with pytest.raises(PlaybookError, match="generation.lora"):
         parse_playbook({**doc, "generation": {"lora": "merged"}})
+    quickwin = yaml.safe_load((REPO / "playbooks" / "quickwin.yaml").read_text())
+    apply_override(quickwin, "generation.compile=off", "quickwin.yaml")  # what `orch --set` does
+    assert parse_playbook(quickwin).compile == "off"
     bad = {**doc, "methods": {"c": {"kind": "combined", "vote": "logits"}}}
     with pytest.raises(PlaybookError, match="vote: unknown rule 'logits' for kind combined"):
         parse_playbook(bad)
