@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from gpu_worker import engine as engine_mod
 from gpu_worker.data import DataSpec, Samples
@@ -119,6 +120,15 @@ def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):
     eng = engine_mod.load(str(tiny_model / "base"))
     with pytest.raises(Unsupported, match="use_dora"):
         read_adapter(ckpt, eng.model)
+    vision = shutil.copytree(tiny_model / "checkpoints" / "checkpoint-50", tmp_path / "vision")
+    tensors = {
+        "base_model.model.model.visual.blocks.0.attn.qkv.lora_A.weight": torch.zeros(4, 32),
+        "base_model.model.model.visual.blocks.0.attn.qkv.lora_B.weight": torch.zeros(96, 4),
+    }
+    save_file(tensors, str(vision / "adapter_model.safetensors"))
+    with pytest.warns(UserWarning, match="vision tower; decoding with peft instead"):
+        fallback = engine_mod.load(str(tiny_model / "base"), [str(vision)])
+    assert fallback.mode == "peft" and fallback.bank is None
 
 
 def test_buckets_and_the_compile_decision():
