@@ -155,3 +155,27 @@ def test_generation_settings_are_validated():
     bad = {**doc, "methods": {"c": {"kind": "combined", "vote": "logits"}}}
     with pytest.raises(PlaybookError, match="vote: unknown rule 'logits' for kind combined"):
         parse_playbook(bad)
+
+
+def test_batches_by_width_prefetched_on_a_thread(tmp_path):
+    import threading
+
+    from gpu_worker.data import by_width, prefetched
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLES, data)
+    (data / "line-03.png").write_bytes(b"not a png")
+    samples = Samples(DataSpec(source=str(data)))
+    order = by_width(samples, list(range(10)))
+    widths = [samples.width(i) for i in order]
+    assert sorted(order) == list(range(10)) and widths == sorted(widths) and widths[0] == 0
+    threads = []
+    batches = [order[:4], order[4:8], order[8:]]
+    got = list(
+        prefetched(samples, batches, lambda imgs: threads.append(threading.current_thread()))
+    )
+    assert [sorted(b.indices + [i for i, _ in b.failures]) for b in got] == [
+        sorted(b) for b in batches
+    ]
+    assert [i for b in got for i, _ in b.failures] == [3]
+    assert len(threads) == 3 and threading.current_thread() not in threads
