@@ -34,6 +34,7 @@ from .fastpath import shapes
 
 DEFAULT_PROMPT = "Extract the text in this image."
 PREFETCH_KEEP = 4
+COMPILED_GRAPHS = 64
 _READY_LOCK = threading.Lock()
 BASE = "__base__"
 
@@ -140,6 +141,12 @@ class Engine:
         """
         self.static, self.compiled, self.batch_size = True, compiled, batch_size
         self.compile_backend = backend
+        if compiled:  # methods x buckets x prompt lengths x (merged | stacked k): many graphs;
+            config = torch._dynamo.config  # past the default 8 dynamo would fall back to eager
+            config.cache_size_limit = max(config.cache_size_limit, COMPILED_GRAPHS)
+            config.accumulated_cache_size_limit = max(
+                config.accumulated_cache_size_limit, 4 * COMPILED_GRAPHS
+            )
 
     def _padded(self, images: list) -> list:
         if not self.static or not images:
