@@ -11,7 +11,8 @@ seconds printed apart), for each method and batch size:
 - `plain`: plain transformers, no LoRA at all (greedy only), for reference.
 Methods: greedy, beam 5, sampling, ensemble of 5 (mbr and logits), combined (beam 5 x 5
 checkpoints). Batches `--batches` (images per call); configurations over `--max-rows` rows
-(images x checkpoints) are skipped, and peft above `--peft-max-batch`.
+(images x checkpoints x beams) are skipped, and peft above `--peft-max-rows` (it is slow).
+Cold vs warm compile: run twice; the second run reuses Inductor's cache (`.orch-cache/`).
 The floor: the language model's weight bytes read once per decode step over a measured
 device-to-device copy rate; `x floor` is each figure over the images/s that floor allows.
 Usage: python benchmarks/worker.py [--size tiny|3b] [--device auto|cpu|cuda] [--tokens 16]
@@ -115,7 +116,8 @@ def parse_args():
     parser.add_argument("--repeat", type=int, default=2, help="timed calls after the warm-up")
     parser.add_argument("--compile", choices=shapes.COMPILE_SETTINGS, default="auto")
     parser.add_argument("--max-rows", type=int, default=1024)
-    parser.add_argument("--peft-max-batch", type=int, default=32)
+    parser.add_argument("--peft-max-rows", type=int, default=256, help="slow: skip above")
+    parser.add_argument("--peft-repeat", type=int, default=1, help="timed peft calls")
     parser.add_argument("--runner-batch", type=int, default=32, help="runner end to end (0: skip)")
     parser.add_argument("--json", help="write every figure to this file as well")
     args = parser.parse_args()
@@ -232,12 +234,12 @@ def measure(args, method, batch, pool, gen, fast, peft, compiled) -> dict:
     if batch * ROWS_PER_IMAGE[method] > args.max_rows:
         return row
 
-    def rate(eng, name=method):
-        warm, steady = timed(eng, lambda: decode(eng, name, images, gen), args.repeat)
+    def rate(eng, name=method, repeat=args.repeat):
+        warm, steady = timed(eng, lambda: decode(eng, name, images, gen), repeat)
         return batch / steady, warm
 
-    if batch <= args.peft_max_batch:
-        row["peft"], _ = rate(peft)
+    if batch * ROWS_PER_IMAGE[method] <= args.peft_max_rows:
+        row["peft"], _ = rate(peft, repeat=args.peft_repeat)
     fast.static = fast.compiled = False
     row["eager"], row["warmup_s"] = rate(fast)
     if method == "greedy":

@@ -50,6 +50,7 @@ class Samples:
             path = os.path.join(root, path)
         self.path = path
         self._rows: list[dict] | None = None
+        self._widths: dict[int, int] = {}
         self._dataset = None
         if os.path.isfile(os.path.join(path, "labels.jsonl")):
             self._rows = _read_labels(Path(path))
@@ -99,6 +100,13 @@ class Samples:
             value = Image.open(value["path"] if isinstance(value, dict) else value)
         return value.convert("RGB")
 
+    def widths(self, indices: list[int]) -> dict[int, int]:
+        """`width` of each index, read once per Samples (every method sorts the same images)."""
+        for i in indices:
+            if i not in self._widths:
+                self._widths[i] = self.width(i)
+        return {i: self._widths[i] for i in indices}
+
     def width(self, index: int) -> int:
         """The width of image `index` from its header (0 when it cannot be read)."""
         from PIL import Image
@@ -142,7 +150,7 @@ def load_batch(samples: Samples, batch: list[int]) -> Loaded:
 
 def by_width(samples: Samples, indices: list[int]) -> list[int]:
     """`indices` ordered by image width (stable), so a batch holds images of similar size."""
-    widths = {i: samples.width(i) for i in indices}
+    widths = samples.widths(indices)
     return sorted(indices, key=lambda i: widths[i])
 
 

@@ -19,6 +19,7 @@ lazily: it costs seconds). Contract:
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ from .fastpath import shapes
 __all__ = ["Engine", "expand_checkpoints", "load", "pick_device"]
 
 DEFAULT_PROMPT = "Extract the text in this image."
+PREFETCH_KEEP = 4
+COMPILED_GRAPHS = 64
+_READY_LOCK = threading.Lock()
 BASE = "__base__"
 
 
@@ -110,6 +114,12 @@ class Engine:
         """
         self.static, self.compiled, self.batch_size = True, compiled, batch_size
         self.compile_backend = backend
+        if compiled:  # methods x buckets x prompt lengths x (merged | stacked k): many graphs;
+            config = torch._dynamo.config  # past the default 8 dynamo would fall back to eager
+            config.cache_size_limit = max(config.cache_size_limit, COMPILED_GRAPHS)
+            config.accumulated_cache_size_limit = max(
+                config.accumulated_cache_size_limit, 4 * COMPILED_GRAPHS
+            )
 
     def _padded(self, images: list) -> list:
         if not self.static or not images:
@@ -136,16 +146,24 @@ class Engine:
         )
 
     def prefetch(self, images: list, prompt: str | None = None) -> None:
-        """Run the processor for `images` now (e.g. on a loader thread); `inputs` reuses it."""
+        """Run the processor for `images` now (e.g. on a loader thread); `inputs` reuses it.
+
+        Entries hold the images themselves, so the ids in a key cannot be reused while cached;
+        at most `PREFETCH_KEEP` are kept.
+        """
         key = (tuple(id(i) for i in images), prompt or self.prompt)
-        self._ready = {key: self.preprocess(images, prompt)}
+        batch = self.preprocess(images, prompt)
+        with _READY_LOCK:
+            self._ready[key] = (list(images), batch)
+            while len(self._ready) > PREFETCH_KEEP:
+                self._ready.pop(next(iter(self._ready)))
 
     def inputs(self, images: list, prompt: str | None = None):
         """The processor's batch for `images` (left-padded), on the model's device."""
         key = (tuple(id(i) for i in images), prompt or self.prompt)
-        batch = self._ready.pop(key, None)
-        if batch is None:
-            batch = self.preprocess(images, prompt)
+        with _READY_LOCK:
+            entry = self._ready.pop(key, None)
+        batch = entry[1] if entry is not None else self.preprocess(images, prompt)
         return batch.to(self.device)
 
     def _gen_kwargs(self, gen: dict) -> dict:

@@ -6,13 +6,16 @@ import shutil
 
 import pytest
 import torch
+import yaml
+from safetensors.torch import save_file
 
 from gpu_worker import engine as engine_mod
 from gpu_worker.data import DataSpec, Samples
 from gpu_worker.fastpath import shapes
 from gpu_worker.fastpath.lora import Unsupported, read_adapter
 from gpu_worker.runner import PlaybookError, parse_playbook
-from tests.conftest import SAMPLES
+from orchestrator.playbooks import apply_override
+from tests.conftest import REPO, SAMPLES
 
 GEN = {"max_new_tokens": 8, "do_sample": False}
 
@@ -117,6 +120,15 @@ def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):
     eng = engine_mod.load(str(tiny_model / "base"))
     with pytest.raises(Unsupported, match="use_dora"):
         read_adapter(ckpt, eng.model)
+    vision = shutil.copytree(tiny_model / "checkpoints" / "checkpoint-50", tmp_path / "vision")
+    tensors = {
+        "base_model.model.model.visual.blocks.0.attn.qkv.lora_A.weight": torch.zeros(4, 32),
+        "base_model.model.model.visual.blocks.0.attn.qkv.lora_B.weight": torch.zeros(96, 4),
+    }
+    save_file(tensors, str(vision / "adapter_model.safetensors"))
+    with pytest.warns(UserWarning, match="vision tower; decoding with peft instead"):
+        fallback = engine_mod.load(str(tiny_model / "base"), [str(vision)])
+    assert fallback.mode == "peft" and fallback.bank is None
 
 
 def test_buckets_and_the_compile_decision():
@@ -137,6 +149,33 @@ def test_generation_settings_are_validated():
         parse_playbook({**doc, "generation": {"compile": "fast"}})
     with pytest.raises(PlaybookError, match="generation.lora"):
         parse_playbook({**doc, "generation": {"lora": "merged"}})
+    quickwin = yaml.safe_load((REPO / "playbooks" / "quickwin.yaml").read_text())
+    apply_override(quickwin, "generation.compile=off", "quickwin.yaml")  # what `orch --set` does
+    assert parse_playbook(quickwin).compile == "off"
     bad = {**doc, "methods": {"c": {"kind": "combined", "vote": "logits"}}}
     with pytest.raises(PlaybookError, match="vote: unknown rule 'logits' for kind combined"):
         parse_playbook(bad)
+
+
+def test_batches_by_width_prefetched_on_a_thread(tmp_path):
+    import threading
+
+    from gpu_worker.data import by_width, prefetched
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLES, data)
+    (data / "line-03.png").write_bytes(b"not a png")
+    samples = Samples(DataSpec(source=str(data)))
+    order = by_width(samples, list(range(10)))
+    widths = [samples.width(i) for i in order]
+    assert sorted(order) == list(range(10)) and widths == sorted(widths) and widths[0] == 0
+    threads = []
+    batches = [order[:4], order[4:8], order[8:]]
+    got = list(
+        prefetched(samples, batches, lambda imgs: threads.append(threading.current_thread()))
+    )
+    assert [sorted(b.indices + [i for i, _ in b.failures]) for b in got] == [
+        sorted(b) for b in batches
+    ]
+    assert [i for b in got for i, _ in b.failures] == [3]
+    assert len(threads) == 3 and threading.current_thread() not in threads

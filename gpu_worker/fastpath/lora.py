@@ -3,15 +3,16 @@
 - `read_adapter(folder, model)` reads `adapter_config.json` + `adapter_model.safetensors`:
   per target module A `[r, in]`, B `[out, r]` and scaling (`lora_alpha / r`, or `/ sqrt(r)` with
   rsLoRA; `rank_pattern` / `alpha_pattern` honoured). Anything this plain form cannot express
-  (DoRA, biases, `modules_to_save`, non-Linear targets...) raises `Unsupported`: the engine then
-  keeps peft.
+  (DoRA, biases, `modules_to_save`, non-Linear targets, the vision tower: its rows are patches,
+  not adapter-major rows, and it runs once for all k adapters) raises `Unsupported`: the engine
+  then keeps peft.
 - `LoraBank.merge(name)` folds one adapter into the touched base projections in place,
   `W += scaling * (B @ A)` (peft's own order), after saving one copy of only those projections;
   `merge(None)` / `restore()` copies the saved weights back: bit-identical base.
 - `LoraBank.stacked(names)` swaps every touched projection for a `StackedLoRALinear` holding
   A `[k, in, r]`, B `[k, r, out]` and the k scalings; rows are adapter-major (row `a*n + i` is
-  image i under adapter a), so `x.view(k, n*seq, in)` goes through two `torch.bmm`: fixed shapes,
-  no per-adapter Python loop, compilable.
+  image i under adapter a), so `x.view(k, n*seq, in)` goes through two `torch.bmm` (in float32,
+  as peft keeps adapter weights): fixed shapes, no per-adapter Python loop, compilable.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 PREFIX = "base_model.model."
+VISION = "visual."  # Qwen2.5-VL's vision tower: stacked rows there are patches, not adapter-major
 UNSUPPORTED_FLAGS = ("use_dora", "lora_bias", "fan_in_fan_out", "use_qalora", "use_bdlora")
 UNSUPPORTED_SETTINGS = ("modules_to_save", "layer_replication", "trainable_token_indices",
                         "target_parameters")  # fmt: skip
@@ -89,6 +91,8 @@ def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) 
             module = model.get_submodule(module_name)
         except AttributeError:
             raise Unsupported(f"{weights_path}: the model has no module {module_name}") from None
+        if module_name.startswith(VISION) or f".{VISION}" in module_name:
+            raise Unsupported(f"{weights_path}: {module_name}: LoRA on the vision tower")
         if not isinstance(module, nn.Linear) or set(ab) != {"A", "B"}:
             raise Unsupported(f"{weights_path}: {module_name} is not a Linear with lora_A and B")
         a, b = ab["A"], ab["B"]
@@ -189,7 +193,7 @@ class LoraBank:
 
     def _stack(self, base: nn.Linear, module_name: str, chosen: list[Adapter]):
         rank = max(a.layers[module_name][0].shape[0] for a in chosen if module_name in a.layers)
-        k, dev, dtype = len(chosen), base.weight.device, base.weight.dtype
+        k, dev, dtype = len(chosen), base.weight.device, torch.float32  # as peft computes
         a_all = torch.zeros(k, base.in_features, rank, device=dev, dtype=dtype)
         b_all = torch.zeros(k, rank, base.out_features, device=dev, dtype=dtype)
         scaling = torch.zeros(k, device=dev, dtype=dtype)
