@@ -4,7 +4,8 @@ The run keeps its id, its folder and the playbook.yaml it was started with; the 
 `--resume`, so every (image, method) already in predictions.jsonl is kept and only the rest is
 decoded (a line torn by the kill is dropped and decoded again). The old exit_code, cancelled
 marker and results.json are removed first, in the same round trip that starts the job. A run
-whose tmux session is still alive is refused.
+whose tmux session is still alive, one that succeeded, and one whose playbook has its own
+`command:` are refused.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ D={d}
 [ -f "$D/playbook.yaml" ] || {{ echo missing; exit 0; }}
 if tmux has-session -t ={session} 2>/dev/null; then echo running; exit 0; fi
 if grep -q '^command:' "$D/playbook.yaml"; then echo custom; exit 0; fi
+if [ -f "$D/results.json" ] && [ "$(cat "$D/exit_code" 2>/dev/null)" = 0 ]; then
+  echo done; exit 0
+fi
 rm -f "$D/exit_code" "$D/exit_code.tmp" "$D/cancelled" "$D/results.json" "$D/pid"
 (umask 077 && cat > "$D/{ENV_FILE}")
 tmux new-session -d -s {session} {shlex.quote(_job_script(host, record.run_id, command))}
@@ -53,6 +57,8 @@ echo resumed
         raise JobNotFound(f"run {record.run_id} has no folder on {host.name}; nothing to resume")
     if outcome == "running":
         raise OrchError(f"run {record.run_id} is still running on {host.name}")
+    if outcome == "done":
+        raise OrchError(f"run {record.run_id} already succeeded; nothing to resume")
     if outcome == "custom":
         raise ConfigError(
             f"run {record.run_id}: its playbook has its own `command:`; only gpu_worker runs resume"
