@@ -320,6 +320,8 @@ def test_worker_sigkill_then_resume_equals_uninterrupted(workerproj, orch, tmp_p
     whole = start(orch, playbook="resumable")
     poll(lambda: state_of(orch, whole)["state"] in ("succeeded", "failed"), 240, 0.5)
     assert state_of(orch, whole)["state"] == "succeeded"
+    res = orch("run", "--resume", whole)
+    assert res.exit_code == 1 and "already succeeded; nothing to resume" in res.stderr
     killed = start(orch, playbook="resumable")
     preds = runs / killed / "predictions.jsonl"
     poll(lambda: _lines(preds) >= 3, 240, 0.02)

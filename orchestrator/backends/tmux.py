@@ -14,6 +14,7 @@ from .base import Backend, Launch
 
 SESSION_PREFIX = "orch-"
 BUSY_EXIT = 75
+DONE_EXIT = 76  # --resume of a run that already succeeded
 
 
 def launch_script(host, launch: Launch, command: str, allow_concurrent: bool) -> str:
@@ -31,6 +32,9 @@ def launch_script(host, launch: Launch, command: str, allow_concurrent: bool) ->
     if resume:
         prepare = f"""if tmux has-session -t ={session} 2>/dev/null; then
   echo {session}; exit {BUSY_EXIT}
+fi
+if [ -f "$D/results.json" ] && [ "$(cat "$D/exit_code" 2>/dev/null)" = 0 ]; then
+  exit {DONE_EXIT}
 fi
 mkdir -p "$D"
 rm -f "$D/exit_code" "$D/exit_code.tmp" "$D/cancelled" "$D/results.json" "$D/pid"
@@ -98,6 +102,8 @@ class TmuxBackend(Backend):
                 found = "; ".join(line for line in res.text.splitlines() if line.strip())
                 playbook = launch.record.get("playbook")
                 raise ConfigError(f"{host.name}: playbook {playbook}: {found}; nothing was started")
+            if res.exit_code == DONE_EXIT:
+                raise OrchError(f"run {launch.run_id} already succeeded; nothing to resume")
             if res.exit_code == BUSY_EXIT:
                 busy = res.text.strip().removeprefix(SESSION_PREFIX)
                 raise OrchError(
