@@ -182,9 +182,6 @@ def resume(
     same = target.name == record.host
     from .fetch import results_dir
 
-    fetched = results_dir(config) / record.run_id
-    if fetched.exists():  # kept, out of the way of the new attempt's fetch
-        fetched.rename(fetched.with_name(f".{record.run_id}.before-resume-{int(time.time())}"))
     if record.num_shards:
         book = shard_playbook(book, record.shard or 0, record.num_shards)
     with open_host(target) as h:
@@ -198,6 +195,9 @@ def resume(
             resume=same,
             parent=record.parent,
         )
+    fetched = results_dir(config) / record.run_id
+    if fetched.exists():  # kept, out of the way of the new attempt's fetch (once it started)
+        fetched.rename(fetched.with_name(f".{record.run_id}.before-resume-{int(time.time())}"))
     if record.parent:
         parent = load_parent(config, record.parent)
         if parent is not None and record.shard is not None:
