@@ -162,7 +162,7 @@ def main() -> None:
         f"({head['weight_bytes'] / 1e6:.1f} MB of weights per step); setup {head['setup_s']:.0f} s"
     )
     print(f"{'method':<18}{'batch':>6}{'peft':>9}{'eager':>9}{'new':>9}{'plain':>9}"
-          f"{'floor':>9}{'new/floor':>10}{'new/peft':>9}{'warmup_s':>9}  (images/s)")  # fmt: skip
+          f"{'floor':>11}{'new/floor':>10}{'new/peft':>9}{'warmup_s':>9}  (images/s)")  # fmt: skip
     for method in args.methods:
         for batch in args.batches:
             row = measure(args, method, batch, pool, gen, fast, peft, compiled)
@@ -262,7 +262,7 @@ def print_row(row: dict) -> None:
     new, peft = row["new"], row["peft"]
     print(
         f"{row['method']:<18}{row['batch']:>6}{cell(peft)}{cell(row['eager'])}{cell(new)}"
-        f"{cell(row['plain'])}{cell(row['floor'])}"
+        f"{cell(row['plain'])}{cell(row['floor'], 11, '.1f')}"
         f"{cell(new / row['floor'] if new else None, 10, '.3f')}"
         f"{cell(new / peft if new and peft else None)}{cell(row['warmup_s'], 9, '.1f')}",
         flush=True,
