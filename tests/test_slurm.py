@@ -229,3 +229,22 @@ def test_stopped_job_resumes_from_its_predictions(cluster_worker, orch):
     assert len({(x["index"], x["method"]) for x in lines}) == len(lines) == 8
     results = json.loads((dest / "results.json").read_text())
     assert results["greedy"]["n"] == results["beam_2"]["n"] == 4
+
+
+def test_cancel_parent_cancels_every_array_task_running_or_pending(cluster, orch):
+    # each task takes every CPU of the node: task 1 waits while task 0 runs
+    res = orch("run", "wide", "--host", "cluster", "--shards", "2", "--set", "job.steps=600")
+    assert res.exit_code == 0, res.output
+    parent = res.stdout.split("started ")[1].split(":")[0]
+    deadline = time.monotonic() + 60
+    while True:
+        states = sorted(s["state"] for s in status(orch, parent).values())
+        if states == ["queued", "running"]:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.3)
+    res = orch("cancel", parent)
+    assert res.exit_code == 0
+    assert res.stdout.splitlines() == [f"{parent}-s0: cancelled", f"{parent}-s1: cancelled"]
+    seen = wait_all(orch, [parent], limit=60)
+    assert {s["state"] for s in seen} == {"cancelled"}
