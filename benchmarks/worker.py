@@ -1,8 +1,8 @@
 """Benchmark the worker's decoding paths side by side on a Qwen2.5-VL-architecture model.
 
-One model (built once; `--model DIR` reuses a built folder), the same images, every method
-generating exactly `--tokens` new tokens per row, steady state (one warm-up call first, its
-seconds printed apart), for each method and batch size:
+One model (built once into `.orch-cache/bench-SIZE`, reused by later runs), the same images,
+every method generating exactly `--tokens` new tokens per row, steady state (one warm-up call
+first, its seconds printed apart), for each method and batch size:
 - `peft`:  today's engine: peft adapters, `adapter_names` per row (the reference path);
 - `eager`: the fast path without compiling: merged weights (one checkpoint) or stacked LoRA
   (ensembles, vision tower once per image), dynamic cache;
@@ -14,7 +14,7 @@ checkpoints). Batches `--batches` (images per call); configurations over `--max-
 (images x checkpoints x beams) are skipped, and peft above `--peft-max-rows` (it is slow).
 Cold vs warm compile: run twice; the second run reuses Inductor's cache (`.orch-cache/`).
 The floor: the language model's weight bytes read once per decode step over a measured
-device-to-device copy rate; `x floor` is each figure over the images/s that floor allows.
+device-to-device copy rate; `new/floor` is the new figure over the images/s that floor allows.
 Usage: python benchmarks/worker.py [--size tiny|3b] [--device auto|cpu|cuda] [--tokens 16]
        [--batches 8,32] [--methods greedy,beam5,...] [--json FILE]
 On an H100: python benchmarks/worker.py --size 3b --device cuda (batches 8,32,128, 64 tokens).
@@ -108,7 +108,8 @@ def parse_args():
     """The command line; defaults depend on `--size`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["tiny", "3b"], default="tiny")
-    parser.add_argument("--model", help="a folder tiny.build wrote (skips building)")
+    parser.add_argument("--model", help="model folder, built there if missing "
+                        "(default .orch-cache/bench-SIZE: a second run reuses it)")  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tokens", type=int, help="new tokens per row (tiny 16, 3b 64)")
     parser.add_argument("--batches", help="images per call (tiny 8,32; 3b 8,32,128)")
@@ -136,9 +137,10 @@ def parse_args():
 def main() -> None:
     """Build or reuse the model, load both engines, print the table row by row."""
     args = parse_args()
-    folder = Path(args.model) if args.model else Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    folder = Path(args.model) if args.model else ROOT / ".orch-cache" / f"bench-{args.size}"
     t0 = time.perf_counter()
-    if not (folder / "checkpoints").is_dir():
+    last = folder / "checkpoints" / f"checkpoint-{tiny.CHECKPOINT_STEPS[-1]}"
+    if not (last / "adapter_model.safetensors").is_file():  # missing or cut off half-way
         tiny.build(folder, size=args.size)
     base, ckpts = str(folder / "base"), engine_mod.expand_checkpoints(str(folder / "checkpoints"))
     fast = engine_mod.load(base, ckpts, device=args.device)
