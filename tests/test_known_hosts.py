@@ -4,10 +4,9 @@
 import paramiko
 import pytest
 
-from orchestrator import hostkeys
 from orchestrator.config import load_config
 from orchestrator.errors import HostKeyError
-from orchestrator.transport import open_host
+from orchestrator.transport import hostkeys, open_host
 from tests.sshd_server import keygen
 
 CA = (

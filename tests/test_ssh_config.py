@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import ssh_config
 from orchestrator.config import load_config
 from orchestrator.errors import HostKeyError
-from orchestrator.transport import open_host
+from orchestrator.transport import open_host, ssh_config
 from tests.sshd_server import keygen
 
 CONFIG = """\
