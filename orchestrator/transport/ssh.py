@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import HostKeyChanged, HostKeyError, HostKeyRevoked, HostUnreachable
+from ..errors import ConfigError, HostKeyChanged, HostKeyError, HostKeyRevoked, HostUnreachable
 from . import hostkeys, sockets, ssh_config
 from .base import Host, Process
 from .hostkeys import HostKeyPolicy, fingerprint
@@ -53,7 +53,7 @@ class SSHHost(Host):
             try:
                 self._open()
                 return
-            except HostKeyError:
+            except (HostKeyError, ConfigError):  # refused by us, or the ssh config is wrong
                 raise
             except Exception as exc:  # noqa: BLE001 - classified just below
                 self.close()
