@@ -45,7 +45,7 @@ def test_ssh_alias_runs_commands(project, box):
         )
         result = err.value.result  # the error carries the command's result
         assert (result.host, result.exit_code, result.stderr) == ("box", 5, b"boom\n")
-        assert h.run("exit 3", check=False).check  # a result checks itself on demand...
+        assert not h.run("exit 3", check=False).ok  # a result checks itself on demand...
         with pytest.raises(RemoteCommandError, match="exit code 3"):
             h.run("exit 3", check=False).check()  # ...and raises with itself inside
 
