@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import config as config_mod
-from .errors import EXIT_FAILED, EXIT_USAGE, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, OrchError, exit_code_for, message_for
 
 
 @dataclass
@@ -27,21 +27,24 @@ class State:
         return config_mod.load_config(self.config_path)
 
 
+def _report(exc: BaseException, verbose: bool) -> int:
+    """The single handler: one line on stderr (traceback with --verbose), the exit code of
+    `errors.exit_code_for`."""
+    if verbose and not isinstance(exc, KeyboardInterrupt):
+        traceback.print_exc()
+    click.echo(message_for(exc), err=True)
+    return exit_code_for(exc)
+
+
 class OrchGroup(click.Group):
-    """A click group that turns `OrchError` into a one-line message and its exit code."""
+    """A click group that hands `OrchError` and Ctrl-C to `_report` (the single handler)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except OrchError as exc:
+        except (OrchError, KeyboardInterrupt) as exc:
             state = ctx.obj if isinstance(ctx.obj, State) else None
-            if state is not None and state.verbose:
-                traceback.print_exc()
-            click.echo(f"orch: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("orch: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(_report(exc, state is not None and state.verbose))
 
 
 def _console():
@@ -476,7 +479,6 @@ def status(
     import time
 
     from . import jobs
-    from .errors import EXIT_UNREACHABLE
     from .shards import combine, expand
 
     runs = expand(state.config(), runs)
@@ -561,7 +563,7 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     if any(r.outcome == "error" for r in results):
         sys.exit(EXIT_FAILED)
     if any(r.outcome == "unreachable" for r in results):
-        sys.exit(3)
+        sys.exit(EXIT_UNREACHABLE)
 
 
 @cli.command()
@@ -658,6 +660,5 @@ def main() -> None:
     """Console entry point."""
     try:
         cli(prog_name="orch")
-    except OrchError as exc:  # raised outside a command (rare): same one-line contract
-        click.echo(f"orch: error: {exc}", err=True)
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+    except OrchError as exc:  # raised outside a command (rare): the same handler
+        sys.exit(_report(exc, verbose=False))

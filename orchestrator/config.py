@@ -1,4 +1,4 @@
-"""Load `orch.yaml` and `~/.ssh/config` aliases into validated, frozen objects.
+"""Load `orch.yaml` into validated, frozen objects (`~/.ssh/config` aliases: transport.ssh_config).
 
 Every error names the file and the field: ``orch.yaml: hosts.gpu1.port: expected an integer``.
 Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in playbooks.py).
@@ -14,6 +14,8 @@ from typing import Any
 from gpu_worker.schema import did_you_mean
 
 from .errors import ConfigError
+from .transport.ssh_config import is_configured
+from .transport.ssh_config import literal_hosts as ssh_config_aliases
 from .yamlfile import load_yaml
 
 CONFIG_NAME = "orch.yaml"
@@ -148,22 +150,13 @@ class Config:
                 remote_dir=str(self.root / ".orch" / "local"),
                 is_local=True,
             )
-        from . import ssh_config
-
-        if ssh_config.is_configured(name):
+        if is_configured(name):
             return HostConfig(name=name, hostname=name)
         known = sorted(set(self.hosts) | {LOCAL_HOST} | ssh_config_aliases())
         raise ConfigError(
             f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a host that "
             f"~/.ssh/config configures{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
         )
-
-
-def ssh_config_aliases(path: str = "~/.ssh/config") -> set[str]:
-    """Host names written literally (no wildcards) in the user's ssh config and its Includes."""
-    from .ssh_config import literal_hosts
-
-    return literal_hosts(path)
 
 
 def find_config(start: Path | None = None) -> Path | None:

@@ -9,7 +9,6 @@ import shlex
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
-from .errors import HostUnreachable
 from .playbooks import model_paths
 from .transport import Host, sh_path
 
@@ -60,18 +59,18 @@ def _script(host: HostConfig, paths: list[str]) -> str:
 
 
 def run_doctor(config: Config, host: Host) -> list[Check]:
-    """Run every check on `host`; the SSH login itself is the first one."""
+    """Run every check on `host`; the SSH login itself is the first one. Raises
+    `HostUnreachable` when the host does not answer."""
     hc = host.config
     paths = model_paths(config, config.defaults.playbook) if config.defaults.playbook else []
-    try:
-        script = _script(hc, paths)
-        if hc.backend == "slurm":
-            from .backends.slurm import doctor_script
+    script = _script(hc, paths)
+    if hc.backend == "slurm":
+        from .backends.slurm import doctor_script
 
-            script += "\n" + doctor_script(hc.slurm)
-        res = host.run(script, timeout=max(hc.timeout, 60.0))
-    except HostUnreachable as exc:
-        return [Check("ssh login", "fail", str(exc))]
+        script += "\n" + doctor_script(hc.slurm)
+    # a host that does not answer raises HostUnreachable: exit 3 (errors.exit_code_for), not a
+    # failed check (exit 1)
+    res = host.run(script, timeout=max(hc.timeout, 60.0))
     seen = dict(line.partition("=")[::2] for line in res.text.splitlines() if "=" in line)
     checks = [Check("ssh login", "ok", "local host, no SSH" if hc.is_local else hc.hostname)]
     if hc.backend == "slurm":

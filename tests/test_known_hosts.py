@@ -4,10 +4,9 @@
 import paramiko
 import pytest
 
-from orchestrator import hostkeys
 from orchestrator.config import load_config
-from orchestrator.errors import HostKeyError
-from orchestrator.transport import open_host
+from orchestrator.errors import HostKeyRevoked
+from orchestrator.transport import hostkeys, open_host
 from tests.sshd_server import keygen
 
 CA = (
@@ -62,7 +61,7 @@ def test_revoked_key_is_refused(project, sshd, isolated_home, orch, also_listed)
     if also_listed:  # listed as trusted too: @revoked wins, as in OpenSSH
         lines.append(sshd.known_hosts_line())
     known(isolated_home).write_text("".join(lines))
-    with pytest.raises(HostKeyError, match="REVOKED"):
+    with pytest.raises(HostKeyRevoked, match="REVOKED"):
         host_for("box").run("true")
     res = orch("push", "--host", "box", "--dry-run")
     assert res.exit_code == 3 and "is REVOKED in" in res.stderr

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import ssh_config
 from orchestrator.config import load_config
-from orchestrator.errors import HostKeyError
-from orchestrator.transport import open_host
+from orchestrator.errors import HostKeyChanged, HostKeyError
+from orchestrator.transport import open_host, ssh_config
 from tests.sshd_server import keygen
 
 CONFIG = """\
@@ -204,7 +203,7 @@ def test_user_known_hosts_file_with_a_different_key_is_refused_as_changed(
     write_config(isolated_home, "Host kh\n" + block(sshd, f"  UserKnownHostsFile {custom}\n"))
     (isolated_home / ".ssh" / "known_hosts").write_text(sshd.known_hosts_line())  # not used
     assert real_ssh(isolated_home, "kh").returncode == 255  # ssh refuses it ...
-    with pytest.raises(HostKeyError, match="CHANGED"):  # ... and so does orch
+    with pytest.raises(HostKeyChanged, match="CHANGED"):  # ... and so does orch
         host_for("kh").run("true")
     (project / "orch.yaml").write_text(f"hosts:\n  gpu: {{host: kh, remote_dir: {tmp_path}/r}}\n")
     res = orch("push", "--host", "gpu", "--dry-run")
@@ -259,7 +258,7 @@ def test_strict_host_key_checking_no_only_when_the_config_says_so(
     with host_for("strict") as h:  # now known
         assert h.run("echo ok").text == "ok\n"
     custom.write_text(_other_key_line(sshd, tmp_path))
-    with pytest.raises(HostKeyError, match="CHANGED"):  # a changed key: never accepted
+    with pytest.raises(HostKeyChanged, match="CHANGED"):  # a changed key: never accepted
         host_for("lax").run("true")
 
 

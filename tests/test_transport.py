@@ -1,4 +1,9 @@
-"""SSH and local transport against a real sshd: commands, host keys, timeouts, dead links."""
+"""SSH and local transport against a real sshd: commands, host keys, timeouts, dead links.
+
+Time bounds: a dead or hung host must fail within its own timeout plus MARGIN (start-up and a
+loaded 2-core CI machine), and the timeouts are chosen so that timeout + MARGIN stays below
+what a missing timeout would cost (the default 15 s, or the command's own 20-30 s).
+"""
 
 import threading
 import time
@@ -6,9 +11,22 @@ import time
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.errors import HostKeyError, HostUnreachable, RemoteCommandError
+from orchestrator.errors import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    ConfigError,
+    HostKeyChanged,
+    HostKeyError,
+    HostUnreachable,
+    JobNotFound,
+    RemoteCommandError,
+    exit_code_for,
+)
 from orchestrator.transport import open_host
 from tests.sshd_server import SSHServer, keygen
+
+MARGIN = 8.0  # seconds of slack over a host's timeout; well below the default 15 s timeout
 
 
 def host_for(name: str):
@@ -25,6 +43,11 @@ def test_ssh_alias_runs_commands(project, box):
         assert (
             str(err.value) == "box: command failed with exit code 5: echo boom >&2; exit 5 -- boom"
         )
+        result = err.value.result  # the error carries the command's result
+        assert (result.host, result.exit_code, result.stderr) == ("box", 5, b"boom\n")
+        assert not h.run("exit 3", check=False).ok  # a result checks itself on demand...
+        with pytest.raises(RemoteCommandError, match="exit code 3"):
+            h.run("exit 3", check=False).check()  # ...and raises with itself inside
 
 
 def test_streaming_output(project, box):
@@ -58,7 +81,7 @@ def test_changed_host_key_refused(project, sshd, isolated_home, tmp_path, orch):
     keygen(tmp_path / "other")
     kind, blob = (tmp_path / "other.pub").read_text().split()[:2]
     (isolated_home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{sshd.port} {kind} {blob}\n")
-    with pytest.raises(HostKeyError, match="CHANGED"):
+    with pytest.raises(HostKeyChanged, match="CHANGED"):
         host_for("box").run("true")
     res = orch("hosts", "trust", "box", "--yes")
     assert res.exit_code == 3 and "CHANGED" in res.stderr
@@ -84,7 +107,9 @@ def test_stopped_host_is_unreachable_exit_3(project, tmp_path, isolated_home, or
     start = time.monotonic()
     res = orch("push", "--host", "dead")
     assert res.exit_code == 3 and "dead: unreachable" in res.stderr
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 3 + MARGIN
+    res = orch("doctor", "--host", "dead")  # not a failed check (1): the host is unreachable
+    assert res.exit_code == 3 and "dead: unreachable" in res.stderr, res.output
 
 
 def test_hung_host_fails_within_timeout(project, tmp_path, isolated_home, orch):
@@ -99,7 +124,7 @@ def test_hung_host_fails_within_timeout(project, tmp_path, isolated_home, orch):
         server.stop()
     assert res.exit_code == 3, res.output
     assert "dead: unreachable" in res.stderr
-    assert elapsed < 2 * 2 + 2
+    assert elapsed < 2 + MARGIN  # its own 2 s timeout, not the default 15 s
 
 
 def test_link_cut_during_command_is_unreachable_not_failure(project, tmp_path, isolated_home):
@@ -107,11 +132,21 @@ def test_link_cut_during_command_is_unreachable_not_failure(project, tmp_path, i
     dead_host_config(project, server, isolated_home, 5)
     h = host_for("dead")
     h.run("true")
-    threading.Timer(0.5, server.stop).start()
-    start = time.monotonic()
+    cuts: list[threading.Thread] = []
+    cut_at: list[float] = []
+
+    def cut_once_running(chunk: bytes) -> None:  # the command is running: now cut the link
+        if not cuts:
+            cut_at.append(time.monotonic())
+            cuts.append(threading.Thread(target=server.stop))
+            cuts[0].start()
+
     with pytest.raises(HostUnreachable):
-        h.run("sleep 30", timeout=20)
-    assert time.monotonic() - start < 6
+        h.run("echo running; sleep 30", timeout=20, on_stdout=cut_once_running)
+    raised_at = time.monotonic()
+    assert cuts, "the link was cut during the command"
+    cuts[0].join(30)
+    assert raised_at - cut_at[0] < 5 + MARGIN  # the host's 5 s timeout, not the command's 20 s
 
 
 def test_command_timeout_is_a_backstop(project, box):
@@ -119,7 +154,7 @@ def test_command_timeout_is_a_backstop(project, box):
         start = time.monotonic()
         with pytest.raises(HostUnreachable, match="no answer within 1s"):
             h.run("sleep 20", timeout=1)
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 1 + MARGIN  # the command's 1 s, not its 20 s
         assert h.run("echo again").text == "again\n"  # reconnects
 
 
@@ -145,5 +180,31 @@ def test_local_host_same_interface(project):
         h.write_file(path, b"data")
         assert h.read_file(path) == b"data"
         assert h.read_file(h.path("missing")) is None
-        with pytest.raises(HostUnreachable):
-            h.run("sleep 5", timeout=0.5)
+        start = time.monotonic()
+        with pytest.raises(HostUnreachable, match="no answer within 0.5s"):
+            h.run("sleep 30", timeout=0.5)
+        assert time.monotonic() - start < 0.5 + MARGIN
+        with pytest.raises(RemoteCommandError) as err:
+            h.run("echo no >&2; exit 6")
+        assert (err.value.result.exit_code, err.value.stderr) == (6, "no\n")
+
+
+def test_config_error_in_status_is_exit_2_not_unreachable(project, isolated_home, orch):
+    (isolated_home / ".ssh").mkdir(exist_ok=True)
+    (isolated_home / ".ssh" / "config").write_text("Host broken\n  NoSuchOption yes\n")
+    (project / "orch.yaml").write_text(
+        f"hosts:\n  gpu:\n    host: broken\n    remote_dir: {project}/r\n"
+    )
+    res = orch("status", "--host", "gpu")
+    assert res.exit_code == 2, res.output
+    assert "unreachable" not in res.output + res.stderr
+    assert res.stderr.startswith("orch: error: ") and "nosuchoption" in res.stderr.lower()
+
+
+def test_exit_codes_are_mapped_in_one_place():
+    assert exit_code_for(ConfigError("x")) == EXIT_USAGE == 2
+    assert exit_code_for(JobNotFound("x")) == EXIT_USAGE
+    assert exit_code_for(HostUnreachable("x")) == EXIT_UNREACHABLE == 3
+    assert exit_code_for(HostKeyChanged("x")) == EXIT_UNREACHABLE
+    assert exit_code_for(KeyboardInterrupt()) == 130
+    assert exit_code_for(ValueError("x")) == EXIT_FAILED == 1

@@ -286,7 +286,7 @@ class SlurmBackend(Backend):
         res = host.run(script, stdin=env_file(host), check=False)
         if res.exit_code == 64:
             raise OrchError(f"{host.name}: sbatch refused the job: {res.text.strip()[-300:]}")
-        host._check(res)
+        res.check()
         jid = res.text.strip().splitlines()[-1]
         if not JOB_ID_RE.match(jid):
             raise OrchError(f"{host.name}: sbatch answered '{jid[:80]}', not a job id")

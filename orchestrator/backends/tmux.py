@@ -110,7 +110,7 @@ class TmuxBackend(Backend):
                     f"{host.name} is busy: orch job {busy} is still running; wait for it, "
                     f"`orch cancel {busy}`, or pass --allow-concurrent"
                 )
-            host._check(res)
+            res.check()
             ids.append(res.text.strip())
             allow_concurrent = True  # the runs of one submission share the host on purpose
         return ids

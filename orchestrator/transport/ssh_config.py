@@ -27,7 +27,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 USER_CONFIG = "~/.ssh/config"
 PROBE = "orch-probe-7f3a.invalid"  # a name no config mentions: what applies to every host

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HostKeyError
+from ..errors import HostKeyError, HostKeyRevoked
 from .ssh_config import SSHOptions
 
 
@@ -183,10 +183,10 @@ class HostKeyPolicy:
         )
 
     def refuse_revoked(self, hostname: str, key) -> None:
-        """Raise HostKeyError when `key` is marked @revoked in a known_hosts file."""
+        """Raise HostKeyRevoked when `key` is marked @revoked in a known_hosts file."""
         where = self.known.revoked_by(key)
         if where is not None:
-            raise HostKeyError(
+            raise HostKeyRevoked(
                 f"{self.host_name}: host key of {hostname} ({fingerprint(key)}) is REVOKED "
                 f"in {where}; refusing to connect"
             )
