@@ -1,17 +1,21 @@
 """`orch doctor`: one round trip that checks whether a host can run the worker.
 
-Each `Check` has a status: ``ok``, ``warn`` (worth knowing, not blocking), ``fail`` or ``skip``.
+Each `Check` has a `CheckStatus`: ok, warn (worth knowing, not blocking), fail or skip. Every
+path in the script is quoted by `orchestrator/shell.py`; a model path's glob characters are
+matched by the host's shell against the quoted literal parts only (see `glob_words`).
 """
 
 from __future__ import annotations
 
-import shlex
+import re
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
 from .errors import HostUnreachable
 from .playbooks import model_paths
-from .transport import Host, sh_path
+from .shell import Quoted, path, quote, trusted
+from .states import CheckStatus
+from .transport import Host
 
 MIN_PYTHON = (3, 10)
 MIN_FREE_KIB = 1 << 20  # 1 GiB
@@ -22,7 +26,7 @@ class Check:
     """One line of the doctor table."""
 
     name: str
-    status: str
+    status: CheckStatus
     detail: str
 
     def to_json(self) -> dict:
@@ -30,13 +34,36 @@ class Check:
         return asdict(self)
 
 
-def _script(host: HostConfig, paths: list[str]) -> str:
-    r = sh_path(host.remote_dir)
+def glob_words(pattern: str) -> Quoted:
+    """A path pattern for `ls -d`: `*`, `?` and `[...]` stay wildcards, every other character
+    (spaces, quotes, `$(...)`, `;`) is quoted; a leading `~/` is the remote home."""
+    home = pattern.startswith("~/")
+    rest = pattern[2:] if home else pattern
+    parts = re.split(r"(\*|\?|\[[^]/]*\])", rest)
+    words = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            words.append(quote(part) if part else "")
+        else:  # a wildcard: `*`, `?`, or a bracket class whose members are kept literal
+            words.append(part if part in "*?" else _bracket(part))
+    return trusted(('"$HOME"/' if home else "") + "".join(words))
+
+
+def _bracket(cls: str) -> str:
+    """`[abc]` with each member character escaped by a backslash (`!`/`^` first stays)."""
+    inner = cls[1:-1]
+    lead = inner[0] if inner[:1] in ("!", "^") else ""
+    body = inner[len(lead) :]
+    return "[" + lead + "".join(c if c.isalnum() or c == "-" else "\\" + c for c in body) + "]"
+
+
+def _script(host: HostConfig, paths: list[str]) -> Quoted:
+    r = path(host.remote_dir)
     lines = [
         f'R={r}; mkdir -p "$R" 2>/dev/null',
         'echo "tmux=$(tmux -V 2>/dev/null || echo missing)"',
         'if [ -x "$R/venv/bin/python" ]; then P="$R/venv/bin/python"; echo venv=yes; '
-        f"else P={shlex.quote(host.python)}; echo venv=no; fi",
+        f"else P={quote(host.python)}; echo venv=no; fi",
         'echo "python=$($P -c \'import sys;print("%d.%d.%d" % sys.version_info[:3])\' 2>&1'
         ' | tail -n 1)"',
         "echo \"torch=$($P -c 'import torch;print(torch.__version__, torch.cuda.is_available())'"
@@ -53,10 +80,9 @@ def _script(host: HostConfig, paths: list[str]) -> str:
         'cd "$R/code" 2>/dev/null || cd "$R"',
     ]
     for i, p in enumerate(paths):
-        glob = p if any(c in p for c in "*?[") else None
-        target = sh_path(p) if glob is None else p.replace(" ", "\\ ")
+        target = glob_words(p) if any(c in p for c in "*?[") else path(p)
         lines.append(f'echo "path{i}=$(ls -d {target} 2>/dev/null | wc -l)"')
-    return "\n".join(lines)
+    return trusted("\n".join(lines))
 
 
 def run_doctor(config: Config, host: Host) -> list[Check]:
@@ -71,21 +97,25 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
             script += "\n" + doctor_script(hc.slurm)
         res = host.run(script, timeout=max(hc.timeout, 60.0))
     except HostUnreachable as exc:
-        return [Check("ssh login", "fail", str(exc))]
+        return [Check("ssh login", CheckStatus.FAIL, str(exc))]
     seen = dict(line.partition("=")[::2] for line in res.text.splitlines() if "=" in line)
-    checks = [Check("ssh login", "ok", "local host, no SSH" if hc.is_local else hc.hostname)]
+    checks = [
+        Check("ssh login", CheckStatus.OK, "local host, no SSH" if hc.is_local else hc.hostname)
+    ]
     if hc.backend == "slurm":
         from .backends.slurm import doctor_checks
 
         checks += [Check(*row) for row in doctor_checks(seen, hc.slurm)]
     else:
         tmux = seen.get("tmux", "missing")
-        checks.append(Check("tmux", "fail" if tmux == "missing" else "ok", tmux))
+        checks.append(
+            Check("tmux", CheckStatus.FAIL if tmux == "missing" else CheckStatus.OK, tmux)
+        )
     venv = seen.get("venv") == "yes"
     checks.append(
         Check(
             "worker venv",
-            "ok" if venv else "fail",
+            CheckStatus.OK if venv else CheckStatus.FAIL,
             f"{hc.remote_dir}/venv" if venv else f"missing: run `orch setup --host {hc.name}`",
         )
     )
@@ -94,43 +124,57 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
         good = tuple(int(x) for x in py.split(".")[:2]) >= MIN_PYTHON
     except ValueError:
         good = False
-    checks.append(Check("python", "ok" if good else "fail", py or "not found"))
+    checks.append(Check("python", CheckStatus.OK if good else CheckStatus.FAIL, py or "not found"))
     torch = seen.get("torch", "").split()
     if len(torch) == 2 and torch[1] in ("True", "False"):
-        checks.append(Check("torch import", "ok", f"torch {torch[0]}"))
+        checks.append(Check("torch import", CheckStatus.OK, f"torch {torch[0]}"))
         cuda = torch[1] == "True"
         checks.append(
             Check(
                 "cuda",
-                "ok" if cuda else ("warn" if hc.is_local or hc.backend == "slurm" else "fail"),
+                CheckStatus.OK
+                if cuda
+                else (
+                    CheckStatus.WARN if hc.is_local or hc.backend == "slurm" else CheckStatus.FAIL
+                ),
                 "available" if cuda else "not available (runs on CPU)",
             )
         )
     else:
-        checks.append(Check("torch import", "fail", " ".join(torch) or "no output"))
-        checks.append(Check("cuda", "skip", "torch not importable"))
+        checks.append(Check("torch import", CheckStatus.FAIL, " ".join(torch) or "no output"))
+        checks.append(Check("cuda", CheckStatus.SKIP, "torch not importable"))
     gpu = seen.get("gpu", "absent")
     checks.append(
-        Check("gpu", "skip" if gpu == "absent" else "ok", gpu.replace("absent", "no nvidia-smi"))
+        Check(
+            "gpu",
+            CheckStatus.SKIP if gpu == "absent" else CheckStatus.OK,
+            gpu.replace("absent", "no nvidia-smi"),
+        )
     )
     disk = seen.get("disk", "")
     free = int(disk) if disk.isdigit() else -1
     checks.append(
         Check(
             "free disk",
-            "ok" if free >= MIN_FREE_KIB else "fail",
+            CheckStatus.OK if free >= MIN_FREE_KIB else CheckStatus.FAIL,
             f"{free / (1 << 20):.1f} GiB free in {hc.remote_dir}" if free >= 0 else "unknown",
         )
     )
     writable = seen.get("writable") == "yes"
-    checks.append(Check("remote_dir writable", "ok" if writable else "fail", hc.remote_dir))
+    checks.append(
+        Check(
+            "remote_dir writable", CheckStatus.OK if writable else CheckStatus.FAIL, hc.remote_dir
+        )
+    )
     checks.append(_tesseract_check(seen))
     if not paths:
-        checks.append(Check("model files", "skip", "no defaults.playbook in orch.yaml"))
+        checks.append(Check("model files", CheckStatus.SKIP, "no defaults.playbook in orch.yaml"))
     for i, p in enumerate(paths):
         count = seen.get(f"path{i}", "0").strip()
         ok = count.isdigit() and int(count) > 0
-        checks.append(Check("model files", "ok" if ok else "fail", f"{p} ({count} found)"))
+        checks.append(
+            Check("model files", CheckStatus.OK if ok else CheckStatus.FAIL, f"{p} ({count} found)")
+        )
     return checks
 
 
@@ -140,12 +184,14 @@ def _tesseract_check(seen: dict[str, str]) -> Check:
     if version == "missing":
         return Check(
             "tesseract (ori)",
-            "warn",
+            CheckStatus.WARN,
             "missing: apt-get install tesseract-ocr tesseract-ocr-ori (only for tesseract methods)",
         )
     langs = seen.get("tesseract_langs", "").split()
     if "ori" not in langs and "script/Oriya" not in langs:
         return Check(
-            "tesseract (ori)", "warn", f"{version}; no Odia data: apt-get install tesseract-ocr-ori"
+            "tesseract (ori)",
+            CheckStatus.WARN,
+            f"{version}; no Odia data: apt-get install tesseract-ocr-ori",
         )
-    return Check("tesseract (ori)", "ok", version)
+    return Check("tesseract (ori)", CheckStatus.OK, version)

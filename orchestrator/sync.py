@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .config import DEFAULT_PUSH_PATHS, Config
 from .errors import ConfigError, OrchError, RemoteCommandError
+from .shell import Quoted, quote, remote, trusted
 from .transport import Host
 
 IDENTITY_FILE = ".orch-identity.json"
@@ -160,12 +161,15 @@ def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
 
 def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     """path -> sha256 of the host's current tree, and its recorded identity (one round trip)."""
-    code = host.path("code")
+    code = remote(host.remote_dir, "code")
+    ident = quote(IDENTITY_FILE)
     res = host.run(
-        f"cd {code} 2>/dev/null || exit 0; "
-        f"find . -name __pycache__ -prune -o -type f ! -name {IDENTITY_FILE} ! -name '*.pyc' "
-        "-print0 | xargs -0 -r sha256sum; "
-        f"echo '#identity'; cat {IDENTITY_FILE} 2>/dev/null || true"
+        trusted(
+            f"cd {code} 2>/dev/null || exit 0; "
+            f"find . -name __pycache__ -prune -o -type f ! -name {ident} ! -name '*.pyc' "
+            "-print0 | xargs -0 -r sha256sum; "
+            f"echo '#identity'; cat {ident} 2>/dev/null || true"
+        )
     )
     text, _, ident = res.text.partition("#identity\n")
     manifest = {}
@@ -180,15 +184,16 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     return manifest, identity
 
 
-def _swap_script(host: Host, tree_name: str) -> str:
+def _swap_script(host: Host, tree_name: str) -> Quoted:
     """The host-side script: stage a new tree from stdin's tar, then swap `code` atomically.
 
     Staging needs no lock (each push has its own `.incoming-<pid>`); the swap and the pruning of
     old trees hold `flock` on `.trees/.lock`, for a moment only, so a push whose link died while
     sending never blocks the next one. Stagings whose shell is gone are removed first.
     """
-    return f"""set -e
-cd {host.path()} 2>/dev/null || {{ mkdir -p {host.path()}; cd {host.path()}; }}
+    top, delete_list = remote(host.remote_dir), quote(DELETE_LIST)
+    return trusted(f"""set -e
+cd {top} 2>/dev/null || {{ mkdir -p {top}; cd {top}; }}
 mkdir -p .trees
 for old in .trees/.incoming-*; do
   if [ -e "$old" ] && ! kill -0 "${{old##*-}}" 2>/dev/null; then rm -rf "$old"; fi
@@ -197,8 +202,8 @@ new=.trees/.incoming-$$
 trap 'rm -rf "$new"' EXIT
 if [ -d code/ ]; then cp -al code/. "$new"; else mkdir "$new"; fi
 tar -xz --unlink-first --no-same-owner -f - -C "$new"
-if [ -f "$new/{DELETE_LIST}" ]; then
-  (cd "$new" && xargs -0 -r rm -f -- < {DELETE_LIST} && rm -f {DELETE_LIST})
+if [ -f "$new"/{delete_list} ]; then
+  (cd "$new" && xargs -0 -r rm -f -- < {delete_list} && rm -f {delete_list})
   find "$new" -mindepth 1 -type d -empty -delete
 fi
 exec 9>> .trees/.lock
@@ -207,14 +212,14 @@ if command -v flock >/dev/null; then
     {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
 fi
 if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; fi
-t={tree_name}
+t={quote(tree_name)}
 [ ! -e ".trees/$t" ] || t="$t-$$"
 mv -T "$new" ".trees/$t"
 ln -sfn ".trees/$t" code.new.$$
 mv -Tf code.new.$$ code
 ls -1t .trees | grep -v '^[.]' | grep -vx "$t" | tail -n +{KEEP_TREES} | \
   (cd .trees && xargs -r rm -rf --)
-"""
+""")
 
 
 class _CountingReader(io.RawIOBase):
@@ -267,7 +272,7 @@ def push(
     if dry_run or (not sent and not deleted and same_identity):
         return result(0)
     if not sent and not deleted:  # same files, new commit: rewrite only the identity
-        host.write_file(host.path("code", IDENTITY_FILE), ident_json)
+        host.write_file(remote(host.remote_dir, "code", IDENTITY_FILE), ident_json)
         return result(len(ident_json))
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
         with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
