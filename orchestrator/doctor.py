@@ -57,7 +57,8 @@ def _bracket(cls: str) -> str:
     return "[" + lead + "".join(c if c.isalnum() or c == "-" else "\\" + c for c in body) + "]"
 
 
-def _script(host: HostConfig, paths: list[str]) -> Quoted:
+def check_script(host: HostConfig, paths: list[str]) -> Quoted:
+    """The doctor's one script: `key=value` lines, `path<i>=<count>` for each model path."""
     r = path(host.remote_dir)
     lines = [
         f'R={r}; mkdir -p "$R" 2>/dev/null',
@@ -90,7 +91,7 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
     hc = host.config
     paths = model_paths(config, config.defaults.playbook) if config.defaults.playbook else []
     try:
-        script = _script(hc, paths)
+        script = check_script(hc, paths)
         if hc.backend == "slurm":
             from .backends.slurm import doctor_script
 

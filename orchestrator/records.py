@@ -24,6 +24,7 @@ from .sync import CodeIdentity
 
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
 log = logging.getLogger("orchestrator")
+_warned: set[tuple[Path, str]] = set()  # said once per process, however often records are read
 
 
 @dataclass
@@ -110,7 +111,9 @@ def read_record(path: Path) -> RunRecord | None:
             raise TypeError("not a JSON object")
         return RunRecord.from_json(data)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
-        log.warning("%s: corrupt run record, skipped (%s); remove or repair it", path, exc)
+        if (path, str(exc)) not in _warned:
+            _warned.add((path, str(exc)))
+            log.warning("%s: corrupt run record, skipped (%s); remove or repair it", path, exc)
         return None
 
 

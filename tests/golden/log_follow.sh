@@ -1,0 +1,1 @@
+if [ -f "$HOME"/'orch runs;$(x)/runs/p-1'/exit_code ]; then tail -c +1235 "$HOME"/'orch runs;$(x)/runs/p-1'/log.txt; else tail -c +1235 -F -s 0.5 --pid=$(cat pidfile) "$HOME"/'orch runs;$(x)/runs/p-1'/log.txt 2>/dev/null; fi

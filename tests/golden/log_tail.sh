@@ -1,0 +1,1 @@
+s=$(stat -c %s "$HOME"/'orch runs;$(x)/runs/p-1'/log.txt 2>/dev/null || echo 0); echo $s; head -c $s "$HOME"/'orch runs;$(x)/runs/p-1'/log.txt 2>/dev/null | tail -n 20
