@@ -30,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import shell
 from .config import DEFAULT_PUSH_PATHS, Config
 from .errors import ConfigError, OrchError, RemoteCommandError
-from .shell import Quoted, quote, remote, trusted
 from .transport import Host
 
 IDENTITY_FILE = ".orch-identity.json"
@@ -161,10 +161,10 @@ def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
 
 def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     """path -> sha256 of the host's current tree, and its recorded identity (one round trip)."""
-    code = remote(host.remote_dir, "code")
-    ident = quote(IDENTITY_FILE)
+    code = shell.remote(host.remote_dir, "code")
+    ident = shell.quote(IDENTITY_FILE)
     res = host.run(
-        trusted(
+        shell.trusted(
             f"cd {code} 2>/dev/null || exit 0; "
             f"find . -name __pycache__ -prune -o -type f ! -name {ident} ! -name '*.pyc' "
             "-print0 | xargs -0 -r sha256sum; "
@@ -184,15 +184,15 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     return manifest, identity
 
 
-def _swap_script(host: Host, tree_name: str) -> Quoted:
+def _swap_script(host: Host, tree_name: str) -> shell.Quoted:
     """The host-side script: stage a new tree from stdin's tar, then swap `code` atomically.
 
     Staging needs no lock (each push has its own `.incoming-<pid>`); the swap and the pruning of
     old trees hold `flock` on `.trees/.lock`, for a moment only, so a push whose link died while
     sending never blocks the next one. Stagings whose shell is gone are removed first.
     """
-    top, delete_list = remote(host.remote_dir), quote(DELETE_LIST)
-    return trusted(f"""set -e
+    top, delete_list = shell.remote(host.remote_dir), shell.quote(DELETE_LIST)
+    return shell.trusted(f"""set -e
 cd {top} 2>/dev/null || {{ mkdir -p {top}; cd {top}; }}
 mkdir -p .trees
 for old in .trees/.incoming-*; do
@@ -212,7 +212,7 @@ if command -v flock >/dev/null; then
     {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
 fi
 if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; fi
-t={quote(tree_name)}
+t={shell.quote(tree_name)}
 [ ! -e ".trees/$t" ] || t="$t-$$"
 mv -T "$new" ".trees/$t"
 ln -sfn ".trees/$t" code.new.$$
@@ -272,7 +272,7 @@ def push(
     if dry_run or (not sent and not deleted and same_identity):
         return result(0)
     if not sent and not deleted:  # same files, new commit: rewrite only the identity
-        host.write_file(remote(host.remote_dir, "code", IDENTITY_FILE), ident_json)
+        host.write_file(shell.remote(host.remote_dir, "code", IDENTITY_FILE), ident_json)
         return result(len(ident_json))
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
         with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
