@@ -86,6 +86,10 @@ def check_script(host: HostConfig, paths: list[str]) -> Quoted:
     return trusted("\n".join(lines))
 
 
+def _ok(good: bool, bad: CheckStatus = CheckStatus.FAIL) -> CheckStatus:
+    return CheckStatus.OK if good else bad
+
+
 def run_doctor(config: Config, host: Host) -> list[Check]:
     """Run every check on `host`; the SSH login itself is the first one."""
     hc = host.config
@@ -95,87 +99,73 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
         if hc.backend == "slurm":
             from .backends.slurm import doctor_script
 
-            script += "\n" + doctor_script(hc.slurm)
+            script = trusted(script + "\n" + doctor_script(hc.slurm))
         res = host.run(script, timeout=max(hc.timeout, 60.0))
     except HostUnreachable as exc:
         return [Check("ssh login", CheckStatus.FAIL, str(exc))]
     seen = dict(line.partition("=")[::2] for line in res.text.splitlines() if "=" in line)
-    checks = [
-        Check("ssh login", CheckStatus.OK, "local host, no SSH" if hc.is_local else hc.hostname)
-    ]
+    login = Check("ssh login", CheckStatus.OK, "local host, no SSH" if hc.is_local else hc.hostname)
+    return [login, *_host_checks(hc, seen), *_model_checks(seen, paths)]
+
+
+def _host_checks(hc: HostConfig, seen: dict[str, str]) -> list[Check]:
+    """The checks of the host itself, from the script's `key=value` lines."""
     if hc.backend == "slurm":
         from .backends.slurm import doctor_checks
 
-        checks += [Check(*row) for row in doctor_checks(seen, hc.slurm)]
+        checks = [Check(*row) for row in doctor_checks(seen, hc.slurm)]
     else:
         tmux = seen.get("tmux", "missing")
-        checks.append(
-            Check("tmux", CheckStatus.FAIL if tmux == "missing" else CheckStatus.OK, tmux)
-        )
+        checks = [Check("tmux", _ok(tmux != "missing"), tmux)]
     venv = seen.get("venv") == "yes"
-    checks.append(
-        Check(
-            "worker venv",
-            CheckStatus.OK if venv else CheckStatus.FAIL,
-            f"{hc.remote_dir}/venv" if venv else f"missing: run `orch setup --host {hc.name}`",
-        )
-    )
+    setup = f"missing: run `orch setup --host {hc.name}`"
+    checks.append(Check("worker venv", _ok(venv), f"{hc.remote_dir}/venv" if venv else setup))
     py = seen.get("python", "")
     try:
         good = tuple(int(x) for x in py.split(".")[:2]) >= MIN_PYTHON
     except ValueError:
         good = False
-    checks.append(Check("python", CheckStatus.OK if good else CheckStatus.FAIL, py or "not found"))
-    torch = seen.get("torch", "").split()
-    if len(torch) == 2 and torch[1] in ("True", "False"):
-        checks.append(Check("torch import", CheckStatus.OK, f"torch {torch[0]}"))
-        cuda = torch[1] == "True"
-        checks.append(
-            Check(
-                "cuda",
-                CheckStatus.OK
-                if cuda
-                else (
-                    CheckStatus.WARN if hc.is_local or hc.backend == "slurm" else CheckStatus.FAIL
-                ),
-                "available" if cuda else "not available (runs on CPU)",
-            )
-        )
-    else:
-        checks.append(Check("torch import", CheckStatus.FAIL, " ".join(torch) or "no output"))
-        checks.append(Check("cuda", CheckStatus.SKIP, "torch not importable"))
+    checks.append(Check("python", _ok(good), py or "not found"))
+    checks += _torch_checks(hc, seen.get("torch", "").split())
     gpu = seen.get("gpu", "absent")
     checks.append(
-        Check(
-            "gpu",
-            CheckStatus.SKIP if gpu == "absent" else CheckStatus.OK,
-            gpu.replace("absent", "no nvidia-smi"),
-        )
+        Check("gpu", _ok(gpu != "absent", CheckStatus.SKIP), gpu.replace("absent", "no nvidia-smi"))
     )
     disk = seen.get("disk", "")
     free = int(disk) if disk.isdigit() else -1
-    checks.append(
-        Check(
-            "free disk",
-            CheckStatus.OK if free >= MIN_FREE_KIB else CheckStatus.FAIL,
-            f"{free / (1 << 20):.1f} GiB free in {hc.remote_dir}" if free >= 0 else "unknown",
-        )
-    )
+    room = f"{free / (1 << 20):.1f} GiB free in {hc.remote_dir}" if free >= 0 else "unknown"
+    checks.append(Check("free disk", _ok(free >= MIN_FREE_KIB), room))
     writable = seen.get("writable") == "yes"
-    checks.append(
-        Check(
-            "remote_dir writable", CheckStatus.OK if writable else CheckStatus.FAIL, hc.remote_dir
-        )
-    )
+    checks.append(Check("remote_dir writable", _ok(writable), hc.remote_dir))
     checks.append(_tesseract_check(seen))
+    return checks
+
+
+def _torch_checks(hc: HostConfig, torch: list[str]) -> list[Check]:
+    """torch imports, and CUDA: missing CUDA only warns on the local host and Slurm login nodes."""
+    if len(torch) != 2 or torch[1] not in ("True", "False"):
+        return [
+            Check("torch import", CheckStatus.FAIL, " ".join(torch) or "no output"),
+            Check("cuda", CheckStatus.SKIP, "torch not importable"),
+        ]
+    cuda = torch[1] == "True"
+    soft = CheckStatus.WARN if hc.is_local or hc.backend == "slurm" else CheckStatus.FAIL
+    detail = "available" if cuda else "not available (runs on CPU)"
+    return [
+        Check("torch import", CheckStatus.OK, f"torch {torch[0]}"),
+        Check("cuda", _ok(cuda, soft), detail),
+    ]
+
+
+def _model_checks(seen: dict[str, str], paths: list[str]) -> list[Check]:
+    """One check per model path (file, folder or glob): how many the host has."""
     if not paths:
-        checks.append(Check("model files", CheckStatus.SKIP, "no defaults.playbook in orch.yaml"))
+        return [Check("model files", CheckStatus.SKIP, "no defaults.playbook in orch.yaml")]
+    checks = []
     for i, p in enumerate(paths):
         count = seen.get(f"path{i}", "0").strip()
         ok = count.isdigit() and int(count) > 0
-        checks.append(
-            Check("model files", CheckStatus.OK if ok else CheckStatus.FAIL, f"{p} ({count} found)")
-        )
+        checks.append(Check("model files", _ok(ok), f"{p} ({count} found)"))
     return checks
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from . import shell
 from .config import DEFAULT_PUSH_PATHS, Config
@@ -70,14 +71,22 @@ class PushResult:
         return asdict(self)
 
 
-def _git(root: Path, *args: str) -> str | None:
+def _git(root: Path, *args: str, quiet_miss: bool = False) -> str | None:
+    """git's output in `root`; None only when `root` is not in a git work tree (or git is not
+    installed). `quiet_miss`: an exit 1 with nothing on stderr (`rev-parse --verify -q` of a
+    missing ref) is "". Any other failure is an error naming the command, never "not a repo"."""
     try:
-        res = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
+        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    except FileNotFoundError:
         return None
-    return res.stdout
+    if res.returncode == 0:
+        return res.stdout
+    if "not a git repository" in res.stderr:
+        return None
+    if quiet_miss and res.returncode == 1 and not res.stderr.strip():
+        return ""
+    why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+    raise OrchError(f"{root}: `git {' '.join(args[:2])}` failed: {why}")
 
 
 def _ignore_spec(root: Path, name: str):
@@ -151,7 +160,9 @@ def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
     content = hashlib.sha256(
         "".join(f"{p}\0{h}\n" for p, h in sorted(manifest.items())).encode()
     ).hexdigest()
-    commit = (_git(config.root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
+    commit = (
+        _git(config.root, "rev-parse", "--verify", "-q", "HEAD", quiet_miss=True) or ""
+    ).strip() or None
     dirty = True
     if commit is not None:
         status = _git(config.root, "status", "--porcelain", "--", *manifest) or ""
@@ -236,6 +247,25 @@ class _CountingReader(io.RawIOBase):
         return data
 
 
+def _pack(buf: IO[bytes], root: Path, files: list[str], extra: dict[str, bytes | None]) -> None:
+    """A gzipped tar of `files` (symlinks sent as their content) plus the `extra` small files."""
+    with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
+        for rel in files:
+            src = root / rel
+            info = tar.gettarinfo(str(src), arcname=rel)
+            info.type, info.linkname = tarfile.REGTYPE, ""
+            info.size = src.stat().st_size  # follow symlinks: send the content
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(src, "rb") as f:
+                tar.addfile(info, f)
+        for name, data in extra.items():
+            if data is not None:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                tar.addfile(info, io.BytesIO(data))
+
+
 def push(
     config: Config,
     host: Host,
@@ -274,25 +304,9 @@ def push(
     if not sent and not deleted:  # same files, new commit: rewrite only the identity
         host.write_file(shell.remote(host.remote_dir, "code", IDENTITY_FILE), ident_json)
         return result(len(ident_json))
+    deletions = "\0".join(deleted).encode() if deleted else None
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
-        with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
-            for rel in sent:
-                src = config.root / rel
-                info = tar.gettarinfo(str(src), arcname=rel)
-                info.type, info.linkname = tarfile.REGTYPE, ""
-                info.size = src.stat().st_size  # follow symlinks: send the content
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with open(src, "rb") as f:
-                    tar.addfile(info, f)
-            for name, data in (
-                (IDENTITY_FILE, ident_json),
-                (DELETE_LIST, "\0".join(deleted).encode() if deleted else None),
-            ):
-                if data is not None:
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-                    tar.addfile(info, io.BytesIO(data))
+        _pack(buf, config.root, sent, {IDENTITY_FILE: ident_json, DELETE_LIST: deletions})
         total = buf.tell()
         buf.seek(0)
         tree_name = time.strftime("%Y%m%d-%H%M%S") + f"-{identity.content_hash[:12]}"
