@@ -105,7 +105,7 @@ def job_steps(host: HostConfig, command: Quoted) -> list[Quoted]:
     lines = [
         'echo $$ > "$D/pid"',
         f'cd "$(cd {remote(host.remote_dir, "code")} && pwd -P)" 2>> "$D/log.txt" || '
-        '{ echo 1 > "$D/exit_code"; exit 1; }',
+        f"{{ {write_exit_code('1')}; exit 1; }}",
         "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
         f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
         f'export {exports} ORCH_RUN_DIR="$D"',

@@ -46,15 +46,15 @@ def golden(name: str, text: str) -> None:
 def builders():
     launch = Launch("p-1", "name: p\n", {"run_id": "p-1", "state": "running"}, "")
     return {
-        "job_script.sh": job_script(HOST, "p-1", COMMAND),
-        "precheck.sh": precheck_script(HOST),
-        "launch_tmux.sh": launch_script(LocalHost(HOST), launch, COMMAND, False),
-        "status.sh": status_script(HOST, ["p-1", "q-2"]),
-        "status_all.sh": status_script(HOST, None),
-        "poll_slurm.sh": poll_script(LocalHost(HOST), ["p-1"]),
-        "cancel_tmux.sh": cancel_script(run_dir(HOST, "p-1"), "p-1", 2.0),
-        "log_tail.sh": log_tail_script(HOST, "p-1", 20),
-        "log_follow.sh": log_follow_script(HOST, "p-1", 1234, trusted("$(cat pidfile)")),
+        "job_script.golden": job_script(HOST, "p-1", COMMAND),
+        "precheck.golden": precheck_script(HOST),
+        "launch_tmux.golden": launch_script(LocalHost(HOST), launch, COMMAND, False),
+        "status.golden": status_script(HOST, ["p-1", "q-2"]),
+        "status_all.golden": status_script(HOST, None),
+        "poll_slurm.golden": poll_script(LocalHost(HOST), ["p-1"]),
+        "cancel_tmux.golden": cancel_script(run_dir(HOST, "p-1"), "p-1", 2.0),
+        "log_tail.golden": log_tail_script(HOST, "p-1", 20),
+        "log_follow.golden": log_follow_script(HOST, "p-1", 1234, trusted("$(cat pidfile)")),
     }
 
 
