@@ -1,16 +1,20 @@
 """`orch doctor`: one round trip that checks whether a host can run the worker.
 
-Each `Check` has a status: ``ok``, ``warn`` (worth knowing, not blocking), ``fail`` or ``skip``.
+Each `Check` has a `CheckStatus`: ok, warn (worth knowing, not blocking), fail or skip. Every
+path in the script is quoted by `orchestrator/shell.py`; a model path's glob characters are
+matched by the host's shell against the quoted literal parts only (see `glob_words`).
 """
 
 from __future__ import annotations
 
-import shlex
+import re
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
 from .playbooks import model_paths
-from .transport import Host, sh_path
+from .shell import Quoted, path, quote, trusted
+from .states import CheckStatus
+from .transport import Host
 
 MIN_PYTHON = (3, 10)
 MIN_FREE_KIB = 1 << 20  # 1 GiB
@@ -21,7 +25,7 @@ class Check:
     """One line of the doctor table."""
 
     name: str
-    status: str
+    status: CheckStatus
     detail: str
 
     def to_json(self) -> dict:
@@ -29,13 +33,37 @@ class Check:
         return asdict(self)
 
 
-def _script(host: HostConfig, paths: list[str]) -> str:
-    r = sh_path(host.remote_dir)
+def glob_words(pattern: str) -> Quoted:
+    """A path pattern for `ls -d`: `*`, `?` and `[...]` stay wildcards, every other character
+    (spaces, quotes, `$(...)`, `;`) is quoted; a leading `~/` is the remote home."""
+    home = pattern.startswith("~/")
+    rest = pattern[2:] if home else pattern
+    parts = re.split(r"(\*|\?|\[[^]/]*\])", rest)
+    words = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            words.append(quote(part) if part else "")
+        else:  # a wildcard: `*`, `?`, or a bracket class whose members are kept literal
+            words.append(part if part in "*?" else _bracket(part))
+    return trusted(('"$HOME"/' if home else "") + "".join(words))
+
+
+def _bracket(cls: str) -> str:
+    """`[abc]` with each member character escaped by a backslash (`!`/`^` first stays)."""
+    inner = cls[1:-1]
+    lead = inner[0] if inner[:1] in ("!", "^") else ""
+    body = inner[len(lead) :]
+    return "[" + lead + "".join(c if c.isalnum() or c == "-" else "\\" + c for c in body) + "]"
+
+
+def check_script(host: HostConfig, paths: list[str]) -> Quoted:
+    """The doctor's one script: `key=value` lines, `path<i>=<count>` for each model path."""
+    r = path(host.remote_dir)
     lines = [
         f'R={r}; mkdir -p "$R" 2>/dev/null',
         'echo "tmux=$(tmux -V 2>/dev/null || echo missing)"',
         'if [ -x "$R/venv/bin/python" ]; then P="$R/venv/bin/python"; echo venv=yes; '
-        f"else P={shlex.quote(host.python)}; echo venv=no; fi",
+        f"else P={quote(host.python)}; echo venv=no; fi",
         'echo "python=$($P -c \'import sys;print("%d.%d.%d" % sys.version_info[:3])\' 2>&1'
         ' | tail -n 1)"',
         "echo \"torch=$($P -c 'import torch;print(torch.__version__, torch.cuda.is_available())'"
@@ -52,10 +80,13 @@ def _script(host: HostConfig, paths: list[str]) -> str:
         'cd "$R/code" 2>/dev/null || cd "$R"',
     ]
     for i, p in enumerate(paths):
-        glob = p if any(c in p for c in "*?[") else None
-        target = sh_path(p) if glob is None else p.replace(" ", "\\ ")
+        target = glob_words(p) if any(c in p for c in "*?[") else path(p)
         lines.append(f'echo "path{i}=$(ls -d {target} 2>/dev/null | wc -l)"')
-    return "\n".join(lines)
+    return trusted("\n".join(lines))
+
+
+def _ok(good: bool, bad: CheckStatus = CheckStatus.FAIL) -> CheckStatus:
+    return CheckStatus.OK if good else bad
 
 
 def run_doctor(config: Config, host: Host) -> list[Check]:
@@ -63,73 +94,77 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
     `HostUnreachable` when the host does not answer."""
     hc = host.config
     paths = model_paths(config, config.defaults.playbook) if config.defaults.playbook else []
-    script = _script(hc, paths)
+    script = check_script(hc, paths)
     if hc.backend == "slurm":
         from .backends.slurm import doctor_script
 
-        script += "\n" + doctor_script(hc.slurm)
+        script = trusted(script + "\n" + doctor_script(hc.slurm))
     # a host that does not answer raises HostUnreachable: exit 3 (errors.exit_code_for), not a
     # failed check (exit 1)
     res = host.run(script, timeout=max(hc.timeout, 60.0))
     seen = dict(line.partition("=")[::2] for line in res.text.splitlines() if "=" in line)
-    checks = [Check("ssh login", "ok", "local host, no SSH" if hc.is_local else hc.hostname)]
+    login = Check("ssh login", CheckStatus.OK, "local host, no SSH" if hc.is_local else hc.hostname)
+    return [login, *_host_checks(hc, seen), *_model_checks(seen, paths)]
+
+
+def _host_checks(hc: HostConfig, seen: dict[str, str]) -> list[Check]:
+    """The checks of the host itself, from the script's `key=value` lines."""
     if hc.backend == "slurm":
         from .backends.slurm import doctor_checks
 
-        checks += [Check(*row) for row in doctor_checks(seen, hc.slurm)]
+        checks = [Check(*row) for row in doctor_checks(seen, hc.slurm)]
     else:
         tmux = seen.get("tmux", "missing")
-        checks.append(Check("tmux", "fail" if tmux == "missing" else "ok", tmux))
+        checks = [Check("tmux", _ok(tmux != "missing"), tmux)]
     venv = seen.get("venv") == "yes"
-    checks.append(
-        Check(
-            "worker venv",
-            "ok" if venv else "fail",
-            f"{hc.remote_dir}/venv" if venv else f"missing: run `orch setup --host {hc.name}`",
-        )
-    )
+    setup = f"missing: run `orch setup --host {hc.name}`"
+    checks.append(Check("worker venv", _ok(venv), f"{hc.remote_dir}/venv" if venv else setup))
     py = seen.get("python", "")
     try:
         good = tuple(int(x) for x in py.split(".")[:2]) >= MIN_PYTHON
     except ValueError:
         good = False
-    checks.append(Check("python", "ok" if good else "fail", py or "not found"))
-    torch = seen.get("torch", "").split()
-    if len(torch) == 2 and torch[1] in ("True", "False"):
-        checks.append(Check("torch import", "ok", f"torch {torch[0]}"))
-        cuda = torch[1] == "True"
-        checks.append(
-            Check(
-                "cuda",
-                "ok" if cuda else ("warn" if hc.is_local or hc.backend == "slurm" else "fail"),
-                "available" if cuda else "not available (runs on CPU)",
-            )
-        )
-    else:
-        checks.append(Check("torch import", "fail", " ".join(torch) or "no output"))
-        checks.append(Check("cuda", "skip", "torch not importable"))
+    checks.append(Check("python", _ok(good), py or "not found"))
+    checks += _torch_checks(hc, seen.get("torch", "").split())
     gpu = seen.get("gpu", "absent")
     checks.append(
-        Check("gpu", "skip" if gpu == "absent" else "ok", gpu.replace("absent", "no nvidia-smi"))
+        Check("gpu", _ok(gpu != "absent", CheckStatus.SKIP), gpu.replace("absent", "no nvidia-smi"))
     )
     disk = seen.get("disk", "")
     free = int(disk) if disk.isdigit() else -1
-    checks.append(
-        Check(
-            "free disk",
-            "ok" if free >= MIN_FREE_KIB else "fail",
-            f"{free / (1 << 20):.1f} GiB free in {hc.remote_dir}" if free >= 0 else "unknown",
-        )
-    )
+    room = f"{free / (1 << 20):.1f} GiB free in {hc.remote_dir}" if free >= 0 else "unknown"
+    checks.append(Check("free disk", _ok(free >= MIN_FREE_KIB), room))
     writable = seen.get("writable") == "yes"
-    checks.append(Check("remote_dir writable", "ok" if writable else "fail", hc.remote_dir))
+    checks.append(Check("remote_dir writable", _ok(writable), hc.remote_dir))
     checks.append(_tesseract_check(seen))
+    return checks
+
+
+def _torch_checks(hc: HostConfig, torch: list[str]) -> list[Check]:
+    """torch imports, and CUDA: missing CUDA only warns on the local host and Slurm login nodes."""
+    if len(torch) != 2 or torch[1] not in ("True", "False"):
+        return [
+            Check("torch import", CheckStatus.FAIL, " ".join(torch) or "no output"),
+            Check("cuda", CheckStatus.SKIP, "torch not importable"),
+        ]
+    cuda = torch[1] == "True"
+    soft = CheckStatus.WARN if hc.is_local or hc.backend == "slurm" else CheckStatus.FAIL
+    detail = "available" if cuda else "not available (runs on CPU)"
+    return [
+        Check("torch import", CheckStatus.OK, f"torch {torch[0]}"),
+        Check("cuda", _ok(cuda, soft), detail),
+    ]
+
+
+def _model_checks(seen: dict[str, str], paths: list[str]) -> list[Check]:
+    """One check per model path (file, folder or glob): how many the host has."""
     if not paths:
-        checks.append(Check("model files", "skip", "no defaults.playbook in orch.yaml"))
+        return [Check("model files", CheckStatus.SKIP, "no defaults.playbook in orch.yaml")]
+    checks = []
     for i, p in enumerate(paths):
         count = seen.get(f"path{i}", "0").strip()
         ok = count.isdigit() and int(count) > 0
-        checks.append(Check("model files", "ok" if ok else "fail", f"{p} ({count} found)"))
+        checks.append(Check("model files", _ok(ok), f"{p} ({count} found)"))
     return checks
 
 
@@ -139,12 +174,14 @@ def _tesseract_check(seen: dict[str, str]) -> Check:
     if version == "missing":
         return Check(
             "tesseract (ori)",
-            "warn",
+            CheckStatus.WARN,
             "missing: apt-get install tesseract-ocr tesseract-ocr-ori (only for tesseract methods)",
         )
     langs = seen.get("tesseract_langs", "").split()
     if "ori" not in langs and "script/Oriya" not in langs:
         return Check(
-            "tesseract (ori)", "warn", f"{version}; no Odia data: apt-get install tesseract-ocr-ori"
+            "tesseract (ori)",
+            CheckStatus.WARN,
+            f"{version}; no Odia data: apt-get install tesseract-ocr-ori",
         )
-    return Check("tesseract (ori)", "ok", version)
+    return Check("tesseract (ori)", CheckStatus.OK, version)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import configparser
 import hashlib
-import shlex
 from dataclasses import dataclass
 
 from .config import Config
 from .errors import ConfigError
+from .shell import join, quote, remote, trusted
 from .transport import Host
 
 
@@ -44,18 +44,18 @@ def setup_env(config: Config, host: Host) -> SetupResult:
     """Create or update the host's worker venv; a no-op when nothing changed."""
     reqs = worker_requirements(config)
     stamp = hashlib.sha256("\n".join([host.config.python, *reqs]).encode()).hexdigest()
-    venv = host.path("venv")
-    py = shlex.quote(host.config.python)
-    script = f"""set -e
-mkdir -p {host.path()}
-if [ -x {venv}/bin/python ] && [ "$(cat {venv}/.orch-setup 2>/dev/null)" = {stamp} ]; then
+    venv = remote(host.remote_dir, "venv")
+    py = quote(host.config.python)
+    script = trusted(f"""set -e
+mkdir -p {remote(host.remote_dir)}
+if [ -x {venv}/bin/python ] && [ "$(cat {venv}/.orch-setup 2>/dev/null)" = {quote(stamp)} ]; then
   echo unchanged; exit 0
 fi
 [ -x {venv}/bin/python ] || {py} -m venv --system-site-packages {venv}
-{venv}/bin/python -m pip install -q --disable-pip-version-check {" ".join(map(shlex.quote, reqs))}
-echo {stamp} > {venv}/.orch-setup
+{venv}/bin/python -m pip install -q --disable-pip-version-check {join(reqs)}
+echo {quote(stamp)} > {venv}/.orch-setup
 echo changed
-"""
+""")
     res = host.run(script, timeout=3600)
     return SetupResult(
         host=host.name,

@@ -34,6 +34,7 @@ from .jobs import (
     run_dir,
     save_record,
 )
+from .shell import join, trusted
 from .transport import open_host
 
 FILES = FETCH_FILES  # the same on every backend
@@ -88,10 +89,9 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
         return FetchResult(record.run_id, "already fetched", state, str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open_host(config.host(record.host)) as host:
-        d = run_dir(host, record.run_id)
-        files = " ".join(FILES)
+        d, files = run_dir(host.config, record.run_id), join(FILES)
         res = host.run(
-            f"cd {d} && ls -d {files} 2>/dev/null | tr '\\n' '\\0' | xargs -0 tar -cz --",
+            trusted(f"cd {d} && ls -d {files} 2>/dev/null | tr '\\n' '\\0' | xargs -0 tar -cz --"),
             timeout=max(host.config.timeout, 600.0),
         )
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))

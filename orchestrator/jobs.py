@@ -1,243 +1,74 @@
-"""Jobs on a host: launch under tmux, run records, states, progress, logs and cancel.
+"""The verbs over a run's backend: launch (push, then submit), status across hosts in
+parallel, cancel, and following logs.
 
-On the host, `<remote_dir>/runs/<run_id>/` holds run.json (written at launch), playbook.yaml,
-log.txt, pid, progress.json (by the worker), results.json, exit_code (by the job's wrapper when the
-command ends, or by `orch cancel` when it had to SIGKILL), `cancelled` (by `orch cancel`) and,
-until the job has read it, `env` (mode 0600: the host's `env:` values, sent on stdin so that no
-secret is ever in a command line). States are derived, never guessed: cancelled marker
-(`cancelling` while the session is alive without an exit code) > exit_code (0 and results.json
--> succeeded, else failed) > tmux session alive (running) > neither (lost). A host that does not
-answer is "unreachable", shown beside the last state seen and listed in the status report even
-when no run is known for it; it is never turned into a job failure.
-
-Locally, `.orch/runs/<run_id>.json` keeps a record of each run so any later `orch status` finds it.
+Run records live in `records.py`, the scripts sent to hosts in `scripts.py` (and the backends),
+the status output's parsing and the states in `status.py`. A host that does not answer is
+"unreachable", shown beside the last state seen and listed in the status report even when no run
+is known for it; it is never turned into a job failure.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
-import secrets
-import shlex
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound
-from .playbooks import Playbook, render_command
-from .sync import push
+from .playbooks import Playbook
+from .records import (
+    RUN_ID_RE,
+    RunRecord,
+    atomic_write,
+    check_run_id,
+    find_record,
+    load_records,
+    new_run_id,
+    records_dir,
+    save_record,
+)
+from .scripts import (
+    ENV_FILE,
+    LOG_TAIL_LINES,
+    PRECHECK_EXIT,
+    SESSION_PREFIX,
+    env_file,
+    job_command,
+    job_steps,
+    log_follow_script,
+    log_tail_script,
+    precheck_script,
+    run_dir,
+)
+from .states import FINISHED, CancelOutcome, RunState
+from .status import RunStatus, derive_state
+from .sync import CodeIdentity, push
 from .transport import Host, open_host
 
-SESSION_PREFIX = "orch-"
-RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
-FINISHED = ("succeeded", "failed", "cancelled", "lost")
-LOG_TAIL_LINES = 10
-PRECHECK_EXIT = 77  # gpu_worker.precheck.EXIT_PROBLEM: a model folder or adapter is missing
-
-
-@dataclass
-class RunRecord:
-    """The laptop's record of one run (`.orch/runs/<run_id>.json`)."""
-
-    run_id: str
-    host: str
-    playbook: str
-    started_at: float
-    overrides: list[str] = field(default_factory=list)
-    code: dict | None = None
-    state: str = "running"
-    last_seen_at: float | None = None
-    ended_at: float | None = None
-    exit_code: int | None = None
-    hourly_rate: float | None = None
-    fetched: bool = False
-    backend: str = "tmux"
-    job_id: str | None = None
-    parent: str | None = None
-    shard: int | None = None
-    num_shards: int | None = None
-
-    @classmethod
-    def from_json(cls, data: dict) -> RunRecord:
-        """Build from a dict, ignoring keys this version does not know."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    """What `orch status` read about one run, and when."""
-
-    run_id: str
-    host: str
-    playbook: str
-    state: str
-    reachable: bool = True
-    done: int | None = None
-    total: int | None = None
-    method: str | None = None
-    images_per_s: float | None = None
-    eta_s: float | None = None
-    eta_approximate: bool = False  # some method with work left has not been timed yet
-    updated_age_s: float | None = None
-    elapsed_s: float | None = None
-    cost: float | None = None
-    exit_code: int | None = None
-    log_tail: list[str] = field(default_factory=list)
-    note: str = ""
-    read_at: float = 0.0
-    parent: str | None = None
-    shard: int | None = None
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict."""
-        return asdict(self)
-
-
-# -- local records -------------------------------------------------------------------------
-
-
-def records_dir(config: Config) -> Path:
-    """Where run records live: `.orch/runs/` under the project root."""
-    return config.root / ".orch" / "runs"
-
-
-def check_run_id(run_id: str) -> str:
-    """Refuse run ids that could escape their folder or break a shell word."""
-    if not RUN_ID_RE.match(run_id):
-        raise ConfigError(f"invalid run id '{run_id}': expected lowercase letters, digits, - _ .")
-    return run_id
-
-
-def save_record(config: Config, record: RunRecord) -> None:
-    """Write a run record atomically (temp file + rename), so concurrent readers never see half."""
-    folder = records_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / f"{check_run_id(record.run_id)}.json", json.dumps(asdict(record)))
-
-
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write `path` via a temp file in the same folder and a rename."""
-    data = text.encode() if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_records(config: Config) -> list[RunRecord]:
-    """Every local run record, oldest first."""
-    out = []
-    for p in sorted(records_dir(config).glob("*.json")):
-        try:
-            out.append(RunRecord.from_json(json.loads(p.read_text())))
-        except (json.JSONDecodeError, TypeError):
-            continue
-    return sorted(out, key=lambda r: r.started_at)
-
-
-def find_record(config: Config, run_id: str) -> RunRecord:
-    """The record whose id is `run_id` or starts with it (unambiguously)."""
-    records = load_records(config)
-    exact = [r for r in records if r.run_id == run_id]
-    matches = exact or [r for r in records if r.run_id.startswith(run_id)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise JobNotFound(f"no run '{run_id}' in .orch/runs; see `orch status --host NAME`")
-    names = ", ".join(r.run_id for r in matches[:5])
-    raise JobNotFound(f"run '{run_id}' is ambiguous: {names}")
-
-
-def new_run_id(playbook: str) -> str:
-    """`<playbook>-<YYYYmmdd-HHMMSS>-<4 hex>`."""
-    slug = re.sub(r"[^a-z0-9_]+", "-", playbook.lower()).strip("-") or "run"
-    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def run_dir(host: Host, run_id: str) -> str:
-    """Shell-quoted `<remote_dir>/runs/<run_id>`."""
-    return host.path("runs", check_run_id(run_id))
-
-
-# -- launch --------------------------------------------------------------------------------
-
-
-ENV_FILE = "env"
-
-
-def env_file(host: Host) -> bytes:
-    """The host's `env:` values as a sourceable file. It reaches the host on stdin and is kept
-    mode 0600 in the run folder until the job reads it: secrets never appear in a command line
-    (`ps`), only in the job's own environment."""
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in host.config.env.items()]
-    return ("\n".join(lines) + "\n").encode() if lines else b""
-
-
-def _python_setup(host: Host) -> str:
-    """Shell lines setting ORCH_PYTHON: the host's venv, else its configured interpreter."""
-    return (
-        f"ORCH_PYTHON={host.path('venv', 'bin', 'python')}\n"
-        f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {shlex.quote(host.config.python)})'
-    )
-
-
-def _precheck_script(host: Host, playbook: Playbook) -> str:
-    """Shell lines run before tmux: `gpu_worker.precheck` on the written playbook.yaml. On a
-    problem the run folder is removed and the script exits PRECHECK_EXIT with the problems on
-    stdout, so a missing checkpoint is a one-line error of `orch run`, not a failed job.
-    Playbooks with their own `command:` are not checked (they need not use the worker)."""
-    if "command" in playbook.data:
-        return ""
-    return f"""rc=0
-msg=$(cd {host.path("code")} && {{
-{_python_setup(host)}
-"$ORCH_PYTHON" -m gpu_worker.precheck "$D/playbook.yaml" 2>&1; }}) || rc=$?
-if [ "$rc" != 0 ]; then
-  rm -rf "$D"; printf '%s\n' "$msg"; [ "$rc" = {PRECHECK_EXIT} ] || printf '%s\n' "$msg" >&2
-  exit "$rc"
-fi
-"""
-
-
-def job_steps(host: Host, command: str) -> list[str]:
-    """The job's shell steps once `$D` (the run folder) and ORCH_RUN_ID are set, shared by the
-    tmux wrapper and the Slurm batch script: pid, cd into the code, the env file, the command
-    (all of it, `a; b` included) with its output appended to log.txt, its status to exit_code.
-    No secret is part of this text (see `env_file`)."""
-    env = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    return [
-        'echo $$ > "$D/pid"',
-        f'cd "$(cd {host.path("code")} && pwd -P)" 2>> "$D/log.txt" || '
-        '{ echo 1 > "$D/exit_code"; exit 1; }',
-        "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
-        f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
-        f'export {exports} ORCH_RUN_DIR="$D"',
-        _python_setup(host),
-        "export ORCH_PYTHON",
-        f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
-        "code=$?",
-        'echo $code > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
-        "exit $code",
-    ]
-
-
-def _job_script(host: Host, run_id: str, command: str) -> str:
-    """What tmux runs: `job_steps` for the run folder of `run_id`."""
-    head = [f"D={run_dir(host, run_id)}", f"export ORCH_RUN_ID={shlex.quote(run_id)}"]
-    return "\n".join(head + job_steps(host, command))
+__all__ = [  # names other modules and tests import from here
+    "ENV_FILE",
+    "FINISHED",
+    "LOG_TAIL_LINES",
+    "PRECHECK_EXIT",
+    "RUN_ID_RE",
+    "SESSION_PREFIX",
+    "RunRecord",
+    "RunStatus",
+    "atomic_write",
+    "check_run_id",
+    "derive_state",
+    "env_file",
+    "find_record",
+    "job_steps",
+    "load_records",
+    "new_run_id",
+    "records_dir",
+    "run_dir",
+    "save_record",
+]
 
 
 def launch(
@@ -265,14 +96,13 @@ def launch(
         on_push(pushed)
     record = new_record(host, playbook, run_id or new_run_id(playbook.name), pushed.identity)
     record.parent = parent
-    command = render_command(playbook.command, '"$D"/playbook.yaml', '"$D"')
-    if resume:
-        command += " --resume"
+    command = job_command(playbook.command, resume=resume)
+    own_command = "command" in playbook.data  # need not use the worker: nothing to check
     launch = Launch(
         record.run_id,
         playbook.to_yaml(),
         {**remote_record(record), "resume": resume},
-        precheck="" if resume else _precheck_script(host, playbook),
+        precheck="" if resume or own_command else precheck_script(host.config),
     )
     backend = backend_for(host.config)
     record.job_id = backend.submit(host, [launch], command, allow_concurrent)[0]
@@ -280,7 +110,7 @@ def launch(
     return record
 
 
-def new_record(host: Host, playbook: Playbook, run_id: str, identity) -> RunRecord:
+def new_record(host: Host, playbook: Playbook, run_id: str, identity: CodeIdentity) -> RunRecord:
     """The local record of a run about to start on `host`."""
     shard = (playbook.data.get("data") or {}).get("shard")
     count = (playbook.data.get("data") or {}).get("num_shards")
@@ -290,7 +120,7 @@ def new_record(host: Host, playbook: Playbook, run_id: str, identity) -> RunReco
         playbook=playbook.name,
         started_at=time.time(),
         overrides=list(playbook.overrides),
-        code=asdict(identity),
+        code=identity,
         hourly_rate=host.config.hourly_rate,
         backend=host.config.backend,
         shard=shard if count else None,
@@ -303,136 +133,17 @@ def remote_record(record: RunRecord) -> dict:
     return {
         "run_id": record.run_id,
         "playbook": record.playbook,
-        "state": "running",
+        "state": RunState.RUNNING,
         "started_at": record.started_at,
         "host": record.host,
         "hourly_rate": record.hourly_rate,
         "overrides": record.overrides,
-        "code": record.code,
+        "code": asdict(record.code) if record.code else None,
         "backend": record.backend,
         "parent": record.parent,
         "shard": record.shard,
         "num_shards": record.num_shards,
     }
-
-
-# -- status --------------------------------------------------------------------------------
-
-
-def _status_script(host: Host, run_ids: list[str] | None) -> str:
-    """A shell script that reports every run's files with a fixed handful of processes.
-
-    `grep -H ''` prints each small file's line prefixed with its path, for all runs at once, and
-    `grep -c ''` says which marker files exist; a failed run's log tail is the only per-run
-    process. The cost stays flat as runs accumulate on a host.
-    """
-    names = [check_run_id(r) for r in run_ids] if run_ids is not None else ["*"]
-
-    def each(leaf: str) -> str:
-        return " ".join(f"{n}/{leaf}" for n in names)
-
-    return f"""cd {host.path("runs")} 2>/dev/null || exit 0
-echo "@now $(date +%s)"
-tmux ls -F '@alive #{{session_name}}' 2>/dev/null
-grep -H '' {each("run.json")} {each("progress.json")} {each("exit_code")} 2>/dev/null
-grep -c '' {each("results.json")} {each("cancelled")} 2>/dev/null | sed 's/^/@has /'
-stat -c '@ended %n %Y' {each("exit_code")} 2>/dev/null
-for f in {each("exit_code")}; do
-  d=${{f%/exit_code}}
-  [ -f "$f" ] && read -r code < "$f" && [ "$code" != 0 ] &&
-    tail -n {LOG_TAIL_LINES} "$d/log.txt" 2>/dev/null | sed "s|^|@log $d |"
-done
-exit 0
-"""
-
-
-def _parse_status(text: str) -> tuple[float, dict[str, dict]]:
-    """Turn the status script's output into `{run_id: seen}` (see `derive_state`)."""
-    now, runs, alive = time.time(), {}, set()
-    files = {"run.json": "json", "progress.json": "progress", "exit_code": "exit"}
-    for line in text.splitlines():
-        tag, _, rest = line.partition(" ")
-        if tag == "@now":
-            now = float(rest)
-        elif tag == "@alive":
-            alive.add(rest.removeprefix(SESSION_PREFIX))
-        elif tag == "@has":
-            path, _, count = rest.rpartition(":")
-            run_id, _, leaf = path.partition("/")
-            if run_id in runs:
-                runs[run_id][leaf.removesuffix(".json")] = True
-        elif tag == "@ended":
-            path, _, mtime = rest.rpartition(" ")
-            run_id = path.partition("/")[0]
-            if run_id in runs and mtime.isdigit():
-                runs[run_id]["ended"] = float(mtime)
-        elif tag == "@log":
-            run_id, _, text_line = rest.partition(" ")
-            if run_id in runs:
-                runs[run_id]["log"].append(text_line)
-        else:
-            path, sep, content = line.partition(":")
-            run_id, _, leaf = path.partition("/")
-            key = files.get(leaf)
-            if not sep or key is None or (key != "json" and run_id not in runs):
-                continue
-            seen = runs.setdefault(run_id, {"log": []})
-            if key == "exit":
-                code = content.strip()
-                seen["exit"] = int(code) if code.lstrip("-").isdigit() else -1
-            else:
-                try:
-                    seen[key] = json.loads(content)
-                except json.JSONDecodeError:
-                    seen[key] = {}
-    for run_id, seen in runs.items():
-        seen["alive"] = run_id in alive
-    return now, runs
-
-
-def derive_state(seen: dict) -> str:
-    """The run's state from what the host showed (see the module docstring)."""
-    if seen.get("cancelled"):  # final only once the job is gone (its exit code is written)
-        return "cancelling" if "exit" not in seen and seen.get("alive") else "cancelled"
-    if "exit" in seen:
-        return "succeeded" if seen["exit"] == 0 and seen.get("results") else "failed"
-    return "running" if seen.get("alive") else "lost"
-
-
-def _to_status(host_name: str, run_id: str, seen: dict, now: float, read_at: float) -> RunStatus:
-    info, prog = seen.get("json") or {}, seen.get("progress") or {}
-    state = derive_state(seen)
-    started = info.get("started_at")
-    end = seen.get("ended") if state in FINISHED else None
-    elapsed = ((end or now) - started) if isinstance(started, (int, float)) else None
-    rate = info.get("hourly_rate")
-    note = ""
-    if state == "failed" and seen.get("exit") == 0:
-        note = "exit 0 but no results.json"
-    elif state == "lost":
-        note = "no tmux session and no exit code: host rebooted or job killed"
-    updated = prog.get("updated_at")
-    return RunStatus(
-        run_id=run_id,
-        host=host_name,
-        playbook=str(info.get("playbook", "?")),
-        state=state,
-        done=prog.get("done"),
-        total=prog.get("total"),
-        method=prog.get("method"),
-        images_per_s=prog.get("images_per_s"),
-        eta_s=prog.get("eta_s") if state == "running" else None,
-        eta_approximate=bool(prog.get("eta_approximate")),
-        updated_age_s=(now - updated) if isinstance(updated, (int, float)) else None,
-        elapsed_s=elapsed,
-        cost=(elapsed / 3600 * rate) if elapsed is not None and rate else None,
-        exit_code=seen.get("exit"),
-        log_tail=seen.get("log", []),
-        note=note,
-        read_at=read_at,
-        parent=info.get("parent"),
-        shard=info.get("shard"),
-    )
 
 
 def host_status(host: Host, run_ids: list[str] | None) -> list[RunStatus]:
@@ -557,12 +268,8 @@ def stream_log(
     while True:
         try:
             with open_host(host_cfg) as host:
-                log = f"{run_dir(host, record.run_id)}/log.txt"
                 if first:
-                    res = host.run(
-                        f"s=$(stat -c %s {log} 2>/dev/null || echo 0); echo $s; "
-                        f"head -c $s {log} 2>/dev/null | tail -n {int(lines)}"
-                    )
+                    res = host.run(log_tail_script(host_cfg, record.run_id, lines))
                     size, _, text = res.stdout.partition(b"\n")
                     offset = int(size or 0)
                     on_output(text)
@@ -575,12 +282,9 @@ def stream_log(
                     offset += len(chunk)
                     on_output(chunk)
 
-                d = run_dir(host, record.run_id)
-                until = backend_for(host.config).follow_until(host, record.run_id)
-                start = offset + 1
+                until = backend_for(host_cfg).follow_until(host, record.run_id)
                 host.run(
-                    f"if [ -f {d}/exit_code ]; then tail -c +{start} {log}; else "
-                    f"tail -c +{start} -F -s 0.5 --pid={until} {log} 2>/dev/null; fi",
+                    log_follow_script(host_cfg, record.run_id, offset, until),
                     timeout=math.inf,
                     on_stdout=count,
                     check=False,
@@ -596,14 +300,14 @@ def stream_log(
             delay = min(delay * 2, 10.0)
 
 
-def cancel(config: Config, record: RunRecord, grace: float = 10.0) -> str:
+def cancel(config: Config, record: RunRecord, grace: float = 10.0) -> CancelOutcome:
     """Stop the job: SIGINT, then SIGTERM, then SIGKILL, each after `grace` seconds; mark it."""
     with open_host(config.host(record.host)) as host:
         outcome = backend_for(host.config).cancel(host, record.run_id, grace)
-    if outcome == "missing":
+    if outcome == CancelOutcome.MISSING:
         raise JobNotFound(f"run {record.run_id} not found on {record.host}")
-    if outcome == "cancelled":
-        record.state = "cancelled"
+    if outcome == CancelOutcome.CANCELLED:
+        record.state = RunState.CANCELLED
         record.ended_at = time.time()
         save_record(config, record)
     return outcome

@@ -23,17 +23,10 @@ from pathlib import Path
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
-from .jobs import (
-    RunRecord,
-    atomic_write,
-    check_run_id,
-    launch,
-    new_record,
-    new_run_id,
-    remote_record,
-    save_record,
-)
-from .playbooks import Playbook, render_command
+from .jobs import launch, new_record, remote_record
+from .playbooks import Playbook
+from .records import RunRecord, atomic_write, check_run_id, new_run_id, save_record
+from .scripts import job_command
 from .sync import push
 from .transport import open_host
 
@@ -160,7 +153,7 @@ def _submit_array(
             rec.parent = run.parent
             records.append(rec)
             launches.append(Launch(run_id, shard_book.to_yaml(), remote_record(rec)))
-        command = render_command(book.command, '"$D"/playbook.yaml', '"$D"')
+        command = job_command(book.command)
         ids = backend_for(hc).submit(host, launches, command, True)
     for rec, job_id in zip(records, ids, strict=True):
         rec.job_id = job_id
@@ -208,7 +201,7 @@ def resume(
 
 def resume_target(config: Config, run_id: str, shard: int | None) -> RunRecord:
     """The run record `--resume RUN [--shard N]` names (a parent needs `--shard`)."""
-    from .jobs import find_record
+    from .records import find_record
 
     parent = load_parent(config, run_id)
     if parent is None:
@@ -249,7 +242,7 @@ class ParentStatus:
 
 def combine(config: Config, statuses: list) -> list[ParentStatus]:
     """One `ParentStatus` per parent with at least one shard among `statuses`."""
-    from .jobs import load_records
+    from .records import load_records
 
     parents = {r.run_id: r.parent for r in load_records(config) if r.parent}
     groups: dict[str, list] = {}

@@ -29,7 +29,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
+from . import shell
 from .config import DEFAULT_PUSH_PATHS, Config
 from .errors import ConfigError, OrchError, RemoteCommandError
 from .transport import Host
@@ -69,14 +71,22 @@ class PushResult:
         return asdict(self)
 
 
-def _git(root: Path, *args: str) -> str | None:
+def _git(root: Path, *args: str, quiet_miss: bool = False) -> str | None:
+    """git's output in `root`; None only when `root` is not in a git work tree (or git is not
+    installed). `quiet_miss`: an exit 1 with nothing on stderr (`rev-parse --verify -q` of a
+    missing ref) is "". Any other failure is an error naming the command, never "not a repo"."""
     try:
-        res = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
+        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    except FileNotFoundError:
         return None
-    return res.stdout
+    if res.returncode == 0:
+        return res.stdout
+    if "not a git repository" in res.stderr:
+        return None
+    if quiet_miss and res.returncode == 1 and not res.stderr.strip():
+        return ""
+    why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+    raise OrchError(f"{root}: `git {' '.join(args[:2])}` failed: {why}")
 
 
 def _ignore_spec(root: Path, name: str):
@@ -150,7 +160,9 @@ def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
     content = hashlib.sha256(
         "".join(f"{p}\0{h}\n" for p, h in sorted(manifest.items())).encode()
     ).hexdigest()
-    commit = (_git(config.root, "rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
+    commit = (
+        _git(config.root, "rev-parse", "--verify", "-q", "HEAD", quiet_miss=True) or ""
+    ).strip() or None
     dirty = True
     if commit is not None:
         status = _git(config.root, "status", "--porcelain", "--", *manifest) or ""
@@ -160,12 +172,15 @@ def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
 
 def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     """path -> sha256 of the host's current tree, and its recorded identity (one round trip)."""
-    code = host.path("code")
+    code = shell.remote(host.remote_dir, "code")
+    ident = shell.quote(IDENTITY_FILE)
     res = host.run(
-        f"cd {code} 2>/dev/null || exit 0; "
-        f"find . -name __pycache__ -prune -o -type f ! -name {IDENTITY_FILE} ! -name '*.pyc' "
-        "-print0 | xargs -0 -r sha256sum; "
-        f"echo '#identity'; cat {IDENTITY_FILE} 2>/dev/null || true"
+        shell.trusted(
+            f"cd {code} 2>/dev/null || exit 0; "
+            f"find . -name __pycache__ -prune -o -type f ! -name {ident} ! -name '*.pyc' "
+            "-print0 | xargs -0 -r sha256sum; "
+            f"echo '#identity'; cat {ident} 2>/dev/null || true"
+        )
     )
     text, _, ident = res.text.partition("#identity\n")
     manifest = {}
@@ -180,15 +195,16 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     return manifest, identity
 
 
-def _swap_script(host: Host, tree_name: str) -> str:
+def _swap_script(host: Host, tree_name: str) -> shell.Quoted:
     """The host-side script: stage a new tree from stdin's tar, then swap `code` atomically.
 
     Staging needs no lock (each push has its own `.incoming-<pid>`); the swap and the pruning of
     old trees hold `flock` on `.trees/.lock`, for a moment only, so a push whose link died while
     sending never blocks the next one. Stagings whose shell is gone are removed first.
     """
-    return f"""set -e
-cd {host.path()} 2>/dev/null || {{ mkdir -p {host.path()}; cd {host.path()}; }}
+    top, delete_list = shell.remote(host.remote_dir), shell.quote(DELETE_LIST)
+    return shell.trusted(f"""set -e
+cd {top} 2>/dev/null || {{ mkdir -p {top}; cd {top}; }}
 mkdir -p .trees
 for old in .trees/.incoming-*; do
   if [ -e "$old" ] && ! kill -0 "${{old##*-}}" 2>/dev/null; then rm -rf "$old"; fi
@@ -197,8 +213,8 @@ new=.trees/.incoming-$$
 trap 'rm -rf "$new"' EXIT
 if [ -d code/ ]; then cp -al code/. "$new"; else mkdir "$new"; fi
 tar -xz --unlink-first --no-same-owner -f - -C "$new"
-if [ -f "$new/{DELETE_LIST}" ]; then
-  (cd "$new" && xargs -0 -r rm -f -- < {DELETE_LIST} && rm -f {DELETE_LIST})
+if [ -f "$new"/{delete_list} ]; then
+  (cd "$new" && xargs -0 -r rm -f -- < {delete_list} && rm -f {delete_list})
   find "$new" -mindepth 1 -type d -empty -delete
 fi
 exec 9>> .trees/.lock
@@ -207,14 +223,14 @@ if command -v flock >/dev/null; then
     {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
 fi
 if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; fi
-t={tree_name}
+t={shell.quote(tree_name)}
 [ ! -e ".trees/$t" ] || t="$t-$$"
 mv -T "$new" ".trees/$t"
 ln -sfn ".trees/$t" code.new.$$
 mv -Tf code.new.$$ code
 ls -1t .trees | grep -v '^[.]' | grep -vx "$t" | tail -n +{KEEP_TREES} | \
   (cd .trees && xargs -r rm -rf --)
-"""
+""")
 
 
 class _CountingReader(io.RawIOBase):
@@ -229,6 +245,25 @@ class _CountingReader(io.RawIOBase):
         if self.on_progress is not None:
             self.on_progress(self.done, self.total)
         return data
+
+
+def _pack(buf: IO[bytes], root: Path, files: list[str], extra: dict[str, bytes | None]) -> None:
+    """A gzipped tar of `files` (symlinks sent as their content) plus the `extra` small files."""
+    with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
+        for rel in files:
+            src = root / rel
+            info = tar.gettarinfo(str(src), arcname=rel)
+            info.type, info.linkname = tarfile.REGTYPE, ""
+            info.size = src.stat().st_size  # follow symlinks: send the content
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(src, "rb") as f:
+                tar.addfile(info, f)
+        for name, data in extra.items():
+            if data is not None:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
+                tar.addfile(info, io.BytesIO(data))
 
 
 def push(
@@ -267,27 +302,11 @@ def push(
     if dry_run or (not sent and not deleted and same_identity):
         return result(0)
     if not sent and not deleted:  # same files, new commit: rewrite only the identity
-        host.write_file(host.path("code", IDENTITY_FILE), ident_json)
+        host.write_file(shell.remote(host.remote_dir, "code", IDENTITY_FILE), ident_json)
         return result(len(ident_json))
+    deletions = "\0".join(deleted).encode() if deleted else None
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
-        with tarfile.open(fileobj=buf, mode="w|gz", format=tarfile.USTAR_FORMAT) as tar:
-            for rel in sent:
-                src = config.root / rel
-                info = tar.gettarinfo(str(src), arcname=rel)
-                info.type, info.linkname = tarfile.REGTYPE, ""
-                info.size = src.stat().st_size  # follow symlinks: send the content
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                with open(src, "rb") as f:
-                    tar.addfile(info, f)
-            for name, data in (
-                (IDENTITY_FILE, ident_json),
-                (DELETE_LIST, "\0".join(deleted).encode() if deleted else None),
-            ):
-                if data is not None:
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-                    tar.addfile(info, io.BytesIO(data))
+        _pack(buf, config.root, sent, {IDENTITY_FILE: ident_json, DELETE_LIST: deletions})
         total = buf.tell()
         buf.seek(0)
         tree_name = time.strftime("%Y%m%d-%H%M%S") + f"-{identity.content_hash[:12]}"

@@ -2,8 +2,9 @@
 
 Reads `job:` from the playbook: steps, sleep, exit (code), corrupt (bad results.json),
 ignore_signals (survive SIGINT/SIGTERM, so only SIGKILL stops it), big_mb (size of a random
-predictions.jsonl written before results.json), and fail_shard: the shard (`data.shard`) that
-exits with code 3 instead.
+predictions.jsonl written before results.json), hold (after the last step, wait until a file
+`release` appears in the run folder), and fail_shard: the shard (`data.shard`) that exits with
+code 3 instead.
 """
 
 import json
@@ -44,6 +45,8 @@ for i in range(steps):
         },
     )
     time.sleep(pause)
+while job.get("hold") and not os.path.exists(os.path.join(out, "release")):
+    time.sleep(0.05)
 method = {
     "cer": 0.42,
     "wer": 0.7,

@@ -352,11 +352,10 @@ def test_worker_sigkill_then_resume_equals_uninterrupted(workerproj, orch, tmp_p
 
 def test_env_file_carries_hostile_values_literally(tmp_path):
     from orchestrator.config import HostConfig
-    from orchestrator.jobs import env_file
-    from orchestrator.transport import LocalHost
+    from orchestrator.scripts import env_file
 
     value = "a'b\"c $(touch pwned) `id` \\n; rm -rf ~\nline2"
-    host = LocalHost(HostConfig(name="x", hostname="x", env={"TOKEN": value}))
+    host = HostConfig(name="x", hostname="x", env={"TOKEN": value})
     (tmp_path / "env").write_bytes(env_file(host))
     out = subprocess.run(
         ["bash", "-c", '. ./env && printf %s "$TOKEN"'],

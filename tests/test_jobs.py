@@ -22,7 +22,7 @@ def jobs_project(project, box, tmp_path, sshd):
     shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
     (project / "playbooks" / "job.yaml").write_text(
         'command: "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"\n'
-        "job: {steps: 5, sleep: 0.05, exit: 0, corrupt: false}\n"
+        "job: {steps: 5, sleep: 0.05, exit: 0, corrupt: false, hold: false}\n"
     )
     (project / "orch.yaml").write_text(
         f"hosts:\n"
@@ -130,7 +130,7 @@ def test_cancel(jobs_project, orch, host):
     assert res.exit_code == 0 and res.stdout.strip() == f"{run_id}: cancelled"
     s = status(orch, run_id)[run_id]
     assert s["state"] == "cancelled" and s["done"] < 200
-    assert "already" not in orch("cancel", run_id).stdout  # second cancel: says finished
+    assert orch("cancel", run_id).stdout.strip() == f"{run_id}: finished"  # nothing left to stop
     time.sleep(0.5)
     assert status(orch, run_id)[run_id]["done"] == s["done"]  # nothing runs any more
 
@@ -234,9 +234,11 @@ def test_unreachable_host_shown_others_still_show(jobs_project, orch, tmp_path, 
     assert table.exit_code == 3 and "unreachable (last: running)" in table.stdout
 
 
-def test_logs_follow_survives_reconnect(jobs_project, sshd):
+def test_logs_follow_survives_reconnect(jobs_project, sshd, tmp_path):
+    """The link is cut while `logs -f` streams a job that is held before its last line, then
+    the job is released: the follower reconnects and prints every line exactly once."""
     run = subprocess.run(
-        orch_cmd("run", "job", "--host", "gpu", "--set", "job.steps=40", "--set", "job.sleep=0.1"),
+        orch_cmd("run", "job", "--host", "gpu", "--set", "job.steps=40", "--set", "job.hold=true"),
         capture_output=True,
         text=True,
         check=True,
@@ -248,11 +250,22 @@ def test_logs_follow_survives_reconnect(jobs_project, sshd):
         stderr=subprocess.PIPE,
         text=True,
     )
-    threading.Timer(1.5, sshd.drop_connections).start()
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0
+    watchdog = threading.Timer(120, proc.kill)  # a limit only: a hung follower fails the test
+    watchdog.start()
+    try:
+        lines = []
+        while "step 39" not in lines:  # every step is streamed: the job now waits, held
+            line = proc.stdout.readline()
+            assert line, f"follower ended early: {proc.wait()} {proc.stderr.read()}"
+            lines.append(line.rstrip("\n"))
+        sshd.drop_connections()
+        (tmp_path / "remote" / "runs" / run_id / "release").touch()
+        rest, err = proc.communicate()
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 0, err
     assert "reconnecting" in err
-    assert out.splitlines() == [f"step {i}" for i in range(40)] + ["done"]
+    assert lines + rest.splitlines() == [f"step {i}" for i in range(40)] + ["done"]
 
 
 def test_unknown_set_key_is_a_usage_error(jobs_project, orch):

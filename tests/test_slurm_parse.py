@@ -1,5 +1,7 @@
 """The Slurm backend's pure parts on canned output: state parsing, state mapping, sbatch options."""
 
+from dataclasses import replace
+
 import pytest
 
 from orchestrator.backends.slurm import (
@@ -65,10 +67,11 @@ def test_parse_sacct_takes_the_first_word_of_the_state():
     ],
 )
 def test_slurm_states_map_onto_orch_states(word, seen, state, note):
-    from orchestrator.jobs import derive_state
+    from orchestrator.status import SeenRun, derive_state
 
+    seen = SeenRun(**seen)
     job = SlurmJob("7", word, "Resources" if word == "PENDING" else "")
-    got_state, got_note = slurm_state(derive_state({**seen, "alive": True}), seen, job)
+    got_state, got_note = slurm_state(derive_state(replace(seen, alive=True)), seen, job)
     assert got_state == state
     assert got_note.startswith(note)
     if word in ("TIMEOUT", "PREEMPTED", "NODE_FAIL"):
@@ -76,9 +79,12 @@ def test_slurm_states_map_onto_orch_states(word, seen, state, note):
 
 
 def test_unknown_job_without_exit_code_is_lost_and_the_cancel_marker_wins():
-    assert slurm_state("running", {}, None)[0] == "lost"
-    assert slurm_state("failed", {"exit": 1}, None) == ("failed", "")
-    assert slurm_state("running", {"cancelled": True}, SlurmJob("7", "RUNNING"))[0] == "cancelled"
+    from orchestrator.status import SeenRun
+
+    assert slurm_state("running", SeenRun(), None)[0] == "lost"
+    assert slurm_state("failed", SeenRun(exit=1), None) == ("failed", "")
+    marked = SeenRun(cancelled=True)
+    assert slurm_state("running", marked, SlurmJob("7", "RUNNING"))[0] == "cancelled"
 
 
 def test_resources_playbook_over_orch_yaml_and_sbatch_args():
@@ -113,17 +119,17 @@ def test_resources_refuse_values_that_are_not_plain_words(bad):
 
 
 def test_batch_and_submit_scripts_quote_paths_and_exit_with_the_job_code():
-    import shlex
-
     from orchestrator.backends import Launch
     from orchestrator.backends.slurm import batch_script, submit_script
     from orchestrator.config import HostConfig
+    from orchestrator.scripts import job_command
+    from orchestrator.shell import quote, remote, trusted
     from orchestrator.transport import LocalHost
 
     host = LocalHost(HostConfig("hpc", "h", remote_dir="/srv/my runs;x", backend="slurm"))
-    runs_dir = host.path("runs")
-    expr = shlex.quote("p-s") + '"$SLURM_ARRAY_TASK_ID"'
-    batch = batch_script(host, runs_dir, expr, '"$ORCH_PYTHON" -m gpu_worker run x')
+    runs_dir = remote(host.config.remote_dir, "runs")
+    expr = trusted(quote("p-s") + '"$SLURM_ARRAY_TASK_ID"')
+    batch = batch_script(host, runs_dir, expr, job_command("{python} -m gpu_worker run x"))
     lines = batch.splitlines()
     assert lines[0] == "#!/bin/bash"
     assert lines[1].startswith("D='/srv/my runs;x/runs'/p-s\"$SLURM_ARRAY_TASK_ID\"; ")
@@ -136,4 +142,4 @@ def test_batch_and_submit_scripts_quote_paths_and_exit_with_the_job_code():
     script = submit_script(host, runs, batch, ["--parsable", "--partition=gpu", "--array=0-1"])
     assert 'sbatch --parsable --partition=gpu --array=0-1 --output="$R"/p-s%a/slurm.out' in script
     assert "R='/srv/my runs;x/runs'" in script and "mkdir '/srv/my runs;x/runs/p-s1'" in script
-    assert 'sed "s/__JOB__/${jid}_1/"' in script and "exit 64" in script
+    assert '\'{"run_id": "p-s1", "slurm_job": \' "${jid}_1" > ' in script and "exit 64" in script

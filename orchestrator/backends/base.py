@@ -6,8 +6,9 @@ A backend starts runs on a host and reports on them; it never pushes code (jobs.
 - `poll(host, run_ids)`: the `RunStatus` of the named runs (None: every run on the host) in one
   round trip to the host, however many runs.
 - `cancel(host, run_id, grace)`: stop one run and mark it cancelled; returns what happened
-  (`cancelled`, `finished`, `missing`).
-- `follow_until(host, run_id)`: a shell snippet that exits when the run has ended, for `tail --pid`.
+  (a `CancelOutcome`: cancelled, finished, missing).
+- `follow_until(host, run_id)`: shell text giving a pid that ends with the run, for `tail --pid`.
+Every script a backend sends is `Quoted` text built with `orchestrator/shell.py`.
 - `FETCH_FILES`: the files of a run folder that `orch fetch` brings back.
 
 Both backends keep the same remote layout: `<remote_dir>/runs/<run_id>/` holds run.json,
@@ -20,6 +21,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ..config import HostConfig
+from ..shell import Quoted
+from ..states import CancelOutcome
 
 FETCH_FILES = (
     "results.json",
@@ -48,7 +51,9 @@ class Backend(ABC):
     name: str = ""
 
     @abstractmethod
-    def submit(self, host, runs: list[Launch], command: str, allow_concurrent: bool) -> list[str]:
+    def submit(
+        self, host, runs: list[Launch], command: Quoted, allow_concurrent: bool
+    ) -> list[str]:
         """Start the runs; return one scheduler id per run."""
 
     @abstractmethod
@@ -56,11 +61,11 @@ class Backend(ABC):
         """Status of the named runs (or all) on this host, in one round trip."""
 
     @abstractmethod
-    def cancel(self, host, run_id: str, grace: float) -> str:
-        """Stop one run; `cancelled`, `finished` or `missing`."""
+    def cancel(self, host, run_id: str, grace: float) -> CancelOutcome:
+        """Stop one run; cancelled, finished or missing."""
 
     @abstractmethod
-    def follow_until(self, host, run_id: str) -> str:
+    def follow_until(self, host, run_id: str) -> Quoted:
         """Shell words giving a pid that lives exactly as long as the run (for `tail --pid`)."""
 
 

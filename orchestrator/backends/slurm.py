@@ -15,31 +15,35 @@ when Slurm says the job ended normally.
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from dataclasses import dataclass, fields, replace
 
 from ..config import SLURM_FIELDS, SlurmConfig
 from ..errors import ConfigError, OrchError
+from ..records import check_run_id
+from ..scripts import ENV_FILE, env_file, job_steps, json_with, run_dir, status_script
+from ..shell import Quoted, join, nest, quote, remote, trusted
+from ..states import CancelOutcome, CheckStatus, RunState
+from ..status import SeenRun, derive_state, parse_status, to_status
 from .base import Backend, Launch
 
-STATES = {
-    "PENDING": "queued",
-    "REQUEUED": "queued",
-    "REQUEUE_HOLD": "queued",
-    "SUSPENDED": "queued",
-    "CONFIGURING": "running",
-    "RUNNING": "running",
-    "COMPLETING": "running",
-    "COMPLETED": "succeeded",
-    "FAILED": "failed",
-    "TIMEOUT": "failed",
-    "OUT_OF_MEMORY": "failed",
-    "DEADLINE": "failed",
-    "CANCELLED": "cancelled",
-    "NODE_FAIL": "lost",
-    "PREEMPTED": "lost",
-    "BOOT_FAIL": "lost",
+STATES: dict[str, RunState] = {
+    "PENDING": RunState.QUEUED,
+    "REQUEUED": RunState.QUEUED,
+    "REQUEUE_HOLD": RunState.QUEUED,
+    "SUSPENDED": RunState.QUEUED,
+    "CONFIGURING": RunState.RUNNING,
+    "RUNNING": RunState.RUNNING,
+    "COMPLETING": RunState.RUNNING,
+    "COMPLETED": RunState.SUCCEEDED,
+    "FAILED": RunState.FAILED,
+    "TIMEOUT": RunState.FAILED,
+    "OUT_OF_MEMORY": RunState.FAILED,
+    "DEADLINE": RunState.FAILED,
+    "CANCELLED": RunState.CANCELLED,
+    "NODE_FAIL": RunState.LOST,
+    "PREEMPTED": RunState.LOST,
+    "BOOT_FAIL": RunState.LOST,
 }
 # Slurm ended the job itself: its word beats the exit code the wrapper managed to write.
 SLURM_DECIDES = ("TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "CANCELLED", "NODE_FAIL", "PREEMPTED")
@@ -88,58 +92,51 @@ def sbatch_args(settings: dict[str, str], job_name: str, array_size: int | None)
     return args
 
 
-def batch_script(host, runs_dir: str, run_id_expr: str, command: str) -> str:
+def batch_script(host, runs_dir: Quoted, run_id_expr: Quoted, command: Quoted) -> Quoted:
     """The batch script: the run's folder from `run_id_expr`, then the same steps as the tmux
     wrapper (`jobs.job_steps`).
 
     `run_id_expr` is shell text giving the run id (e.g. `'p-s'"$SLURM_ARRAY_TASK_ID"`). The
     script exits with the command's exit code, so Slurm's state and exit code are the job's.
     """
-    from ..jobs import job_steps
-
     head = [
         "#!/bin/bash",
         f'D={runs_dir}/{run_id_expr}; export ORCH_RUN_ID="${{D##*/}}"',
         'hostname > "$D/node"',
     ]
-    return "\n".join(head + job_steps(host, command) + [""])
+    return trusted("\n".join(head + job_steps(host.config, command) + [""]))
 
 
-def submit_script(host, runs: list[Launch], batch: str, args: list[str]) -> str:
+def submit_script(host, runs: list[Launch], batch: Quoted, args: list[str]) -> Quoted:
     """Write each run's folder and the batch file, `sbatch` once, record the job id per run."""
-    from ..jobs import ENV_FILE, run_dir
-
     array = len(runs) > 1
-    lines = ["set -e", f"R={host.path('runs')}", 'mkdir -p "$R"']
+    lines = ["set -e", f"R={remote(host.config.remote_dir, 'runs')}", 'mkdir -p "$R"']
     lines.append(f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")')  # the host's env:, from stdin
     for launch in runs:
-        d = run_dir(host, launch.run_id)
+        d = run_dir(host.config, launch.run_id)
         mkdir = "mkdir -p" if launch.record.get("resume") else "mkdir"
         lines += [
             f"{mkdir} {d}",
             f"rm -f {d}/exit_code {d}/cancelled {d}/pid",
             f'cp -p "$R/.{ENV_FILE}-$$" {d}/{ENV_FILE}',
-            f"printf '%s' {shlex.quote(launch.playbook_yaml)} > {d}/playbook.yaml",
+            f"printf '%s' {quote(launch.playbook_yaml)} > {d}/playbook.yaml",
         ]
     lines.append(f'rm -f "$R/.{ENV_FILE}-$$"')
     name = f".sbatch-{runs[0].run_id}.sh"
     lines += [
-        f"printf '%s' {shlex.quote(batch)} > \"$R\"/{name}",
+        f"printf '%s' {nest(batch)} > \"$R\"/{quote(name)}",
         "set +e",
-        f"out=$(sbatch {' '.join(shlex.quote(a) for a in args)} "
-        f'--output="$R"/{shlex.quote(_output(runs[0].run_id, array))} "$R"/{name} 2>&1)',
+        f"out=$(sbatch {join(args)} "
+        f'--output="$R"/{quote(_output(runs[0].run_id, array))} "$R"/{quote(name)} 2>&1)',
         'if [ $? != 0 ]; then echo "$out"; exit 64; fi',
         "jid=${out%%;*}",
     ]
     for i, launch in enumerate(runs):
-        record = {**launch.record, "slurm_job": "__JOB__"}
         job = f"${{jid}}_{i}" if array else "$jid"
-        lines.append(
-            f"printf '%s' {shlex.quote(_json(record))} | sed \"s/__JOB__/{job}/\" "
-            f"> {run_dir(host, launch.run_id)}/run.json"
-        )
+        record = json_with(launch.record, "slurm_job", job, string=True)
+        lines.append(f"{record} > {run_dir(host.config, launch.run_id)}/run.json")
     lines.append('echo "$jid"')
-    return "\n".join(lines) + "\n"
+    return trusted("\n".join(lines) + "\n")
 
 
 def _output(first_run_id: str, array: bool) -> str:
@@ -149,19 +146,11 @@ def _output(first_run_id: str, array: bool) -> str:
     return f"{first_run_id}/slurm.out"
 
 
-def _json(doc: dict) -> str:
-    import json
-
-    return json.dumps(doc)
-
-
-def poll_script(host, run_ids: list[str] | None) -> str:
-    """Slurm's view (squeue, then sacct or scontrol) first, then the run files (jobs.py)."""
-    from ..jobs import _status_script, check_run_id
-
-    names = [check_run_id(r) for r in run_ids] if run_ids is not None else ["*"]
+def poll_script(host, run_ids: list[str] | None) -> Quoted:
+    """Slurm's view (squeue, then sacct or scontrol) first, then the run files (scripts.py)."""
+    names = [quote(check_run_id(r)) for r in run_ids] if run_ids is not None else ["*"]
     records = " ".join(f"{n}/run.json" for n in names)
-    slurm = f"""cd {host.path("runs")} 2>/dev/null || exit 0
+    slurm = f"""cd {remote(host.config.remote_dir, "runs")} 2>/dev/null || exit 0
 ids=$(sed -n 's/.*"slurm_job": *"\\([0-9]*\\).*/\\1/p' {records} 2>/dev/null | sort -u)
 if [ -n "$ids" ]; then
   squeue -h -r -u "$(id -un)" -o '@sq %i|%T|%r' 2>/dev/null
@@ -175,7 +164,7 @@ if [ -n "$ids" ]; then
   fi
 fi
 """
-    return slurm + _status_script(host, run_ids)
+    return trusted(slurm + status_script(host.config, run_ids))
 
 
 def _exit(text: str) -> int | None:
@@ -232,31 +221,31 @@ def _expand(job_id: str) -> list[str]:
     return out
 
 
-def slurm_state(base_state: str, seen: dict, job: SlurmJob | None) -> tuple[str, str]:
+def slurm_state(base_state: RunState, seen: SeenRun, job: SlurmJob | None) -> tuple[RunState, str]:
     """orch's state and a note from the run's files (`base_state`, jobs.derive_state) and Slurm.
 
     The cancelled marker and Slurm's own endings (SLURM_DECIDES) come first; then the exit code
     the wrapper wrote; then Slurm's live state. A job Slurm no longer knows, with no exit code,
     is lost.
     """
-    if seen.get("cancelled"):
-        return "cancelled", ""
+    if seen.cancelled:
+        return RunState.CANCELLED, ""
     word = job.state if job else ""
     if word in SLURM_DECIDES:
         note = f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
         if word in ("TIMEOUT", "PREEMPTED", "NODE_FAIL"):
             note += "; continue it with `orch run --resume RUN`"
         return STATES[word], note
-    if "exit" in seen:
+    if seen.exit is not None:
         return base_state, ""
     if job is None:
-        return "lost", "Slurm does not know the job any more and it left no exit code"
-    state = STATES.get(word, "running")
-    if state == "succeeded":
-        return "failed", "Slurm: COMPLETED but the job left no exit code"
-    if state == "queued":
+        return RunState.LOST, "Slurm does not know the job any more and it left no exit code"
+    state = STATES.get(word, RunState.RUNNING)
+    if state == RunState.SUCCEEDED:
+        return RunState.FAILED, "Slurm: COMPLETED but the job left no exit code"
+    if state == RunState.QUEUED:
         return state, f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
-    return state, f"Slurm: {word}" if state != "running" else ""
+    return state, f"Slurm: {word}" if state != RunState.RUNNING else ""
 
 
 class SlurmBackend(Backend):
@@ -264,7 +253,9 @@ class SlurmBackend(Backend):
 
     name = "slurm"
 
-    def submit(self, host, runs: list[Launch], command: str, allow_concurrent: bool) -> list[str]:
+    def submit(
+        self, host, runs: list[Launch], command: Quoted, allow_concurrent: bool
+    ) -> list[str]:
         """One sbatch call; returns `<job>` or `<job>_<task>` per run."""
         import yaml
 
@@ -275,15 +266,14 @@ class SlurmBackend(Backend):
             expected = [f"{parent}-s{i}" for i in range(len(runs))]
             if [r.run_id for r in runs] != expected:
                 raise OrchError(f"a job array needs runs named {parent}-s0..s{len(runs) - 1}")
-            run_id_expr = shlex.quote(f"{parent}-s") + '"$SLURM_ARRAY_TASK_ID"'
+            run_id_expr = trusted(quote(f"{parent}-s") + '"$SLURM_ARRAY_TASK_ID"')
         else:
-            run_id_expr = shlex.quote(parent)
-        batch = batch_script(host, host.path("runs"), run_id_expr, command)
+            run_id_expr = quote(parent)
+        runs_dir = remote(host.config.remote_dir, "runs")
+        batch = batch_script(host, runs_dir, run_id_expr, command)
         args = sbatch_args(settings, f"orch-{parent}", len(runs) if len(runs) > 1 else None)
-        from ..jobs import env_file
-
         script = submit_script(host, runs, batch, args)
-        res = host.run(script, stdin=env_file(host), check=False)
+        res = host.run(script, stdin=env_file(host.config), check=False)
         if res.exit_code == 64:
             raise OrchError(f"{host.name}: sbatch refused the job: {res.text.strip()[-300:]}")
         res.check()
@@ -294,20 +284,18 @@ class SlurmBackend(Backend):
 
     def poll(self, host, run_ids: list[str] | None) -> list:
         """The runs' files and Slurm's states in one round trip (see `slurm_state`)."""
-        from ..jobs import _parse_status, _to_status, derive_state
-
         res = host.run(poll_script(host, run_ids))
         read_at = time.time()
-        now, runs = _parse_status(res.text)
+        dump = parse_status(res.text, read_at)
         slurm = parse_slurm(res.text)
         out = []
-        for rid, seen in runs.items():
-            seen["alive"] = True  # tmux plays no part: Slurm's state decides below
-            base = _to_status(host.name, rid, seen, now, read_at)
-            job_id = (seen.get("json") or {}).get("slurm_job")
+        for rid, seen in dump.runs.items():
+            seen.alive = True  # tmux plays no part: Slurm's state decides below
+            base = to_status(host.name, rid, seen, dump.now, read_at)
+            job_id = seen.info.get("slurm_job")
             state, note = slurm_state(derive_state(seen), seen, slurm.get(str(job_id)))
             code = base.exit_code
-            if code is None and job_id in slurm and state == "failed":
+            if code is None and job_id in slurm and state == RunState.FAILED:
                 code = slurm[job_id].exit_code
             out.append(
                 replace(
@@ -320,11 +308,9 @@ class SlurmBackend(Backend):
             )
         return out
 
-    def cancel(self, host, run_id: str, grace: float) -> str:
+    def cancel(self, host, run_id: str, grace: float) -> CancelOutcome:
         """Mark the run cancelled and `scancel` its job (or array task)."""
-        from ..jobs import run_dir
-
-        d = run_dir(host, run_id)
+        d = run_dir(host.config, run_id)
         script = f"""D={d}
 [ -d "$D" ] || {{ echo missing; exit 0; }}
 [ -f "$D/exit_code" ] && {{ echo finished; exit 0; }}
@@ -334,14 +320,12 @@ touch "$D/cancelled"
 scancel "$job" || exit 1
 echo cancelled
 """
-        return host.run(script).text.strip()
+        return CancelOutcome(host.run(script).text.strip())
 
-    def follow_until(self, host, run_id: str) -> str:
+    def follow_until(self, host, run_id: str) -> Quoted:
         """A watcher on the login node that ends when the run's exit_code or marker appears."""
-        from ..jobs import run_dir
-
-        d = run_dir(host, run_id)
-        return (
+        d = run_dir(host.config, run_id)
+        return trusted(
             f"$( (while [ ! -f {d}/exit_code ] && [ ! -f {d}/cancelled ]; do sleep 1; done) "
             ">/dev/null 2>&1 & echo $!)"
         )
@@ -349,7 +333,7 @@ echo cancelled
 
 def doctor_script(settings: SlurmConfig) -> str:
     """Lines `slurm_<tool>=...` for `orch doctor`: the client tools, accounting, the partition."""
-    part = shlex.quote(settings.partition) if settings.partition else ""
+    part = quote(settings.partition) if settings.partition else ""
     return "\n".join(
         [
             *(
@@ -364,17 +348,25 @@ def doctor_script(settings: SlurmConfig) -> str:
     )
 
 
-def doctor_checks(seen: dict[str, str], settings: SlurmConfig) -> list[tuple[str, str, str]]:
+def doctor_checks(
+    seen: dict[str, str], settings: SlurmConfig
+) -> list[tuple[str, CheckStatus, str]]:
     """(name, status, detail) rows from `doctor_script`'s output."""
     rows = []
     for tool in ("sbatch", "squeue", "scancel", "scontrol"):
         ok = seen.get(f"slurm_{tool}") == "yes"
-        rows.append((tool, "ok" if ok else "fail", "found" if ok else "missing on the login node"))
+        rows.append(
+            (
+                tool,
+                CheckStatus.OK if ok else CheckStatus.FAIL,
+                "found" if ok else "missing on the login node",
+            )
+        )
     acct = seen.get("slurm_sacct", "")
     rows.append(
         (
             "sacct",
-            "ok" if acct == "yes" else "warn",
+            CheckStatus.OK if acct == "yes" else CheckStatus.WARN,
             "accounting available"
             if acct == "yes"
             else f"no accounting ({acct or 'missing'}): finished jobs are read with scontrol",
@@ -383,10 +375,12 @@ def doctor_checks(seen: dict[str, str], settings: SlurmConfig) -> list[tuple[str
     part = seen.get("slurm_partition", "").split()
     want = settings.partition
     if not part or (want and part[0].rstrip("*") != want):
-        rows.append(("partition", "fail", f"{want or 'default'}: not found ({' '.join(part)})"))
+        rows.append(
+            ("partition", CheckStatus.FAIL, f"{want or 'default'}: not found ({' '.join(part)})")
+        )
     else:
         name, avail, nodes, gres = (part + ["", "", ""])[:4]
-        status = "ok" if avail == "up" else "fail"
+        status = CheckStatus.OK if avail == "up" else CheckStatus.FAIL
         detail = f"{name.rstrip('*')} {avail}, {nodes} node(s), gres {gres.replace('(null)', '-')}"
         rows.append(("partition", status, detail))
     return rows

@@ -6,27 +6,38 @@ exit_code > session alive (running) > neither (lost).
 
 from __future__ import annotations
 
-import json
-import shlex
+import time
 
-from ..errors import OrchError
+from ..errors import ConfigError, OrchError
+from ..scripts import (
+    ENV_FILE,
+    PRECHECK_EXIT,
+    SESSION_PREFIX,
+    env_file,
+    job_script,
+    json_with,
+    run_dir,
+    status_script,
+    write_exit_code,
+)
+from ..shell import Quoted, nest, quote, remote, trusted
+from ..states import CancelOutcome
+from ..status import parse_status, to_status
 from .base import Backend, Launch
 
-SESSION_PREFIX = "orch-"
 BUSY_EXIT = 75
 DONE_EXIT = 76  # --resume of a run that already succeeded
 
 
-def launch_script(host, launch: Launch, command: str, allow_concurrent: bool) -> str:
+def launch_script(host, launch: Launch, command: Quoted, allow_concurrent: bool) -> Quoted:
     """Shell that refuses a busy host, writes the env file (from stdin, mode 0600), playbook.yaml
     and run.json, runs the pre-launch check, then starts tmux. A new run's folder is removed
     again if anything before the start fails; a resumed run's folder is kept, and a resumed run
     whose session is still alive is refused."""
-    from ..jobs import ENV_FILE, _job_script, run_dir
-
+    hc = host.config
     run_id = launch.run_id
-    session = SESSION_PREFIX + run_id
-    record = {**launch.record, "tmux_session": session, "pid": "__PID__"}
+    session = quote(SESSION_PREFIX + run_id)
+    record = {**launch.record, "tmux_session": SESSION_PREFIX + run_id}
     resume = bool(launch.record.get("resume"))
     keep = '[ -s "$D/playbook.yaml" ] || ' if resume else ""  # a resumed run keeps its playbook
     if resume:
@@ -43,28 +54,28 @@ rm -f "$D/exit_code" "$D/exit_code.tmp" "$D/cancelled" "$D/results.json" "$D/pid
         prepare = f"""mkdir "$D"
 trap 'set +e; [ -n "$ok" ] || {{ tmux kill-session -t ={session} 2>/dev/null; rm -rf "$D"; }}' EXIT
 """
-    return f"""set -e
-mkdir -p {host.path("runs")}
+    return trusted(f"""set -e
+mkdir -p {remote(hc.remote_dir, "runs")}
 busy=$(tmux ls -F '#{{session_name}}' 2>/dev/null | grep '^{SESSION_PREFIX}' || true)
 if [ -n "$busy" ] && [ {int(allow_concurrent)} = 0 ]; then
   echo "$busy" | head -n 1; exit {BUSY_EXIT}
 fi
-D={run_dir(host, run_id)}
+D={run_dir(hc, run_id)}
 {prepare}(umask 077 && cat > "$D/{ENV_FILE}")
-{keep}printf '%s' {shlex.quote(launch.playbook_yaml)} > "$D/playbook.yaml"
+{keep}printf '%s' {quote(launch.playbook_yaml)} > "$D/playbook.yaml"
 {launch.precheck}
 pid=$(tmux new-session -d -P -F '#{{pane_pid}}' -s {session} \
-  {shlex.quote(_job_script(host, run_id, command))})
-printf '%s' {shlex.quote(json.dumps(record))} | sed "s/\\"__PID__\\"/$pid/" > "$D/run.json"
+  {nest(job_script(hc, run_id, command))})
+{json_with(record, "pid", "$pid")} > "$D/run.json"
 echo "$pid"
 ok=1
-"""
+""")
 
 
-def cancel_script(run_dir: str, run_id: str, grace: float) -> str:
+def cancel_script(run_dir: Quoted, run_id: str, grace: float) -> Quoted:
     """SIGINT, then SIGTERM, then SIGKILL to the job's process group, each after `grace` s."""
     steps = max(1, int(grace * 10))
-    return f"""D={run_dir}
+    return trusted(f"""D={run_dir}
 [ -d "$D" ] || {{ echo missing; exit 0; }}
 [ -f "$D/exit_code" ] && {{ echo finished; exit 0; }}
 touch "$D/cancelled"
@@ -77,11 +88,10 @@ if [ -n "$pid" ]; then
     kill -0 -- "-$pid" 2>/dev/null || break
   done
 fi
-tmux kill-session -t ={SESSION_PREFIX}{run_id} 2>/dev/null || true
-[ -f "$D/exit_code" ] ||
-  {{ echo 137 > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"; }}
+tmux kill-session -t ={quote(SESSION_PREFIX + run_id)} 2>/dev/null || true
+[ -f "$D/exit_code" ] || {{ {write_exit_code("137")}; }}
 echo cancelled
-"""
+""")
 
 
 class TmuxBackend(Backend):
@@ -89,15 +99,14 @@ class TmuxBackend(Backend):
 
     name = "tmux"
 
-    def submit(self, host, runs: list[Launch], command: str, allow_concurrent: bool) -> list[str]:
+    def submit(
+        self, host, runs: list[Launch], command: Quoted, allow_concurrent: bool
+    ) -> list[str]:
         """Start each run in its own tmux session; the ids are the sessions' pane pids."""
-        from ..errors import ConfigError
-        from ..jobs import PRECHECK_EXIT, env_file
-
         ids = []
         for launch in runs:
             script = launch_script(host, launch, command, allow_concurrent)
-            res = host.run(script, stdin=env_file(host), check=False)
+            res = host.run(script, stdin=env_file(host.config), check=False)
             if res.exit_code == PRECHECK_EXIT:
                 found = "; ".join(line for line in res.text.splitlines() if line.strip())
                 playbook = launch.record.get("playbook")
@@ -117,24 +126,19 @@ class TmuxBackend(Backend):
 
     def poll(self, host, run_ids: list[str] | None) -> list:
         """Every run's files and the live tmux sessions, in one round trip."""
-        import time
-
-        from ..jobs import _parse_status, _status_script, _to_status
-
-        res = host.run(_status_script(host, run_ids))
+        res = host.run(status_script(host.config, run_ids))
         read_at = time.time()
-        now, runs = _parse_status(res.text)
-        return [_to_status(host.name, rid, seen, now, read_at) for rid, seen in runs.items()]
+        dump = parse_status(res.text, read_at)
+        return [
+            to_status(host.name, rid, seen, dump.now, read_at) for rid, seen in dump.runs.items()
+        ]
 
-    def cancel(self, host, run_id: str, grace: float) -> str:
+    def cancel(self, host, run_id: str, grace: float) -> CancelOutcome:
         """Signal the job's process group, then kill its tmux session."""
-        from ..jobs import run_dir
+        script = cancel_script(run_dir(host.config, run_id), run_id, grace)
+        res = host.run(script, timeout=3 * grace + host.config.timeout + 5)
+        return CancelOutcome(res.text.strip())
 
-        script = cancel_script(run_dir(host, run_id), run_id, grace)
-        return host.run(script, timeout=3 * grace + host.config.timeout + 5).text.strip()
-
-    def follow_until(self, host, run_id: str) -> str:
+    def follow_until(self, host, run_id: str) -> Quoted:
         """The job wrapper's pid (it lives until exit_code is written)."""
-        from ..jobs import run_dir
-
-        return f"$(cat {run_dir(host, run_id)}/pid)"
+        return trusted(f"$(cat {run_dir(host.config, run_id)}/pid)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CHUNK, CommandResult, Host, OutputCallback, Process, sh_path
+from .base import CHUNK, CommandResult, Host, OutputCallback, Process
 from .local import LocalHost
 from .ssh import SSHHost
 
@@ -27,7 +27,6 @@ __all__ = [
     "Process",
     "SSHHost",
     "open_host",
-    "sh_path",
 ]
 
 

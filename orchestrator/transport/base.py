@@ -11,7 +11,6 @@ stdin, streams stdout, applies the timeout and raises:
 from __future__ import annotations
 
 import math
-import shlex
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from ..errors import HostUnreachable, OrchError, RemoteCommandError
+from ..shell import Quoted, remote
 
 if TYPE_CHECKING:
     from ..config import HostConfig
@@ -53,15 +53,6 @@ class CommandResult:
         if not self.ok:
             raise RemoteCommandError(self)
         return self
-
-
-def sh_path(path: str) -> str:
-    """Quote a remote path for the shell, keeping a leading `~/` expandable."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
 
 
 class Process(ABC):
@@ -160,9 +151,9 @@ class Host(ABC):
         """The host's working folder, as written in the configuration."""
         return self.config.remote_dir
 
-    def path(self, *parts: str) -> str:
-        """A path under remote_dir, shell-quoted."""
-        return sh_path("/".join([self.remote_dir.rstrip("/"), *parts]))
+    def path(self, *parts: str) -> Quoted:
+        """A path under remote_dir, shell-quoted (`shell.remote`)."""
+        return remote(self.remote_dir, *parts)
 
     def read_file(self, path: str) -> bytes | None:
         """The bytes of a remote file (path shell-quoted by the caller), or None if absent."""

@@ -1,0 +1,187 @@
+"""What a host said about its runs: the status script's output parsed, and each run's state.
+
+States are derived, never guessed: cancelled marker (`cancelling` while the session is alive
+without an exit code) > exit_code (0 and results.json -> succeeded, else failed) > tmux session
+alive (running) > neither (lost). A run file that cannot be read is reported in the run's
+`error`, never turned into silence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .scripts import SESSION_PREFIX
+from .states import FINISHED, RunState
+
+
+@dataclass
+class SeenRun:
+    """The files of one run folder as the status script showed them."""
+
+    info: dict = field(default_factory=dict)  # run.json
+    progress: dict = field(default_factory=dict)  # progress.json
+    exit: int | None = None  # exit_code (-1: unreadable)
+    results: bool = False  # results.json exists
+    cancelled: bool = False  # the `cancelled` marker exists
+    alive: bool = False  # its tmux session is alive
+    ended: float | None = None  # exit_code's mtime
+    log: list[str] = field(default_factory=list)  # a failed run's last log lines
+    errors: list[str] = field(default_factory=list)  # files that could not be read
+
+
+@dataclass(frozen=True)
+class StatusDump:
+    """The status script's output: the host's clock and every run folder seen."""
+
+    now: float
+    runs: dict[str, SeenRun]
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What `orch status` read about one run, and when."""
+
+    run_id: str
+    host: str
+    playbook: str
+    state: RunState
+    reachable: bool = True
+    done: int | None = None
+    total: int | None = None
+    method: str | None = None
+    images_per_s: float | None = None
+    eta_s: float | None = None
+    eta_approximate: bool = False  # some method with work left has not been timed yet
+    updated_age_s: float | None = None
+    elapsed_s: float | None = None
+    cost: float | None = None
+    exit_code: int | None = None
+    log_tail: list[str] = field(default_factory=list)
+    note: str = ""
+    read_at: float = 0.0
+    parent: str | None = None
+    shard: int | None = None
+    error: str = ""  # a run file on the host that could not be read
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _read_json(seen: SeenRun, leaf: str, content: str) -> dict:
+    try:
+        doc = json.loads(content)
+    except json.JSONDecodeError as exc:
+        seen.errors.append(f"{leaf}: invalid JSON ({exc.msg})")
+        return {}
+    if not isinstance(doc, dict):
+        seen.errors.append(f"{leaf}: not a JSON object")
+        return {}
+    return doc
+
+
+def _file_line(runs: dict[str, SeenRun], line: str) -> None:
+    """One `<run_id>/<file>:<content>` line of `grep -H`."""
+    path, sep, content = line.partition(":")
+    run_id, _, leaf = path.partition("/")
+    if not sep or leaf not in ("run.json", "progress.json", "exit_code"):
+        return
+    if leaf != "run.json" and run_id not in runs:
+        return
+    seen = runs.setdefault(run_id, SeenRun())
+    if leaf == "run.json":
+        seen.info = _read_json(seen, leaf, content)
+    elif leaf == "progress.json":
+        seen.progress = _read_json(seen, leaf, content)
+    else:
+        code = content.strip()
+        if code.lstrip("-").isdigit():
+            seen.exit = int(code)
+        else:
+            seen.exit = -1
+            seen.errors.append(f"exit_code: '{code[:20]}' is not a number")
+
+
+def parse_status(text: str, default_now: float) -> StatusDump:
+    """Parse `scripts.status_script`'s output (`default_now` if the host sent no clock)."""
+    now, runs, alive = default_now, {}, set()
+    for line in text.splitlines():
+        tag, _, rest = line.partition(" ")
+        if tag == "@now":
+            now = float(rest)
+        elif tag == "@alive":
+            alive.add(rest.removeprefix(SESSION_PREFIX))
+        elif tag == "@has":
+            path = rest.rpartition(":")[0]
+            run_id, _, leaf = path.partition("/")
+            if run_id in runs and leaf in ("results.json", "cancelled"):
+                setattr(runs[run_id], leaf.removesuffix(".json"), True)
+        elif tag == "@ended":
+            path, _, mtime = rest.rpartition(" ")
+            run_id = path.partition("/")[0]
+            if run_id in runs and mtime.isdigit():
+                runs[run_id].ended = float(mtime)
+        elif tag == "@log":
+            run_id, _, text_line = rest.partition(" ")
+            if run_id in runs:
+                runs[run_id].log.append(text_line)
+        else:
+            _file_line(runs, line)
+    for run_id, seen in runs.items():
+        seen.alive = run_id in alive
+    return StatusDump(now, runs)
+
+
+def derive_state(seen: SeenRun) -> RunState:
+    """The run's state from what the host showed (see the module docstring)."""
+    if seen.cancelled:  # final only once the job is gone (its exit code is written)
+        if seen.exit is None and seen.alive:
+            return RunState.CANCELLING
+        return RunState.CANCELLED
+    if seen.exit is not None:
+        return RunState.SUCCEEDED if seen.exit == 0 and seen.results else RunState.FAILED
+    return RunState.RUNNING if seen.alive else RunState.LOST
+
+
+def _number(value: object) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: float) -> RunStatus:
+    """The `RunStatus` of one run folder (`now`: the host's clock, `read_at`: the laptop's)."""
+    info, prog = seen.info, seen.progress
+    state = derive_state(seen)
+    started = _number(info.get("started_at"))
+    end = seen.ended if state in FINISHED else None
+    elapsed = ((end or now) - started) if started is not None else None
+    rate = _number(info.get("hourly_rate"))
+    note = ""
+    if state == RunState.FAILED and seen.exit == 0:
+        note = "exit 0 but no results.json"
+    elif state == RunState.LOST:
+        note = "no tmux session and no exit code: host rebooted or job killed"
+    updated = _number(prog.get("updated_at"))
+    error = "; ".join(seen.errors)
+    return RunStatus(
+        run_id=run_id,
+        host=host_name,
+        playbook=str(info.get("playbook", "?")),
+        state=state,
+        done=prog.get("done"),
+        total=prog.get("total"),
+        method=prog.get("method"),
+        images_per_s=prog.get("images_per_s"),
+        eta_s=prog.get("eta_s") if state == RunState.RUNNING else None,
+        eta_approximate=bool(prog.get("eta_approximate")),
+        updated_age_s=(now - updated) if updated is not None else None,
+        elapsed_s=elapsed,
+        cost=(elapsed / 3600 * rate) if elapsed is not None and rate else None,
+        exit_code=seen.exit,
+        log_tail=seen.log,
+        note="; ".join(x for x in (note, error) if x),
+        read_at=read_at,
+        parent=info.get("parent"),
+        shard=info.get("shard"),
+        error=error,
+    )
