@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
 from .errors import HostUnreachable
-from .playbooks import model_paths
+from .playbooks import local_model_paths as model_paths
 from .transport import Host, sh_path
 
 MIN_PYTHON = (3, 10)
