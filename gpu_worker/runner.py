@@ -118,14 +118,7 @@ def run(
     progress.tracker.costs = {m.name: eta.relative_cost(m, len(checkpoints)) for m in spec.methods}
     timings = _decode(spec, (engine, samples), indices, (lines, done), pred_path, progress, log)
 
-    results = summary.summarize(
-        spec.methods,
-        lines,
-        spec.normalize,
-        spec.collapse_whitespace,
-        spec.baseline_method,
-        spec.bootstrap,
-    )
+    results = summary.summarize_run(spec, lines)
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
     model = (base, checkpoints)

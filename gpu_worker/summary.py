@@ -45,6 +45,18 @@ def _score_lines(
     return scores
 
 
+def summarize_run(spec, lines: list[dict]) -> dict:
+    """`summarize` with a playbook's scoring settings (`spec`: a `spec.RunSpec`)."""
+    return summarize(
+        spec.methods,
+        lines,
+        spec.normalize,
+        spec.collapse_whitespace,
+        spec.baseline_method,
+        spec.bootstrap,
+    )
+
+
 def summarize(
     methods: Iterable,
     lines: list[dict],

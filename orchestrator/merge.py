@@ -60,7 +60,7 @@ def merge_results(run: ShardedRun, shards: list[tuple[dict, dict, list[dict]]]) 
     """(results, merged prediction lines, playbook) from every shard's output, in shard order."""
     try:
         from gpu_worker.data import selection_hash
-        from gpu_worker.summary import recommend, summarize
+        from gpu_worker.summary import recommend, summarize_run
     except ImportError as exc:  # pragma: no cover - depends on the laptop's packages
         raise OrchError(f"merging needs the worker's scoring code: {exc}") from None
     book = _unsharded(shards[0][0])
@@ -77,14 +77,7 @@ def merge_results(run: ShardedRun, shards: list[tuple[dict, dict, list[dict]]]) 
         if len(seen) != len(set(seen)):
             raise OrchError(f"{run.parent}: shards overlap in method {method.name}")
     try:
-        results = summarize(
-            spec.methods,
-            lines,
-            spec.normalize,
-            spec.collapse_whitespace,
-            spec.baseline_method,
-            spec.bootstrap,
-        )
+        results = summarize_run(spec, lines)
     except ImportError as exc:
         raise OrchError(
             f"merging recomputes the metrics here and needs the worker's scoring packages "
