@@ -133,7 +133,7 @@ def _check_tesseract(spec: RunSpec) -> None:
         if not method.needs_model:
             from .tesseract import check
 
-            check(method.binary or "tesseract", method.lang or "")
+            check(str(method.binary), str(method.lang))  # filled in from spec.KINDS
 
 
 def _decode(

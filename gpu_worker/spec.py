@@ -79,8 +79,8 @@ KINDS: dict[str, dict[str, object]] = {
 MODEL_FREE = {"tesseract"}
 TOKEN_VOTE = "logits"  # token-level voting inside generate (ensemble only), see fastpath/vote.py
 BACKENDS = ("transformers", "tesseract")
-_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "seed": 0, "psm": 0, "oem": 0}
-_NULLABLE = {"max_new_tokens", "oem"}
+_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "seed": 0, "psm": 0}
+_NULLABLE = {"max_new_tokens"}
 
 
 class PlaybookError(ValueError):
