@@ -71,9 +71,9 @@ def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], N
     engine = engine_mod.load(
         base,
         checkpoints,
-        device=str(spec.model.get("device", "auto")),
+        device=str(spec.model["device"]),
         prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
-        dtype=str(spec.model.get("dtype", "auto")),
+        dtype=str(spec.model["dtype"]),
         lora=spec.lora,
     )
     rows = n_images * sum(m.needs_model for m in spec.methods)
