@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(build(args.folder))
         return 0
-    from .runner import PlaybookError, run
+    from .runner import run
+    from .schema import method_names
+    from .spec import PlaybookError
     from .summary import failed_methods
     from .tesseract import TesseractMissing
 
@@ -46,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
-    for name, body in results.items():
-        if name != "run":
-            print(_line(name, body))
+    for name in method_names(results):
+        print(_line(name, results[name]))
     rec = results["run"]["recommendation"]
     print(f"recommendation: {rec['statement']}")
     failed = failed_methods(results)
@@ -95,25 +96,20 @@ class _Named:
 def _read_rows(path: str, method: str | None) -> list[dict]:
     """Prediction rows as summarize() takes them; ValueError names the line. Rows without an
     `index` are paired by position: the k-th row of each method is line k."""
+    from .outputs import read_jsonl
+
     rows: list[dict] = []
     position: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise ValueError(f"{path}:{number}: invalid JSON") from None
-            if not isinstance(row, dict) or (method and row.get("method") != method):
-                continue
-            ref, pred = row.get("reference"), row.get("prediction")
-            if not isinstance(ref, str) or not (isinstance(pred, str) or row.get("error")):
-                raise ValueError(f"{path}:{number}: needs 'reference' and 'prediction'")
-            row = {**row, "method": str(row.get("method") or ""), "seconds": 0.0}
-            position[row["method"]] = position.get(row["method"], -1) + 1
-            row.setdefault("index", position[row["method"]])  # k-th line of each method pairs
-            rows.append(row)
+    for number, row in enumerate(read_jsonl(path), 1):
+        if method and row.get("method") != method:
+            continue
+        ref, pred = row.get("reference"), row.get("prediction")
+        if not isinstance(ref, str) or not (isinstance(pred, str) or row.get("error")):
+            raise ValueError(f"{path}: record {number}: needs 'reference' and 'prediction'")
+        row = {**row, "method": str(row.get("method") or ""), "seconds": 0.0}
+        position[row["method"]] = position.get(row["method"], -1) + 1
+        row.setdefault("index", position[row["method"]])  # k-th line of each method pairs
+        rows.append(row)
     return rows
 
 

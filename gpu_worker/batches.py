@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 
 from . import metrics
 from .data import Loaded, Samples, by_width, prefetched
-from .decoding import Method, MethodError, decode_batch
+from .decoding import decode_batch
+from .spec import Method, MethodError
 
 if TYPE_CHECKING:
-    from .runner import RunSpec
+    from .spec import RunSpec
 
 
 def _decode(engine, method: Method, images: list, spec: RunSpec, first: int) -> list[str]:

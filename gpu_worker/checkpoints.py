@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -44,3 +45,48 @@ def adapter_names(checkpoints: list[str]) -> list[str]:
     if len(set(names)) != len(names):
         names = [f"{Path(c).parent.name}/{Path(c).name}".replace(".", "_") for c in checkpoints]
     return names
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The base model (a hub name or an absolute folder) and its checkpoint folders."""
+
+    base: str | None
+    checkpoints: list[str]
+
+
+def local_path(value: object, root: str) -> str | None:
+    """The absolute path a model field names when it is local (starts with `.`, `/` or `~`);
+    None for hub names like `Qwen/...`. Relative paths are relative to `root`."""
+    if not isinstance(value, str) or not value.startswith((".", "/", "~")):
+        return None
+    path = os.path.expanduser(value)
+    return path if os.path.isabs(path) else os.path.join(root, path)
+
+
+def model_paths(model: dict) -> list[str]:
+    """The local paths (as written: folders or globs) a playbook's `model` section needs on the
+    host: a local `base` and every `checkpoints` entry."""
+    paths = [model["base"]] if local_path(model.get("base"), "") else []
+    ckpts = model.get("checkpoints") or []
+    return paths + [c for c in ([ckpts] if isinstance(ckpts, str) else ckpts) if isinstance(c, str)]
+
+
+def tiny_folder(model: dict, root: str) -> Path | None:
+    """The folder of `model.tiny` (the small local model, built on first use), if set."""
+    tiny = model.get("tiny")
+    if not tiny:
+        return None
+    folder = Path(os.path.expanduser(str(tiny)))
+    return folder if folder.is_absolute() else Path(root) / folder
+
+
+def locate(model: dict, root: str) -> ModelPaths:
+    """The base and checkpoint folders a `model` section names (FileNotFoundError when a
+    checkpoint is missing); a `tiny` model must be built already."""
+    tiny = tiny_folder(model, root)
+    if tiny is not None:
+        return ModelPaths(str(tiny / "base"), expand_checkpoints(str(tiny / "checkpoints")))
+    base = model.get("base")
+    local = local_path(base, root)
+    return ModelPaths(local or base, expand_checkpoints(model.get("checkpoints"), root))

@@ -25,19 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Where the samples come from and how many to score."""
-
-    source: str
-    split: str = "test"
-    n_samples: int | None = None
-    seed: int = 42
-    image_column: str = "image"
-    text_column: str = "text"
-    shard: int = 0
-    num_shards: int = 1
+from .spec import DataSpec
 
 
 class Samples:

@@ -15,34 +15,24 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoints import adapter_names, expand_checkpoints
-from .decoding import KINDS, MethodError, parse_methods, resolve_adapter, resolve_checkpoints
+from .checkpoints import adapter_names, local_path, locate, tiny_folder
+from .decoding import resolve_adapter, resolve_checkpoints
+from .spec import KINDS, MethodError, parse_methods
 
 EXIT_PROBLEM = 77
 
 
-def _local(value: object, root: str) -> str | None:
-    """The local path a model field names (hub names like `Qwen/...` are not local)."""
-    if not isinstance(value, str) or not value.startswith((".", "/", "~")):
-        return None
-    path = os.path.expanduser(value)
-    return path if os.path.isabs(path) else os.path.join(root, path)
-
-
 def _checkpoints(model: dict, root: str) -> tuple[list[str] | None, list[str]]:
     """(checkpoint folders, problems); folders None when they cannot be known yet."""
-    tiny = model.get("tiny")
-    if tiny:
-        folder = Path(_local(str(tiny), root) or os.path.join(root, str(tiny)))
-        if not (folder / "checkpoints").is_dir():
-            return None, []  # the tiny model is built on first use
-        return expand_checkpoints(str(folder / "checkpoints")), []
+    tiny = tiny_folder(model, root)
+    if tiny is not None and not (tiny / "checkpoints").is_dir():
+        return None, []  # the tiny model is built on first use
     problems = []
-    base = _local(model.get("base"), root)
+    base = local_path(model.get("base"), root) if tiny is None else None
     if base is not None and not os.path.isdir(base):
         problems.append(f"model.base: {model['base']}: no such folder on this host")
     try:
-        return expand_checkpoints(model.get("checkpoints"), root), problems
+        return locate(model, root).checkpoints, problems
     except FileNotFoundError as exc:
         return None, [*problems, f"model.checkpoints: {exc}"]
 

@@ -50,7 +50,7 @@ def validate_results(doc: Any) -> dict:
         raise SchemaError("results: expected a JSON object")
     if not isinstance(doc.get(RUN_KEY), dict):
         raise SchemaError(f"results.{RUN_KEY}: missing provenance object")
-    methods = [k for k in doc if k != RUN_KEY]
+    methods = method_names(doc)
     if not methods:
         raise SchemaError("results: no method results")
     for name in methods:

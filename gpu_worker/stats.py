@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-RUN_KEY = "run"
+from .schema import method_names
+
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 20261126
 CONFIDENCE = 0.95
@@ -40,8 +41,9 @@ _CHUNK_CELLS = 1_200_000  # resampled line slots per chunk: ~10 MB each array, c
 def best_method(results: dict) -> str | None:
     """The method with the lowest corpus CER among those that have one; None if none has."""
     best, best_cer = None, math.inf
-    for name, body in results.items():
-        if name == RUN_KEY or not isinstance(body, dict):
+    for name in method_names(results):
+        body = results[name]
+        if not isinstance(body, dict):
             continue
         cer = body.get("cer")
         if isinstance(cer, (int, float)) and not isinstance(cer, bool) and body.get("n", 0) > 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import metrics, stats
+from .schema import method_names
 
 NULL_WHEN_FAILED = (
     "cer",
@@ -42,6 +43,18 @@ def _score_lines(
         prediction = "" if "error" in line else line["prediction"]
         scores[index] = metrics.score_pair(line["reference"], prediction, form, collapse)
     return scores
+
+
+def summarize_run(spec, lines: list[dict]) -> dict:
+    """`summarize` with a playbook's scoring settings (`spec`: a `spec.RunSpec`)."""
+    return summarize(
+        spec.methods,
+        lines,
+        spec.normalize,
+        spec.collapse_whitespace,
+        spec.baseline_method,
+        spec.bootstrap,
+    )
 
 
 def summarize(
@@ -142,8 +155,8 @@ def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     top = results[best]["cer"]
     near = [
         k
-        for k, v in results.items()
-        if k != stats.RUN_KEY and v.get("cer") is not None and v["cer"] <= top + tolerance
+        for k in method_names(results)
+        if results[k].get("cer") is not None and results[k]["cer"] <= top + tolerance
     ]
     rec["fastest_within_tolerance"] = max(near, key=lambda k: results[k]["images_per_s"] or 0.0)
     return rec
@@ -151,4 +164,4 @@ def recommend(results: dict, tolerance: float, baseline: str) -> dict:
 
 def failed_methods(results: dict) -> list[str]:
     """Methods with no scored sample (null rates): the run failed for them."""
-    return [k for k, v in results.items() if k != stats.RUN_KEY and v.get("cer") is None]
+    return [k for k in method_names(results) if results[k].get("cer") is None]

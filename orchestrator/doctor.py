@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
-from .playbooks import model_paths
+from .playbooks import local_model_paths as model_paths
 from .shell import Quoted, path, quote, trusted
 from .states import CheckStatus
 from .transport import Host

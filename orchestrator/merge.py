@@ -21,7 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from gpu_worker.outputs import read_jsonl
 from gpu_worker.schema import SchemaError, validate_results
+from gpu_worker.spec import PlaybookError, parse_playbook
 
 from .config import Config
 from .errors import OrchError
@@ -36,16 +38,12 @@ def _read_shard(folder: Path) -> tuple[dict, dict, list[dict]]:
     try:
         book = yaml.safe_load((folder / "playbook.yaml").read_text(encoding="utf-8"))
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        lines = [
-            json.loads(line)
-            for line in (folder / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
+        lines = read_jsonl(folder / "predictions.jsonl")
     except FileNotFoundError as exc:
         raise OrchError(
             f"{folder.name}: {Path(exc.filename).name} missing; fetch it again"
         ) from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:
         raise OrchError(f"{folder.name}: unreadable shard output ({exc})") from None
     return book, results, lines
 
@@ -61,30 +59,25 @@ def _unsharded(book: dict) -> dict:
 def merge_results(run: ShardedRun, shards: list[tuple[dict, dict, list[dict]]]) -> tuple:
     """(results, merged prediction lines, playbook) from every shard's output, in shard order."""
     try:
-        from gpu_worker.data import DataSpec, selection_hash
-        from gpu_worker.runner import parse_playbook
-        from gpu_worker.summary import recommend, summarize
+        from gpu_worker.data import selection_hash
+        from gpu_worker.summary import recommend, summarize_run
     except ImportError as exc:  # pragma: no cover - depends on the laptop's packages
         raise OrchError(f"merging needs the worker's scoring code: {exc}") from None
     book = _unsharded(shards[0][0])
     for i, (other, _, _) in enumerate(shards):
         if _unsharded(other) != book or (other.get("data") or {}).get("shard") != i:
             raise OrchError(f"{run.shards[i]}: its playbook is not shard {i} of {run.parent}")
-    spec = parse_playbook(book, run.playbook)
+    try:
+        spec = parse_playbook(book, run.playbook)
+    except PlaybookError as exc:
+        raise OrchError(f"{run.parent}: its playbook is invalid ({exc})") from None
     lines = sorted((line for _, _, part in shards for line in part), key=lambda x: x["index"])
     for method in spec.methods:
         seen = [line["index"] for line in lines if line["method"] == method.name]
         if len(seen) != len(set(seen)):
             raise OrchError(f"{run.parent}: shards overlap in method {method.name}")
     try:
-        results = summarize(
-            spec.methods,
-            lines,
-            spec.normalize,
-            spec.collapse_whitespace,
-            spec.baseline_method,
-            spec.bootstrap,
-        )
+        results = summarize_run(spec, lines)
     except ImportError as exc:
         raise OrchError(
             f"merging recomputes the metrics here and needs the worker's scoring packages "
@@ -92,7 +85,7 @@ def merge_results(run: ShardedRun, shards: list[tuple[dict, dict, list[dict]]]) 
         ) from None
     indices = sorted({line["index"] for line in lines})
     first = shards[0][1]["run"]
-    data = DataSpec(**{k: v for k, v in (book.get("data") or {}).items()})
+    data = spec.data
     results["run"] = {
         **first,
         "run_id": run.parent,

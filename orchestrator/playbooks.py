@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from gpu_worker.schema import did_you_mean
+from gpu_worker import spec
+from gpu_worker.checkpoints import model_paths
 
 from .config import Config
 from .errors import ConfigError
@@ -40,24 +41,12 @@ def load_raw(config: Config, name: str) -> dict:
     return data
 
 
-def _is_path(value: str) -> bool:
-    return value.startswith(("/", "~", "./", "../"))
-
-
-def model_paths(config: Config, name: str) -> list[str]:
-    """Local paths (files, folders or globs) a playbook's model needs on the host."""
+def local_model_paths(config: Config, name: str) -> list[str]:
+    """Local paths (folders or globs) a playbook's model needs on the host."""
     model = load_raw(config, name).get("model") or {}
     if not isinstance(model, dict):
         raise ConfigError(f"{name}: model: expected a mapping with base and checkpoints")
-    paths = []
-    base = model.get("base")
-    if isinstance(base, str) and _is_path(base):
-        paths.append(base)
-    ckpts = model.get("checkpoints") or []
-    for c in [ckpts] if isinstance(ckpts, str) else ckpts:
-        if isinstance(c, str):
-            paths.append(c)
-    return paths
+    return model_paths(model)
 
 
 DEFAULT_COMMAND = "{python} -m gpu_worker run {playbook} --out {out}"
@@ -82,52 +71,41 @@ class Playbook:
 
 
 def apply_override(data: dict, assignment: str, label: str) -> None:
-    """Apply one `key.sub=value` (value parsed as YAML) to `data`, in place."""
+    """Apply one `key.sub=value` to `data`, in place. The key must name a setting of the
+    playbook spec (`gpu_worker.spec.check_key`) and the value must be valid YAML."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment}: expected key=value, e.g. data.n_samples=20")
     parts = key.split(".")
+    problem = spec.check_key(data, parts)
+    if problem:
+        raise ConfigError(f"--set {key}: {label} has {problem}")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({first})") from None
     node = data
-    if len(parts) == 2 and _known_setting(*parts) and isinstance(data.get(parts[0]) or {}, dict):
-        data[parts[0]] = data.get(parts[0]) or {}  # a known setting the playbook leaves default
-        data[parts[0]].setdefault(parts[1], None)
-    for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        if not isinstance(node, dict) or part not in node:
-            where = ".".join(parts[: depth + 1])
-            choices = list(node) if isinstance(node, dict) else []
-            hint = did_you_mean(part, choices)
-            raise ConfigError(f"--set {key}: {label} has no key '{where}'{hint}")
-        if last:
-            try:
-                node[part] = yaml.safe_load(raw) if raw else ""
-            except yaml.YAMLError:
-                node[part] = raw
-        else:
-            node = node[part]
-
-
-def _known_setting(section: str, key: str) -> bool:
-    """True for a worker setting with a default (`scoring.bootstrap`), which `--set` may add."""
-    from gpu_worker.runner import SECTIONS
-
-    keys = SECTIONS.get(section)
-    return isinstance(keys, set) and key in keys
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}  # a section the playbook leaves at its defaults
+        node = node[part]
+    node[parts[-1]] = value
 
 
 def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playbook:
-    """Load a playbook and apply `--set` overrides (playbook < command line)."""
+    """Load a playbook, apply `--set` overrides (playbook < command line) and resolve it into
+    the full spec the worker receives (every default filled in, validated here, before anything
+    is pushed). A playbook with its own `command` is sent as written."""
     path = playbook_path(config, name)
     data = load_raw(config, name)
     for assignment in overrides:
         apply_override(data, assignment, path.name)
     check_names(data, path)
-    if "command" not in data:  # the worker runs it: check it here, before anything is pushed
-        from gpu_worker.runner import PlaybookError, parse_playbook
-
+    if "command" not in data:
         try:
-            parse_playbook(data, path.stem)
-        except PlaybookError as exc:
+            data = spec.parse_playbook(data, path.stem).doc
+        except spec.PlaybookError as exc:
             raise ConfigError(f"{path.name}: {exc}") from None
     return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
 

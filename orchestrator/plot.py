@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 
+from gpu_worker.schema import method_names
+
 _RINGS = (6, 14, 24, 36)
 _OFFSETS = [
     offset
@@ -62,8 +64,8 @@ def tradeoff_figure(results: dict, title: str):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    methods = [k for k in results if k != "run" and results[k].get("cer") is not None]
-    failed = [k for k in results if k != "run" and results[k].get("cer") is None]
+    methods = [k for k in method_names(results) if results[k].get("cer") is not None]
+    failed = [k for k in method_names(results) if results[k].get("cer") is None]
     xs = [results[m]["time_per_image_s"] for m in methods]
     ys = [results[m]["cer"] for m in methods]
     cis = [results[m].get("cer_ci") or [results[m]["cer"]] * 2 for m in methods]

@@ -17,6 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from gpu_worker.schema import method_names
 from gpu_worker.stats import best_method
 
 START = "<!-- orch:results:start -->"
@@ -40,7 +41,7 @@ class RunTable:
     @property
     def methods(self) -> list[str]:
         """Method names in results order."""
-        return [k for k in self.results if k != "run"]
+        return method_names(self.results)
 
     @property
     def baseline(self) -> str:

@@ -67,6 +67,8 @@ def dead_host_project(project):
         ("methods.sampled.temperature=.inf", "temperature: expected a positive number, got inf"),
         ("name=../../x", "ocr.yaml: name: '../../x' is not a safe name"),
         ('name="a\\n<!--"', "ocr.yaml: name: 'a\\n<!--' is not a safe name"),
+        ("model.dtyp=bf16", "--set model.dtyp: ocr.yaml has no key 'model.dtyp' (did you mean"),
+        ("generation.batch_size=[8", "--set generation.batch_size: value '[8' is not valid YAML"),
     ],
 )
 def test_bad_playbook_values_stop_before_anything_is_sent(

@@ -2,8 +2,9 @@
 
 import pytest
 
-from gpu_worker.decoding import MethodError, parse_method, parse_methods
+from gpu_worker.decoding import generate_kwargs
 from gpu_worker.ensemble import longest, majority, mbr, vote
+from gpu_worker.spec import MethodError, parse_method, parse_methods
 
 
 def test_mbr_picks_the_edit_distance_medoid():
@@ -62,14 +63,14 @@ def test_tesseract_is_a_backend():
 
 def test_generate_arguments():
     beam = parse_method("b", {"kind": "beam"})
-    assert beam.generate_kwargs(64) == {
+    assert generate_kwargs(beam, 64) == {
         "max_new_tokens": 64,
         "do_sample": False,
         "num_beams": 5,
         "early_stopping": True,
     }
     sample = parse_method("s", {"kind": "sample", "temperature": 0.7, "top_p": 0.9, "seed": 3})
-    assert sample.generate_kwargs(10) == {
+    assert generate_kwargs(sample, 10) == {
         "max_new_tokens": 10,
         "do_sample": True,
         "temperature": 0.7,

@@ -13,7 +13,7 @@ from gpu_worker import engine as engine_mod
 from gpu_worker.data import DataSpec, Samples
 from gpu_worker.fastpath import shapes
 from gpu_worker.fastpath.lora import Unsupported, read_adapter
-from gpu_worker.runner import PlaybookError, parse_playbook
+from gpu_worker.spec import PlaybookError, parse_playbook
 from orchestrator.playbooks import apply_override
 from tests.conftest import REPO, SAMPLES
 

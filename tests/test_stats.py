@@ -211,7 +211,7 @@ def test_set_may_add_the_scoring_settings_a_playbook_leaves_at_their_defaults():
 
 
 def test_progress_json_carries_the_per_method_eta_and_says_when_it_is_approximate(tmp_path):
-    from gpu_worker.runner import Progress
+    from gpu_worker.outputs import Progress
 
     progress = Progress(tmp_path / "progress.json", total=30)
     progress.tracker = Tracker({"greedy": 10, "beam": 10, "ens": 10}, {"beam": 5.0, "ens": 4.0})

@@ -15,8 +15,9 @@ from PIL import Image
 
 from gpu_worker import engine as engine_mod
 from gpu_worker.metrics import score_pair
-from gpu_worker.runner import PlaybookError, load_playbook, run
+from gpu_worker.runner import load_playbook, run
 from gpu_worker.schema import SchemaError, validate_results
+from gpu_worker.spec import PlaybookError
 from tests.conftest import REPO, SAMPLES
 
 ALL_METHODS = {

@@ -1,0 +1,95 @@
+"""The files a run writes in its output folder, and the one reader of predictions files.
+
+- `predictions.jsonl`: one JSON object per line (per image and method), appended and flushed
+  per batch. `read_jsonl` is the one reader of such files (the worker's resume, `score`, the
+  orchestrator's shard merge): blank lines are skipped, a bad line is a ValueError naming the
+  file and line; with `repair_tail` a torn last line (killed mid-write) is cut off instead.
+- `progress.json`: `Progress`, rewritten at most every PROGRESS_EVERY_S seconds.
+- `results.json`: written with `write_json_atomic` (temp name in the same folder, then rename),
+  like every file the orchestrator reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import eta, schema
+
+PROGRESS_EVERY_S = 2.0
+
+
+def write_json_atomic(path: Path, doc: dict) -> None:
+    """Write JSON to a temp name in the same folder, then rename over `path`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str | Path, repair_tail: bool = False) -> list[dict]:
+    """The JSON objects of a .jsonl file, one per non-blank line (ValueError names the line).
+
+    `repair_tail`: a missing file reads as empty, and an unparsable last line (a write cut
+    short) is dropped from the file rather than refused."""
+    path = Path(path)
+    if repair_tail and not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if repair_tail and i == len(lines) - 1:
+                path.write_text("".join(lines[:i]), encoding="utf-8")
+                break
+            raise ValueError(f"{path}:{i + 1}: invalid JSON") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{i + 1}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def append_lines(sink, rows: list[dict]) -> None:
+    """Append rows to an open predictions file and make them durable (flush + fsync)."""
+    for row in rows:
+        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+    sink.flush()
+    os.fsync(sink.fileno())
+
+
+@dataclass
+class Progress:
+    """progress.json, rewritten at most every PROGRESS_EVERY_S seconds; the ETA prices each
+    method's remaining images separately (`eta.Tracker`)."""
+
+    path: Path
+    total: int
+    done: int = 0
+    method: str = ""
+    rate: float = 0.0
+    last_write: float = field(default=0.0)
+    tracker: eta.Tracker = field(default_factory=lambda: eta.Tracker({}))
+
+    def update(self, done: int, method: str, rate: float, force: bool = False) -> None:
+        """Record progress; write the file when due (or `force`)."""
+        self.done, self.method, self.rate = done, method, rate
+        now = time.monotonic()
+        if force or now - self.last_write >= PROGRESS_EVERY_S:
+            estimate = self.tracker.estimate()
+            doc = {
+                "done": self.done,
+                "total": self.total,
+                "method": self.method,
+                "images_per_s": round(self.rate, 4),
+                "eta_s": None if estimate.seconds is None else round(estimate.seconds, 1),
+                "eta_approximate": estimate.approximate,
+                "updated_at": time.time(),
+            }
+            write_json_atomic(self.path, schema.validate_progress(doc))
+            self.last_write = now

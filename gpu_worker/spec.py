@@ -1,0 +1,392 @@
+"""The playbook and method rules, shared by the orchestrator and the worker. Standard library only
+(like `schema.py`): sections, settings and their defaults, method kinds, did-you-mean.
+
+`parse_playbook(doc)` resolves a playbook into its full spec (every section and setting with its
+default filled in; `RunSpec.doc`) and validates it into a `RunSpec`; errors name the field. `orch
+run` sends `RunSpec.doc` to the host, and the worker reads it back with the same function (a full
+spec resolves to itself). `check_key` says whether `--set a.b=v` names a setting. A playbook with
+its own `command` is not the worker's: only its names and `--set` keys are checked.
+
+Defaults are stated here once: `SECTIONS` for the sections, `KINDS` for each method kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .ensemble import RULES
+from .fastpath.shapes import COMPILE_SETTINGS
+from .metrics import NORMAL_FORMS
+from .schema import RUN_KEY, did_you_mean
+from .stats import DEFAULT_RESAMPLES
+
+# section -> {setting: default}; None: a free value or a section checked elsewhere
+SECTIONS: dict[str, dict[str, object] | None] = {
+    "name": None,
+    "description": None,
+    "command": None,
+    "job": None,  # settings of a playbook with its own `command` (tests' fake job)
+    "model": {
+        "base": None,
+        "checkpoints": None,
+        "tiny": None,
+        "prompt": None,  # None: the engine's DEFAULT_PROMPT
+        "device": "auto",
+        "dtype": "auto",
+    },
+    "data": {
+        "source": None,  # required
+        "split": "test",
+        "n_samples": None,  # None: the whole split
+        "seed": 42,
+        "image_column": "image",
+        "text_column": "text",
+        "shard": 0,
+        "num_shards": 1,
+    },
+    "generation": {"batch_size": 8, "max_new_tokens": 128, "compile": "auto", "lora": "fast"},
+    "scoring": {
+        "normalize": "nfc",
+        "collapse_whitespace": True,
+        "cer_tolerance": 0.01,
+        "bootstrap": DEFAULT_RESAMPLES,
+        "baseline": None,  # None: the first method
+    },
+    "methods": None,
+    # sbatch resources for `backend: slurm` hosts, read by orchestrator/backends/slurm.py
+    "slurm": dict.fromkeys(
+        ("partition", "account", "time", "mem", "gres", "gpus", "cpus_per_task")
+    ),
+}
+FILLED = ("model", "data", "generation", "scoring")  # sections the full spec always holds
+LORA_PATHS = ("fast", "peft")
+
+# method kind -> {setting: default}; `kind` and `backend` are settings of every kind
+_MODEL = {"max_new_tokens": None}  # None: generation.max_new_tokens
+_ADAPTER = {"adapter": "last"}
+_VOTERS = {"checkpoints": "all", "vote": "mbr"}
+KINDS: dict[str, dict[str, object]] = {
+    "greedy": {**_MODEL, **_ADAPTER},
+    "beam": {**_MODEL, **_ADAPTER, "num_beams": 5},
+    "sample": {**_MODEL, **_ADAPTER, "temperature": 1.0, "top_p": 1.0, "seed": 0},
+    "ensemble": {**_MODEL, **_VOTERS},
+    "combined": {**_MODEL, **_VOTERS, "num_beams": 5},
+    "tesseract": {"lang": "ori", "psm": 7, "oem": None, "binary": "tesseract"},
+}
+MODEL_FREE = {"tesseract"}
+TOKEN_VOTE = "logits"  # token-level voting inside generate (ensemble only), see fastpath/vote.py
+BACKENDS = ("transformers", "tesseract")
+_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "seed": 0, "psm": 0}
+_NULLABLE = {"max_new_tokens"}
+
+
+class PlaybookError(ValueError):
+    """The playbook is invalid for the worker; the message names the field."""
+
+
+class MethodError(PlaybookError):
+    """A method entry in a playbook is invalid; the message names method and field."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One decoding method. Only its kind's settings (`KINDS`) are set; the others stay None,
+    except `num_beams`: the kinds without it decode one beam."""
+
+    name: str
+    kind: str
+    adapter: str | None = None
+    num_beams: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    checkpoints: tuple[str, ...] | str | None = None
+    vote: str | None = None
+    max_new_tokens: int | None = None
+    lang: str | None = None
+    psm: int | None = None
+    oem: int | None = None
+    binary: str | None = None
+
+    @property
+    def needs_model(self) -> bool:
+        """False for backends that do not use the transformers model."""
+        return self.kind not in MODEL_FREE
+
+    def settings(self) -> dict:
+        """The settings that define this method, for results.json."""
+        out: dict = {"kind": self.kind}
+        for key, value in asdict(self).items():
+            if key in KINDS[self.kind] and value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+_DATA = SECTIONS["data"] or {}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the samples come from and how many to score (defaults: `SECTIONS["data"]`)."""
+
+    source: str
+    split: str = str(_DATA["split"])
+    n_samples: int | None = None
+    seed: int = int(_DATA["seed"])  # type: ignore[call-overload]
+    image_column: str = str(_DATA["image_column"])
+    text_column: str = str(_DATA["text_column"])
+    shard: int = int(_DATA["shard"])  # type: ignore[call-overload]
+    num_shards: int = int(_DATA["num_shards"])  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A playbook as the worker uses it; `doc` is the full spec it was read from."""
+
+    name: str
+    digest: str
+    model: dict
+    data: DataSpec
+    methods: list[Method]
+    batch_size: int
+    max_new_tokens: int
+    normalize: str
+    collapse_whitespace: bool
+    cer_tolerance: float
+    compile: str
+    lora: str
+    bootstrap: int
+    baseline: str
+    doc: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def baseline_method(self) -> str:
+        """`scoring.baseline` (the full spec fills in the first method)."""
+        return self.baseline or self.methods[0].name
+
+
+def _fail(cls: type[PlaybookError], where: str, text: str) -> PlaybookError:
+    return cls(f"{where}: {text}")
+
+
+def _mapping(value: object, where: str, cls: type[PlaybookError] = PlaybookError) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(cls, where, "expected a mapping")
+    return value
+
+
+def _known(keys: dict | set, got: dict, where: str, what: str, cls=PlaybookError) -> None:
+    unknown = sorted(str(k) for k in set(got) - set(keys))
+    if unknown:
+        key = unknown[0]
+        raise _fail(cls, f"{where}{key}", f"{what}{did_you_mean(key, keys)}")
+
+
+def resolve_method(name: str, body: object) -> dict:
+    """A `methods:` entry with its kind, backend and every setting of its kind filled in."""
+    if not isinstance(body, dict):
+        raise MethodError(f"methods.{name}: expected a mapping like {{kind: greedy}}")
+    backend = body.get(
+        "backend", "tesseract" if body.get("kind") == "tesseract" else "transformers"
+    )
+    if backend not in BACKENDS:
+        raise MethodError(
+            f"methods.{name}.backend: unknown '{backend}'{did_you_mean(backend, BACKENDS)}; "
+            f"known: {', '.join(BACKENDS)}"
+        )
+    kind = body.get("kind", "tesseract" if backend == "tesseract" else None)
+    if (backend == "tesseract") != (kind == "tesseract"):
+        raise MethodError(f"methods.{name}: kind {kind} does not run on backend {backend}")
+    if kind not in KINDS:
+        hint = did_you_mean(kind, KINDS)
+        raise MethodError(f"methods.{name}.kind: unknown '{kind}'{hint}; known: {', '.join(KINDS)}")
+    keys = {"kind", "backend", *KINDS[kind]}
+    _known(keys, body, f"methods.{name}.", f"not a setting of kind {kind}", MethodError)
+    return {"kind": kind, "backend": backend, **{k: body.get(k, d) for k, d in KINDS[kind].items()}}
+
+
+def parse_method(name: str, body: object) -> Method:
+    """A `methods:` entry -> Method, or MethodError naming the field."""
+    values = resolve_method(name, body)
+    del values["backend"]
+    if isinstance(values.get("checkpoints"), list):
+        values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])
+    rules = [*RULES, TOKEN_VOTE] if values["kind"] == "ensemble" else list(RULES)
+    if "vote" in values and values["vote"] not in rules:
+        raise MethodError(
+            f"methods.{name}.vote: unknown rule '{values['vote']}' for kind {values['kind']}; "
+            f"known: {', '.join(rules)}"
+        )
+    for key, low in _INTEGERS.items():
+        v = values.get(key)  # bools are ints to Python: `num_beams: true` is refused too
+        if key not in values or (v is None and key in _NULLABLE):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise MethodError(f"methods.{name}.{key}: expected an integer >= {low}, got {v!r}")
+    for key in ("temperature", "top_p"):
+        v = values.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise MethodError(f"methods.{name}.{key}: expected a positive number, got {v!r}")
+    return Method(name=name, **values)
+
+
+def parse_methods(methods: object) -> list[Method]:
+    """The playbook's `methods:` mapping, in order."""
+    if not isinstance(methods, dict) or not methods:
+        raise MethodError("methods: expected a mapping of method name -> {kind: ...}")
+    if RUN_KEY in methods:
+        raise MethodError("methods.run: 'run' is reserved in results.json; pick another name")
+    return [parse_method(str(name), body) for name, body in methods.items()]
+
+
+def resolve(doc: object, name: str = "playbook") -> dict:
+    """The full spec of a worker playbook: every section and setting, defaults filled in.
+
+    Unknown sections, settings and method kinds are errors naming the field (did you mean).
+    """
+    if not isinstance(doc, dict):
+        raise PlaybookError("expected a mapping at the top level")
+    _known(SECTIONS, doc, "", "unknown section")
+    full: dict = {"name": str(doc.get("name") or name)}
+    full.update(
+        {k: v for k, v in doc.items() if SECTIONS[k] is None and k not in (*full, "methods")}
+    )
+    for section in (*FILLED, "slurm"):
+        given = _mapping(doc.get(section), section)
+        _known(SECTIONS[section] or {}, given, f"{section}.", "unknown setting")
+        if section in FILLED:
+            full[section] = {k: given.get(k, d) for k, d in (SECTIONS[section] or {}).items()}
+        elif given:
+            full[section] = dict(given)
+    methods = doc.get("methods")
+    if not isinstance(methods, dict) or not methods:
+        raise MethodError("methods: expected a mapping of method name -> {kind: ...}")
+    full["methods"] = {str(k): resolve_method(str(k), v) for k, v in methods.items()}
+    if full["scoring"]["baseline"] is None:
+        full["scoring"]["baseline"] = next(iter(full["methods"]))
+    return full
+
+
+def check_key(doc: dict, parts: list[str]) -> str | None:
+    """Why `--set <parts>=v` names no setting of playbook `doc` (None: it does). Spec sections
+    are checked against their settings, `methods.<name>.<key>` against the method's kind, free
+    sections (a `command` playbook's `job`) against the keys the file holds."""
+    head = parts[0]
+    if head not in SECTIONS and head not in doc:
+        return _no_key(parts, 1, SECTIONS)
+    table, depth = SECTIONS.get(head), 1  # parts[depth] must be in table, and be the last
+    if head == "methods" and len(parts) > 1:
+        methods = doc.get("methods") if isinstance(doc.get("methods"), dict) else {}
+        if parts[1] not in methods:
+            return _no_key(parts, 2, methods)
+        body = methods[parts[1]] if isinstance(methods[parts[1]], dict) else {}
+        kind = body.get("kind") or ("tesseract" if body.get("backend") == "tesseract" else "")
+        table, depth = {"kind": 0, "backend": 0, **KINDS.get(str(kind), {})}, 2
+    if isinstance(table, dict):
+        if len(parts) > depth and parts[depth] not in table:
+            return _no_key(parts, depth + 1, table)
+        return _no_key(parts, depth + 2, {}) if len(parts) > depth + 1 else None
+    node: object = doc
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            return _no_key(parts, i + 1, node if isinstance(node, dict) else {})
+        node = node[part]
+    return None
+
+
+def _no_key(parts: list[str], depth: int, choices: object) -> str:
+    return f"no key '{'.'.join(parts[:depth])}'{did_you_mean(parts[depth - 1], choices)}"
+
+
+def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
+    """Resolve and validate a playbook into a RunSpec (errors name the field)."""
+    full = resolve(doc, name)
+    model, data, gen, scoring = (full[s] for s in FILLED)
+    if data["source"] is None:
+        raise PlaybookError("data.source: missing (a labels.jsonl folder, datasets folder or name)")
+    methods = parse_methods(full["methods"])
+    if any(m.needs_model for m in methods) and not (model["base"] or model["tiny"]):
+        raise PlaybookError("model.base: missing (a hub name or a local folder)")
+    for where, value, low in (
+        ("generation.batch_size", gen["batch_size"], 1),
+        ("generation.max_new_tokens", gen["max_new_tokens"], 1),
+        ("data.seed", data["seed"], 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise PlaybookError(f"{where}: expected a positive integer, got {value!r}")
+    n = data["n_samples"]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
+    _check_shard(data)
+    _check_scoring(scoring, methods)
+    _check_generation(gen)
+    canonical = json.dumps(full, sort_keys=True, ensure_ascii=False, default=str)
+    return RunSpec(
+        name=full["name"],
+        digest=hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        model=model,
+        data=DataSpec(**data),
+        methods=methods,
+        batch_size=gen["batch_size"],
+        max_new_tokens=gen["max_new_tokens"],
+        normalize=scoring["normalize"],
+        collapse_whitespace=bool(scoring["collapse_whitespace"]),
+        cer_tolerance=float(scoring["cer_tolerance"]),
+        compile=gen["compile"],
+        lora=gen["lora"],
+        bootstrap=scoring["bootstrap"],
+        baseline=str(scoring["baseline"]),
+        doc=full,
+    )
+
+
+def _check_scoring(scoring: dict, methods: list[Method]) -> None:
+    """`normalize`, `cer_tolerance` (>= 0), `bootstrap` (resamples, >= 100), `baseline`."""
+    tol = scoring["cer_tolerance"]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
+        raise PlaybookError(f"scoring.cer_tolerance: expected a number >= 0, got {tol!r}")
+    form = scoring["normalize"]
+    if form not in NORMAL_FORMS:
+        raise PlaybookError(
+            f"scoring.normalize: expected one of {', '.join(NORMAL_FORMS)}, got {form!r}"
+        )
+    resamples = scoring["bootstrap"]
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
+        raise PlaybookError(
+            f"scoring.bootstrap: expected an integer >= 100 (resamples), got {resamples!r}"
+        )
+    baseline, names = scoring["baseline"], [m.name for m in methods]
+    if baseline not in names:
+        raise PlaybookError(
+            f"scoring.baseline: '{baseline}' is not a method{did_you_mean(baseline, names)}; "
+            f"methods: {', '.join(names)}"
+        )
+
+
+def _check_generation(gen: dict) -> None:
+    """`generation.compile` (auto|on|off; YAML's bare on/off arrive as booleans) and `.lora`."""
+    value = gen["compile"]
+    if isinstance(value, bool):
+        gen["compile"] = value = "on" if value else "off"
+    if value not in COMPILE_SETTINGS:
+        raise PlaybookError(
+            f"generation.compile: expected one of {', '.join(COMPILE_SETTINGS)}, got {value!r}"
+        )
+    if gen["lora"] not in LORA_PATHS:
+        raise PlaybookError(
+            f"generation.lora: expected one of {', '.join(LORA_PATHS)}, got {gen['lora']!r}"
+        )
+
+
+def _check_shard(data: dict) -> None:
+    """`data.num_shards` >= 1 and 0 <= `data.shard` < num_shards (integers)."""
+    count, shard = data["num_shards"], data["shard"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise PlaybookError(f"data.num_shards: expected a positive integer, got {count!r}")
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
+        raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
