@@ -17,7 +17,7 @@ from pathlib import Path
 
 COMPILE_SETTINGS = ("auto", "on", "off")
 AUTO_MIN_IMAGES = 1000
-PAD_TO = 32
+PAD_TO = 64
 
 
 def buckets(batch_size: int) -> list[int]:
