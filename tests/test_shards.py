@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from gpu_worker.schema import method_names
 from orchestrator.merge import merge_results
 from orchestrator.shards import ShardedRun
 from tests.conftest import REPO, git
@@ -103,10 +104,8 @@ def single_host_run(orch, project):
 
 def assert_same_results(merged: dict, single: dict) -> None:
     """Every score equal to the last digit; only timings and provenance may differ."""
-    assert [k for k in merged if k != "run"] == [k for k in single if k != "run"]
-    for method in single:
-        if method == "run":
-            continue
+    assert method_names(merged) == method_names(single)
+    for method in method_names(single):
         strip = {k: v for k, v in single[method].items() if k not in TIMING_KEYS}
         assert {k: v for k, v in merged[method].items() if k not in TIMING_KEYS} == strip
     assert merged["run"]["data"] == single["run"]["data"]
