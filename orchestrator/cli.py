@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from contextlib import contextmanager
@@ -12,7 +11,8 @@ from pathlib import Path
 import click
 
 from . import config as config_mod
-from .errors import EXIT_FAILED, EXIT_USAGE, OrchError
+from . import render
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, OrchError
 
 
 @dataclass
@@ -44,33 +44,28 @@ class OrchGroup(click.Group):
             ctx.exit(130)
 
 
-def _console():
-    from rich.console import Console
+def _echo(lines: list[str], err: bool = False) -> None:
+    for line in lines:
+        click.echo(line, err=err)
 
-    return Console(highlight=False)
 
-
-def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+def _table(table: render.Table) -> None:
     """A rich table on a terminal; plain aligned columns otherwise (pipes, logs, tests)."""
     if not sys.stdout.isatty():
-        widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
-        if title:
-            click.echo(title)
-        for r in [columns, *rows]:
-            click.echo("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip())
-        return
+        return click.echo(table.plain())
+    from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*r)
-    _console().print(table)
+    out = Table(title=table.title, show_lines=False)
+    for c in table.columns:
+        out.add_column(c)
+    for r in table.rows:
+        out.add_row(*r)
+    Console(highlight=False).print(out)
 
 
 def _json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(render.to_json(data))
 
 
 @contextmanager
@@ -128,17 +123,12 @@ def hosts_list(state: State, as_json: bool) -> None:
 
     Example: orch hosts list
     """
-    cfg = state.config()
-    names = list(cfg.hosts) + [n for n in ("local",) if n not in cfg.hosts]
-    names += sorted(config_mod.ssh_config_aliases() - set(names))
-    rows = []
-    for n in names:
-        h = cfg.host(n)
-        source = "orch.yaml" if n in cfg.hosts else ("built-in" if n == "local" else "ssh config")
-        rows.append({"name": n, "host": h.hostname, "remote_dir": h.remote_dir, "source": source})
+    from .follow import list_hosts
+
+    entries = list_hosts(state.config())
     if as_json:
-        return _json(rows)
-    _table(None, ["host", "address", "remote_dir", "from"], [list(r.values()) for r in rows])
+        return _json([e.to_json() for e in entries])
+    _table(render.hosts_table(entries))
 
 
 @hosts.command("trust")
@@ -174,38 +164,21 @@ def doctor(state: State, host_name: str | None, as_json: bool) -> None:
 
     Example: orch doctor --host gpu1
     """
-    from .doctor import run_doctor
+    from .doctor import doctor_exit_code, run_doctor
 
     with _connected(state, host_name) as (cfg, host):
         checks = run_doctor(cfg, host)
     if as_json:
         _json({"host": host.name, "checks": [c.to_json() for c in checks]})
     else:
-        marks = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
-        _table(
-            f"doctor: {host.name}",
-            ["check", "status", "detail"],
-            [[c.name, marks[c.status], c.detail] for c in checks],
-        )
-    if any(c.status == "fail" for c in checks):
-        sys.exit(EXIT_FAILED)
+        _table(render.doctor_table(host.name, checks))
+    sys.exit(doctor_exit_code(checks))
 
 
 def _render_push(res, as_json: bool) -> None:
     if as_json:
         return _json(res.to_json())
-    verb = "would send" if res.dry_run else "sent"
-    click.echo(
-        f"{res.host}: {verb} {len(res.sent)} file(s), deleted {len(res.deleted)}, "
-        f"{res.unchanged} unchanged, {res.bytes_sent} bytes, {res.seconds:.2f}s "
-        f"(code {(res.identity.commit or 'no-commit')[:10]}"
-        f"{'+dirty' if res.identity.dirty else ''})"
-    )
-    if res.dry_run:
-        for p in res.sent:
-            click.echo(f"  send   {p}")
-        for p in res.deleted:
-            click.echo(f"  delete {p}")
+    _echo(render.push_lines(res))
 
 
 @contextmanager
@@ -263,86 +236,21 @@ def setup(state: State, host_name: str | None) -> None:
     click.echo(f"{res.host}: {res.venv} {state_word} ({len(res.requirements)} requirements)")
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _render_unreachable(unreachable: dict[str, str]) -> None:
-    """One line per host that did not answer, on stderr (stdout stays the runs' table/JSON)."""
-    for name, why in unreachable.items():
-        click.echo(f"orch: {why if why.startswith(name) else f'{name}: {why}'}", err=True)
-
-
 def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
+    unreachable = unreachable or {}
     if as_json:
         _json([s.to_json() for s in statuses])
-        return _render_unreachable(unreachable or {})
-    if not statuses:
-        click.echo("no runs" + (" seen: some hosts did not answer" if unreachable else ""))
-        return _render_unreachable(unreachable or {})
-    rows = []
-    for s in statuses:
-        state = s.state if s.reachable else f"unreachable (last: {s.state})"
-        progress = f"{s.done}/{s.total}" if s.total is not None else "-"
-        rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
-        cost = f"${s.cost:.2f}" if s.cost is not None else "-"
-        rows.append(
-            [
-                s.run_id,
-                s.host,
-                s.playbook,
-                state,
-                progress,
-                s.method or "-",
-                rate,
-                ("~" if s.eta_approximate and s.eta_s is not None else "") + _age(s.eta_s),
-                _age(s.updated_age_s),
-                _age(s.elapsed_s),
-                cost,
-            ]
-        )
-    _table(
-        None,
-        [
-            "run",
-            "host",
-            "playbook",
-            "state",
-            "progress",
-            "method",
-            "img/s",
-            "ETA",
-            "updated",
-            "elapsed",
-            "cost",
-        ],
-        rows,
-    )
-    for s in statuses:
-        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued")):
-            click.echo(f"{s.run_id}: {s.note}")
-        if s.state == "failed" and s.log_tail:
-            click.echo(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
-            click.echo("\n".join(s.log_tail))
+    elif not statuses:
+        click.echo(render.no_runs_line(unreachable))
+    else:
+        _table(render.status_table(statuses))
+        _echo(render.status_notes(statuses))
+    _echo(render.unreachable_lines(unreachable), err=True)
 
 
-def _render_parents(parents) -> None:
-    for p in parents:
-        shards = ", ".join(f"{n} {s}" for s, n in sorted(p.states.items()))
-        click.echo(
-            f"{p.parent}: {p.state}, {p.done}/{p.total} done, ETA {_age(p.eta_s)} ({shards})"
-        )
-
-
-def _follow(state: State, record, lines: int) -> None:
-    from . import jobs
+def _follow(state: State, record, lines: int):
+    """Stream the run's log to stdout until it ends; its final status (see `follow.follow_run`)."""
+    from .follow import follow_run
 
     out = sys.stdout.buffer
 
@@ -350,8 +258,8 @@ def _follow(state: State, record, lines: int) -> None:
         out.write(chunk)
         out.flush()
 
-    jobs.stream_log(
-        state.config(), record, lines, True, write, lambda msg: click.echo(f"orch: {msg}", err=True)
+    return follow_run(
+        state.config(), record, lines, write, lambda msg: click.echo(f"orch: {msg}", err=True)
     )
 
 
@@ -420,10 +328,9 @@ def run(
     click.echo(f"started {record.run_id} on {record.host}")
     if not follow:
         return
-    _follow(state, record, 1000)
-    final = jobs.collect_status(cfg, [record.run_id])
-    _render_status(final, False)
-    sys.exit(0 if final and final[0].state == "succeeded" else EXIT_FAILED)
+    final = _follow(state, record, 1000)
+    _render_status([final] if final else [], False)
+    sys.exit(0 if final and final.state == "succeeded" else EXIT_FAILED)
 
 
 def _run_sharded(state, playbook, host_name, how, overrides, allow_concurrent) -> None:
@@ -449,13 +356,9 @@ def _run_sharded(state, playbook, host_name, how, overrides, allow_concurrent) -
     book = playbooks.resolve(cfg, playbook, overrides)
     hosts = cfg.host_list(host_name)
     run = shards_mod.launch_sharded(cfg, hosts, book, shards, allow_concurrent, on_push)
-    click.echo(f"started {run.parent}: {run.num_shards} shards")
-    for rid, host in zip(run.shards, run.hosts, strict=True):
-        click.echo(f"  {rid} on {host}")
-    for err in run.errors:
-        click.echo(f"orch: error: {err}", err=True)
+    _echo(render.sharded_start_lines(run))
+    _echo(render.sharded_error_lines(run), err=True)
     if run.errors:
-        click.echo(f"start them again with `orch run --resume {run.parent} --shard N`", err=True)
         sys.exit(EXIT_FAILED)
 
 
@@ -476,7 +379,6 @@ def status(
     import time
 
     from . import jobs
-    from .errors import EXIT_UNREACHABLE
     from .shards import combine, expand
 
     runs = expand(state.config(), runs)
@@ -486,7 +388,7 @@ def status(
             click.clear()
         _render_status(report.runs, as_json, report.unreachable)
         if not as_json:
-            _render_parents(combine(state.config(), report.runs))
+            _echo(render.parent_lines(combine(state.config(), report.runs)))
         if not watch:
             break
         time.sleep(2)
@@ -542,6 +444,7 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     Example: orch fetch
     """
     from .fetch import fetch as fetch_runs
+    from .fetch import fetch_exit_code
     from .merge import merge_fetched
     from .shards import expand
 
@@ -549,19 +452,9 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     results += merge_fetched(state.config(), runs)
     if as_json:
         _json([r.to_json() for r in results])
-    for r in results if not as_json else []:
-        where = f" -> {r.path}" if r.path else ""
-        click.echo(
-            f"{r.run_id}: {r.outcome} ({r.state}){where}" + (f": {r.error}" if r.error else "")
-        )
-        if r.state == "failed" and r.log_tail and r.outcome == "fetched":
-            click.echo("\n".join(f"  {line}" for line in r.log_tail))
-    if not results and not as_json:
-        click.echo("nothing to fetch")
-    if any(r.outcome == "error" for r in results):
-        sys.exit(EXIT_FAILED)
-    if any(r.outcome == "unreachable" for r in results):
-        sys.exit(3)
+    else:
+        _echo(render.fetch_lines(results))
+    sys.exit(fetch_exit_code(results))
 
 
 @cli.command()
@@ -589,38 +482,20 @@ def publish(
 
     Example: orch fetch && orch publish --push
     """
-    from .publish import publish as do_publish
+    from .publish import PublishOptions, apply_plan, plan_publish
 
-    res = do_publish(
-        state.config(),
-        runs,
+    options = PublishOptions(
         commit=not no_commit,
         to_hub=not no_hub,
         push=git_push,
-        dry_run=dry_run,
         allow_dirty_readme=allow_dirty_readme,
         overwrite=overwrite,
         create_pr=create_pr,
     )
+    plan = plan_publish(state.config(), runs, options)
     if dry_run:
-        click.echo(res.readme_diff or "README.md: no change")
-        click.echo(f"commit message: {res.message}")
-        plan = res.hub_plan
-        if plan is None:
-            click.echo("hub: nothing to upload (--no-hub, or no hub.repo_id in orch.yaml)")
-        else:
-            how = "pull request" if plan.create_pr else "commit to main"
-            click.echo(f"hub: {plan.repo_type} {plan.repo_id}, {how}, README.md with model-index:")
-            for method, metric, value in plan.entries:
-                click.echo(f"  {method} {metric} {value}")
-        return
-    click.echo(f"published {', '.join(res.runs)}")
-    for path in res.written:
-        click.echo(f"  wrote {path}")
-    click.echo(f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}")
-    if res.pushed_to:
-        click.echo(f"git: pushed to {res.pushed_to}")
-    click.echo(f"hub: {res.hub}")
+        return _echo(render.publish_plan_lines(plan))
+    _echo(render.publish_lines(apply_plan(state.config(), plan)))
 
 
 @cli.command()
@@ -631,27 +506,15 @@ def results(state: State, as_json: bool) -> None:
 
     Example: orch results
     """
-    import time
-
     from .publish import comparison_rows
 
-    rows = comparison_rows(state.config())
+    comparison = comparison_rows(state.config())
+    _echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
     if as_json:
-        return _json(rows)
-    if not rows:
-        click.echo("no fetched results; run `orch fetch`")
-        return
-    from .readme import view_cells
-
-    _table(
-        None,
-        ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p", "lines needed", "WER"]
-        + ["exact", "s/image", "images/s", "n"],
-        [
-            [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))] + cells
-            for r, cells in zip(rows, map(view_cells, rows), strict=True)
-        ],
-    )
+        return _json(comparison.rows)
+    if not comparison.rows:
+        return click.echo("no fetched results; run `orch fetch`")
+    _table(render.results_table(comparison.rows))
 
 
 def main() -> None:

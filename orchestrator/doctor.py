@@ -9,12 +9,13 @@ import shlex
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
-from .errors import HostUnreachable
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable
 from .playbooks import model_paths
 from .transport import Host, sh_path
 
 MIN_PYTHON = (3, 10)
 MIN_FREE_KIB = 1 << 20  # 1 GiB
+LOGIN = "ssh login"
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,9 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
             script += "\n" + doctor_script(hc.slurm)
         res = host.run(script, timeout=max(hc.timeout, 60.0))
     except HostUnreachable as exc:
-        return [Check("ssh login", "fail", str(exc))]
+        return [Check(LOGIN, "fail", str(exc))]
     seen = dict(line.partition("=")[::2] for line in res.text.splitlines() if "=" in line)
-    checks = [Check("ssh login", "ok", "local host, no SSH" if hc.is_local else hc.hostname)]
+    checks = [Check(LOGIN, "ok", "local host, no SSH" if hc.is_local else hc.hostname)]
     if hc.backend == "slurm":
         from .backends.slurm import doctor_checks
 
@@ -132,6 +133,13 @@ def run_doctor(config: Config, host: Host) -> list[Check]:
         ok = count.isdigit() and int(count) > 0
         checks.append(Check("model files", "ok" if ok else "fail", f"{p} ({count} found)"))
     return checks
+
+
+def doctor_exit_code(checks: list[Check]) -> int:
+    """0 when nothing failed; 3 when the host did not answer (the login failed); 1 otherwise."""
+    if any(c.name == LOGIN and c.status == "fail" for c in checks):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED if any(c.status == "fail" for c in checks) else 0
 
 
 def _tesseract_check(seen: dict[str, str]) -> Check:
