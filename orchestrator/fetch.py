@@ -95,15 +95,16 @@ def fetch_exit_code(results: list[FetchResult]) -> int:
     return 0
 
 
-def _too_big(run_id: str, what: str, limit: int) -> OrchError:
+def _too_big(run_id: str, what: str, max_mb: float) -> OrchError:
     return OrchError(
-        f"{run_id}: the run's files are larger than fetch.max_mb ({limit / MB:g} MB) {what}; "
+        f"{run_id}: the run's files are larger than fetch.max_mb ({max_mb:g} MB) {what}; "
         "raise it in orch.yaml; nothing was written"
     )
 
 
-def _download(host: Host, run_id: str, archive: Path, limit: int) -> None:
-    """Stream the run's files as a tar.gz into `archive`; refuse more than `limit` bytes."""
+def _download(host: Host, run_id: str, archive: Path, max_mb: float) -> None:
+    """Stream the run's files as a tar.gz into `archive`; refuse more than `max_mb`."""
+    limit = int(max_mb * MB)
     d = run_dir(host, run_id)
     files = " ".join(FILES)
     # The host stops after limit+1 bytes (`head -c`), so an oversized run costs no more than that;
@@ -123,32 +124,32 @@ def _download(host: Host, run_id: str, archive: Path, limit: int) -> None:
 
         res = host.run(command, timeout=max(host.config.timeout, 600.0), on_stdout=write)
     if size > limit:
-        raise _too_big(run_id, "(compressed)", limit)
+        raise _too_big(run_id, "(compressed)", max_mb)
     if TAR_FAILED.encode() in res.stderr:
         tail = " | ".join(res.stderr.decode("utf-8", "replace").strip().splitlines()[-3:])
         raise OrchError(f"{run_id}: packing the run's files on {host.name} failed: {tail}")
 
 
-def _unpack(archive: Path, dest: Path, run_id: str, limit: int) -> list[str]:
+def _unpack(archive: Path, dest: Path, run_id: str, max_mb: float) -> list[str]:
     """Extract the expected plain files only; anything else in the stream is an error, and so
-    is more than `limit` bytes unpacked."""
+    is more than `max_mb` unpacked."""
     try:
-        return _extract(archive, dest, run_id, limit)
+        return _extract(archive, dest, run_id, max_mb)
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise OrchError(
             f"{run_id}: the fetched archive is unreadable ({exc}); nothing was written"
         ) from None
 
 
-def _extract(archive: Path, dest: Path, run_id: str, limit: int) -> list[str]:
-    names, total = [], 0
+def _extract(archive: Path, dest: Path, run_id: str, max_mb: float) -> list[str]:
+    names, total, limit = [], 0, int(max_mb * MB)
     with tarfile.open(archive, mode="r:gz") as tar:
         for member in tar:
             if member.name not in FILES or not member.isfile():
                 raise OrchError(f"unexpected entry '{member.name}' in the fetched archive")
             total += member.size
             if total > limit:
-                raise _too_big(run_id, "(unpacked)", limit)
+                raise _too_big(run_id, "(unpacked)", max_mb)
             src = tar.extractfile(member)
             with (dest / member.name).open("wb") as out:
                 if src is not None:
@@ -169,12 +170,11 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
     if dest.exists():
         return FetchResult(record.run_id, FetchOutcome.ALREADY_FETCHED, state, str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    limit = int(config.fetch_max_mb * MB)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
     try:
         with open_host(config.host(record.host)) as host:
-            _download(host, record.run_id, tmp / ARCHIVE, limit)
-        names = _unpack(tmp / ARCHIVE, tmp, record.run_id, limit)
+            _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
+        names = _unpack(tmp / ARCHIVE, tmp, record.run_id, config.fetch_max_mb)
         (tmp / ARCHIVE).unlink()
         if "results.json" in names:
             try:
