@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -190,3 +191,36 @@ def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
     (tmp_path / "remote" / "code" / "models" / "base").mkdir(parents=True)
     res = orch("doctor", "--host", gpu)
     assert "./models/base (1 found)" in res.stdout
+
+
+def test_git_error_is_an_error_not_a_different_file_list(project, orch):
+    """Only a folder that really is not a git repository falls back to walking the push paths."""
+    (project / "gpu_worker" / "untracked_but_ignored.log").write_text("x\n")
+    (project / ".git" / "index").write_bytes(b"garbage, not an index")
+    res = orch("push", "--host", "local", "--dry-run")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("orch: error: git ls-files failed in ")
+    assert "index" in res.stderr and "orch push sends what git would ship" in res.stderr
+    shutil.rmtree(project / ".git")  # now it is not a repository: walk, honour .gitignore
+    res = orch("push", "--host", "local", "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["sent"] == [
+        "gpu_worker/__init__.py",
+        "gpu_worker/engine.py",
+        "playbooks/demo.yaml",
+        "setup.cfg",
+    ]
+    assert doc["identity"]["commit"] is None and doc["identity"]["dirty"] is True
+
+
+def test_repository_without_a_commit_pushes_as_dirty(tmp_path, orch, monkeypatch):
+    root = tmp_path / "fresh"
+    (root / "gpu_worker").mkdir(parents=True)
+    (root / "gpu_worker" / "a.py").write_text("A = 1\n")
+    git(root, "init", "-q")
+    monkeypatch.chdir(root)
+    res = orch("push", "--host", "local", "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["sent"] == ["gpu_worker/a.py"] and doc["identity"]["commit"] is None
