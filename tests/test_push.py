@@ -1,5 +1,6 @@
 """`orch push` over real SSH and locally: incremental, ignore rules, identity, atomic swap."""
 
+import importlib.metadata
 import json
 import os
 import shutil
@@ -167,9 +168,11 @@ def test_setup_creates_venv_then_is_cheap(project, gpu, tmp_path, orch):
 
 
 def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
-    (project / "orch.yaml").write_text(
+    text = (
         (project / "orch.yaml").read_text().replace("defaults:\n", "defaults:\n  playbook: demo\n")
     )
+    # the test's own interpreter, which has torch (the sshd's PATH may find another python3)
+    (project / "orch.yaml").write_text(text + f"    python: {sys.executable}\n")
     res = orch("doctor", "--host", gpu, "--json")
     report = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
     assert res.exit_code == 1  # no venv yet, no model files
@@ -184,7 +187,12 @@ def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
         "status": "fail",
         "detail": "./models/base (0 found)",
     }
-    assert report["torch import"]["status"] in ("ok", "fail")
+    assert report["torch import"] == {
+        "name": "torch import",
+        "status": "ok",
+        "detail": f"torch {importlib.metadata.version('torch')}",
+    }
+    assert report["cuda"]["status"] == "fail"  # an SSH host without CUDA cannot run the worker
     assert report["tesseract (ori)"]["status"] == "ok"  # the test script installs it
     assert report["tesseract (ori)"]["detail"].startswith("tesseract 5")
     (tmp_path / "remote" / "code").mkdir(parents=True)
