@@ -16,6 +16,7 @@ from orchestrator.config import load_config
 from orchestrator.errors import HostUnreachable
 from orchestrator.transport import open_host
 from tests.conftest import git
+from tests.needs import TESSERACT_MISSING
 
 
 def remote_tree(remote: Path) -> dict[str, str]:
@@ -193,8 +194,12 @@ def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
         "detail": f"torch {importlib.metadata.version('torch')}",
     }
     assert report["cuda"]["status"] == "fail"  # an SSH host without CUDA cannot run the worker
-    assert report["tesseract (ori)"]["status"] == "ok"  # the test script installs it
-    assert report["tesseract (ori)"]["detail"].startswith("tesseract 5")
+    if TESSERACT_MISSING is None:  # CI installs it
+        assert report["tesseract (ori)"]["status"] == "ok"
+        assert report["tesseract (ori)"]["detail"].startswith("tesseract ")
+    else:  # a warning, not a failure: only `kind: tesseract` methods need it
+        assert report["tesseract (ori)"]["status"] == "warn"
+        assert "apt-get install tesseract-ocr" in report["tesseract (ori)"]["detail"]
     (tmp_path / "remote" / "code").mkdir(parents=True)
     (tmp_path / "remote" / "code" / "models" / "base").mkdir(parents=True)
     res = orch("doctor", "--host", gpu)

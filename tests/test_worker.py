@@ -18,6 +18,7 @@ from gpu_worker.metrics import score_pair
 from gpu_worker.runner import PlaybookError, load_playbook, run
 from gpu_worker.schema import SchemaError, validate_results
 from tests.conftest import REPO, SAMPLES
+from tests.needs import requires_tesseract
 
 ALL_METHODS = {
     "greedy": {"kind": "greedy"},
@@ -204,6 +205,7 @@ exit 139
 """
 
 
+@requires_tesseract
 def test_a_method_failing_on_every_image_exits_1_never_best_and_not_published(tmp_path):
     """A Tesseract whose recognition crashes on every image (its checks pass) beside a working
     one: the worker writes everything, exits 1; null rates; README row failed, not bold; the
@@ -315,6 +317,7 @@ def test_schema_rejects_bad_results():
             validate_results(broken)
 
 
+@requires_tesseract
 def test_tesseract_reads_the_bundled_samples(tmp_path):
     """Tesseract's Odia model on the 40 degraded sample lines: CER measured 0.244; bound 0.40."""
     book = tmp_path / "t.yaml"
@@ -336,6 +339,7 @@ def test_tesseract_reads_the_bundled_samples(tmp_path):
     validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
 
 
+@requires_tesseract
 def test_missing_tesseract_names_the_debian_packages(tmp_path):
     book = tmp_path / "t.yaml"
     book.write_text(
