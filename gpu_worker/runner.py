@@ -438,9 +438,31 @@ def _versions(engine) -> dict:
 
 
 def _code_identity(root: str) -> dict | None:
-    """The pushed tree's identity (commit, dirty flag, content hash) written by `orch push`."""
+    """The pushed tree's identity (commit, dirty flag, content hash) written by `orch push`.
+
+    A tree that `orch push` did not send has none (a note in the log says so); one whose file
+    cannot be read or is not a JSON object is named in a warning in the log, never dropped
+    silently. Either way results.json's `run.code` is null.
+    """
+    import sys
+
     path = Path(root) / ".orch-identity.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    if not path.exists():
+        print(
+            f"note: no {path}: results.json has no code identity (not sent by orch push)",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        print(
+            f"warning: {path} is unreadable ({exc}): results.json has no code identity",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    return doc
