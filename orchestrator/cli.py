@@ -1,81 +1,30 @@
-"""The `orch` command line: parse, call one function, render. Errors map to exit codes here only."""
+"""The `orch` command line: each command parses, calls one library function, renders the result
+(`render.py` makes the text, `console.py` writes it and maps errors to exit codes)."""
 
 from __future__ import annotations
 
 import sys
-import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from . import config as config_mod
 from . import render
+from .console import (
+    OrchGroup,
+    State,
+    connected,
+    echo,
+    json_out,
+    progress,
+    show_push,
+    show_status,
+    table,
+)
+from .console import (
+    follow as follow_log,
+)
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, OrchError
-
-
-@dataclass
-class State:
-    """Global options shared by every command."""
-
-    config_path: Path | None
-    verbose: bool
-
-    def config(self) -> config_mod.Config:
-        """The loaded orch.yaml (or defaults when there is none)."""
-        return config_mod.load_config(self.config_path)
-
-
-class OrchGroup(click.Group):
-    """A click group that turns `OrchError` into a one-line message and its exit code."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except OrchError as exc:
-            state = ctx.obj if isinstance(ctx.obj, State) else None
-            if state is not None and state.verbose:
-                traceback.print_exc()
-            click.echo(f"orch: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("orch: interrupted", err=True)
-            ctx.exit(130)
-
-
-def _echo(lines: list[str], err: bool = False) -> None:
-    for line in lines:
-        click.echo(line, err=err)
-
-
-def _table(table: render.Table) -> None:
-    """A rich table on a terminal; plain aligned columns otherwise (pipes, logs, tests)."""
-    if not sys.stdout.isatty():
-        return click.echo(table.plain())
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Table(title=table.title, show_lines=False)
-    for c in table.columns:
-        out.add_column(c)
-    for r in table.rows:
-        out.add_row(*r)
-    Console(highlight=False).print(out)
-
-
-def _json(data) -> None:
-    click.echo(render.to_json(data))
-
-
-@contextmanager
-def _connected(state: State, host_name: str | None):
-    from .transport import open_host
-
-    cfg = state.config()
-    with open_host(cfg.host(host_name)) as host:
-        yield cfg, host
-
 
 host_option = click.option(
     "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
@@ -112,7 +61,10 @@ def init(force: bool) -> None:
 
 @cli.group()
 def hosts() -> None:
-    """List hosts and manage their trusted keys."""
+    """List hosts and manage their trusted keys.
+
+    Example: orch hosts list; orch hosts trust gpu1
+    """
 
 
 @hosts.command("list")
@@ -127,8 +79,8 @@ def hosts_list(state: State, as_json: bool) -> None:
 
     entries = list_hosts(state.config())
     if as_json:
-        return _json([e.to_json() for e in entries])
-    _table(render.hosts_table(entries))
+        return json_out([e.to_json() for e in entries])
+    table(render.hosts_table(entries))
 
 
 @hosts.command("trust")
@@ -166,33 +118,13 @@ def doctor(state: State, host_name: str | None, as_json: bool) -> None:
     """
     from .doctor import doctor_exit_code, run_doctor
 
-    with _connected(state, host_name) as (cfg, host):
+    with connected(state, host_name) as (cfg, host):
         checks = run_doctor(cfg, host)
     if as_json:
-        _json({"host": host.name, "checks": [c.to_json() for c in checks]})
+        json_out({"host": host.name, "checks": [c.to_json() for c in checks]})
     else:
-        _table(render.doctor_table(host.name, checks))
+        table(render.doctor_table(host.name, checks))
     sys.exit(doctor_exit_code(checks))
-
-
-def _render_push(res, as_json: bool) -> None:
-    if as_json:
-        return _json(res.to_json())
-    _echo(render.push_lines(res))
-
-
-@contextmanager
-def _progress(enabled: bool):
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        "push", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
-    ) as bar:
-        task = bar.add_task("push", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @cli.command()
@@ -208,15 +140,15 @@ def push(state: State, host_name: str | None, dry_run: bool, watch: bool, as_jso
     """
     from . import sync
 
-    with _connected(state, host_name) as (cfg, host):
+    with connected(state, host_name) as (cfg, host):
         if watch:
             if dry_run:
                 raise OrchError("--watch and --dry-run do not go together")
             click.echo(f"watching {cfg.root} (Ctrl-C to stop)")
-            return sync.watch(cfg, host, lambda r: _render_push(r, as_json))
-        with _progress(sys.stdout.isatty() and not as_json and not dry_run) as on_progress:
+            return sync.watch(cfg, host, lambda r: show_push(r, as_json))
+        with progress(sys.stdout.isatty() and not as_json and not dry_run) as on_progress:
             res = sync.push(cfg, host, dry_run=dry_run, on_progress=on_progress)
-    _render_push(res, as_json)
+    show_push(res, as_json)
 
 
 @cli.command()
@@ -229,38 +161,11 @@ def setup(state: State, host_name: str | None) -> None:
     """
     from . import envsetup, sync
 
-    with _connected(state, host_name) as (cfg, host):
-        _render_push(sync.push(cfg, host), False)
+    with connected(state, host_name) as (cfg, host):
+        show_push(sync.push(cfg, host), False)
         res = envsetup.setup_env(cfg, host)
     state_word = "updated" if res.changed else "already up to date"
     click.echo(f"{res.host}: {res.venv} {state_word} ({len(res.requirements)} requirements)")
-
-
-def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
-    unreachable = unreachable or {}
-    if as_json:
-        _json([s.to_json() for s in statuses])
-    elif not statuses:
-        click.echo(render.no_runs_line(unreachable))
-    else:
-        _table(render.status_table(statuses))
-        _echo(render.status_notes(statuses))
-    _echo(render.unreachable_lines(unreachable), err=True)
-
-
-def _follow(state: State, record, lines: int):
-    """Stream the run's log to stdout until it ends; its final status (see `follow.follow_run`)."""
-    from .follow import follow_run
-
-    out = sys.stdout.buffer
-
-    def write(chunk: bytes) -> None:
-        out.write(chunk)
-        out.flush()
-
-    return follow_run(
-        state.config(), record, lines, write, lambda msg: click.echo(f"orch: {msg}", err=True)
-    )
 
 
 @cli.command()
@@ -301,65 +206,27 @@ def run(
 ) -> None:
     """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
+    \b
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
     Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     """
-    from . import jobs, playbooks
+    from .start import RunRequest, start_run
 
-    cfg = state.config()
-    if resume_id or shards or len(cfg.host_list(host_name)) > 1:
-        if follow:
-            raise OrchError("--follow needs one run on one host; use `orch status --watch`")
-        return _run_sharded(
-            state, playbook, host_name, (shards, resume_id, shard), overrides, allow_concurrent
-        )
-    if playbook is None:
-        raise OrchError("name a PLAYBOOK to run, or --resume RUN")
-    book = playbooks.resolve(cfg, playbook, overrides)
-    with _connected(state, host_name) as (cfg, host):
-        record = jobs.launch(
-            cfg,
-            host,
-            book,
-            allow_concurrent=allow_concurrent,
-            on_push=lambda r: _render_push(r, False),
-        )
-    click.echo(f"started {record.run_id} on {record.host}")
-    if not follow:
-        return
-    final = _follow(state, record, 1000)
-    _render_status([final] if final else [], False)
-    sys.exit(0 if final and final.state == "succeeded" else EXIT_FAILED)
-
-
-def _run_sharded(state, playbook, host_name, how, overrides, allow_concurrent) -> None:
-    """`orch run` over several hosts, as a job array, or `--resume` of one run or shard."""
-    from . import playbooks
-    from . import shards as shards_mod
-
-    shards, resume_id, shard = how
-
-    cfg = state.config()
-    on_push = lambda r: _render_push(r, False)  # noqa: E731
-    if resume_id:
-        if overrides or playbook:
-            raise OrchError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
-        record = shards_mod.resume_target(cfg, resume_id, shard)
-        book = playbooks.resolve(cfg, record.playbook, tuple(record.overrides))
-        host = cfg.host(host_name) if host_name else None
-        new = shards_mod.resume(cfg, book, record, host, on_push, allow_concurrent)
-        click.echo(f"resumed {new.run_id} on {new.host}")
-        return
-    if playbook is None:
-        raise OrchError("name a PLAYBOOK to run")
-    book = playbooks.resolve(cfg, playbook, overrides)
-    hosts = cfg.host_list(host_name)
-    run = shards_mod.launch_sharded(cfg, hosts, book, shards, allow_concurrent, on_push)
-    _echo(render.sharded_start_lines(run))
-    _echo(render.sharded_error_lines(run), err=True)
-    if run.errors:
-        sys.exit(EXIT_FAILED)
+    req = RunRequest(
+        playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent
+    )
+    started = start_run(state.config(), req, lambda r: show_push(r, False))
+    if started.sharded is not None:
+        echo(render.sharded_start_lines(started.sharded))
+        echo(render.sharded_error_lines(started.sharded), err=True)
+        sys.exit(EXIT_FAILED if started.sharded.errors else 0)
+    record = started.record
+    click.echo(f"{'resumed' if started.resumed else 'started'} {record.run_id} on {record.host}")
+    if follow:
+        final = follow_log(state, record, 1000)
+        show_status([final] if final else [], False)
+        sys.exit(0 if final and final.state == "succeeded" else EXIT_FAILED)
 
 
 @cli.command()
@@ -386,9 +253,9 @@ def status(
         report = jobs.collect_status_report(state.config(), runs, host_name)
         if watch and not as_json:
             click.clear()
-        _render_status(report.runs, as_json, report.unreachable)
+        show_status(report.runs, as_json, report.unreachable)
         if not as_json:
-            _echo(render.parent_lines(combine(state.config(), report.runs)))
+            echo(render.parent_lines(combine(state.config(), report.runs)))
         if not watch:
             break
         time.sleep(2)
@@ -410,7 +277,7 @@ def logs(state: State, run_id: str, follow: bool, lines: int) -> None:
 
     record = jobs.find_record(state.config(), run_id)
     if follow:
-        return _follow(state, record, lines)
+        return follow_log(state, record, lines)
     out = sys.stdout.buffer
     jobs.stream_log(state.config(), record, lines, False, out.write)
 
@@ -451,9 +318,9 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     results = fetch_runs(state.config(), expand(state.config(), runs))
     results += merge_fetched(state.config(), runs)
     if as_json:
-        _json([r.to_json() for r in results])
+        json_out([r.to_json() for r in results])
     else:
-        _echo(render.fetch_lines(results))
+        echo(render.fetch_lines(results))
     sys.exit(fetch_exit_code(results))
 
 
@@ -494,8 +361,8 @@ def publish(
     )
     plan = plan_publish(state.config(), runs, options)
     if dry_run:
-        return _echo(render.publish_plan_lines(plan))
-    _echo(render.publish_lines(apply_plan(state.config(), plan)))
+        return echo(render.publish_plan_lines(plan))
+    echo(render.publish_lines(apply_plan(state.config(), plan)))
 
 
 @cli.command()
@@ -509,12 +376,12 @@ def results(state: State, as_json: bool) -> None:
     from .publish import comparison_rows
 
     comparison = comparison_rows(state.config())
-    _echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
+    echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
     if as_json:
-        return _json(comparison.rows)
+        return json_out(comparison.rows)
     if not comparison.rows:
         return click.echo("no fetched results; run `orch fetch`")
-    _table(render.results_table(comparison.rows))
+    table(render.results_table(comparison.rows))
 
 
 def main() -> None:
