@@ -164,8 +164,7 @@ def setup(state: State, host_name: str | None) -> None:
     with connected(state, host_name) as (cfg, host):
         show_push(sync.push(cfg, host), False)
         res = envsetup.setup_env(cfg, host)
-    state_word = "updated" if res.changed else "already up to date"
-    click.echo(f"{res.host}: {res.venv} {state_word} ({len(res.requirements)} requirements)")
+    click.echo(render.setup_line(res))
 
 
 @cli.command()

@@ -87,6 +87,12 @@ def push_lines(res) -> list[str]:
     return lines
 
 
+def setup_line(res) -> str:
+    """`orch setup`: whether the venv changed and how many requirements it holds."""
+    word = "updated" if res.changed else "already up to date"
+    return f"{res.host}: {res.venv} {word} ({len(res.requirements)} requirements)"
+
+
 def unreachable_lines(unreachable: dict[str, str]) -> list[str]:
     """One line per host that did not answer (for stderr: stdout stays the runs' table/JSON)."""
     return [

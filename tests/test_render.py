@@ -105,3 +105,50 @@ def test_publish_plan_lines():
         "git: no commit (--no-commit)",
         "hub: nothing to upload (--no-hub, or no hub.repo_id in orch.yaml)",
     ]
+
+
+@dataclass
+class Card:
+    repo_id: str = "me/ocr"
+    repo_type: str = "model"
+    create_pr: bool = True
+    entries: list = field(default_factory=lambda: [("combined", "cer", 0.301)])
+
+
+@dataclass
+class Done:
+    runs: list = field(default_factory=lambda: ["a", "b"])
+    written: list = field(default_factory=lambda: ["README.md"])
+    commit: str | None = "0123456789abcdef"
+    pushed_to: str | None = None
+    hub: str = "skipped"
+
+
+def test_publish_plan_with_a_card_and_the_result_lines():
+    plan = Plan(readme_diff="-old\n+new", writes=[], commit=True, hub_plan=Card())
+    assert render.publish_plan_lines(plan) == [
+        "-old\n+new",
+        "commit message: results: x",
+        "hub: model me/ocr, pull request, README.md with model-index:",
+        "  combined cer 0.301",
+    ]
+    assert render.publish_lines(Done()) == [
+        "published a, b",
+        "  wrote README.md",
+        "git: committed 0123456789",
+        "hub: skipped",
+    ]
+    assert render.publish_lines(Done(commit=None))[2] == "git: nothing new to commit"
+
+
+@dataclass
+class Venv:
+    host: str = "gpu"
+    venv: str = "/r/venv"
+    changed: bool = False
+    requirements: list = field(default_factory=lambda: ["a", "b"])
+
+
+def test_setup_line():
+    assert render.setup_line(Venv()) == "gpu: /r/venv already up to date (2 requirements)"
+    assert render.setup_line(Venv(changed=True)).startswith("gpu: /r/venv updated (")
