@@ -1,89 +1,31 @@
-"""The `orch` command line: parse, call one function, render. Errors map to exit codes here only."""
+"""The `orch` command line: each command parses, calls one library function, renders the result
+(`render.py` makes the text, `console.py` writes it and maps errors to exit codes)."""
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from . import config as config_mod
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, OrchError, exit_code_for, message_for
-
-
-@dataclass
-class State:
-    """Global options shared by every command."""
-
-    config_path: Path | None
-    verbose: bool
-
-    def config(self) -> config_mod.Config:
-        """The loaded orch.yaml (or defaults when there is none)."""
-        return config_mod.load_config(self.config_path)
-
-
-def _report(exc: BaseException, verbose: bool) -> int:
-    """The single handler: one line on stderr (traceback with --verbose), the exit code of
-    `errors.exit_code_for`."""
-    if verbose and not isinstance(exc, KeyboardInterrupt):
-        traceback.print_exc()
-    click.echo(message_for(exc), err=True)
-    return exit_code_for(exc)
-
-
-class OrchGroup(click.Group):
-    """A click group that hands `OrchError` and Ctrl-C to `_report` (the single handler)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (OrchError, KeyboardInterrupt) as exc:
-            state = ctx.obj if isinstance(ctx.obj, State) else None
-            ctx.exit(_report(exc, state is not None and state.verbose))
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
-def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
-    """A rich table on a terminal; plain aligned columns otherwise (pipes, logs, tests)."""
-    if not sys.stdout.isatty():
-        widths = [max(len(str(x)) for x in col) for col in zip(columns, *rows, strict=True)]
-        if title:
-            click.echo(title)
-        for r in [columns, *rows]:
-            click.echo("  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip())
-        return
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*r)
-    _console().print(table)
-
-
-def _json(data) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
-@contextmanager
-def _connected(state: State, host_name: str | None):
-    from .transport import open_host
-
-    cfg = state.config()
-    with open_host(cfg.host(host_name)) as host:
-        yield cfg, host
-
+from . import render
+from .console import (
+    OrchGroup,
+    State,
+    connected,
+    echo,
+    json_out,
+    progress,
+    report,
+    show_push,
+    show_status,
+    table,
+)
+from .console import (
+    follow as follow_log,
+)
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, OrchError
 
 host_option = click.option(
     "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
@@ -120,7 +62,10 @@ def init(force: bool) -> None:
 
 @cli.group()
 def hosts() -> None:
-    """List hosts and manage their trusted keys."""
+    """List hosts and manage their trusted keys.
+
+    Example: orch hosts list; orch hosts trust gpu1
+    """
 
 
 @hosts.command("list")
@@ -131,17 +76,12 @@ def hosts_list(state: State, as_json: bool) -> None:
 
     Example: orch hosts list
     """
-    cfg = state.config()
-    names = list(cfg.hosts) + [n for n in ("local",) if n not in cfg.hosts]
-    names += sorted(config_mod.ssh_config_aliases() - set(names))
-    rows = []
-    for n in names:
-        h = cfg.host(n)
-        source = "orch.yaml" if n in cfg.hosts else ("built-in" if n == "local" else "ssh config")
-        rows.append({"name": n, "host": h.hostname, "remote_dir": h.remote_dir, "source": source})
+    from .follow import list_hosts
+
+    entries = list_hosts(state.config())
     if as_json:
-        return _json(rows)
-    _table(None, ["host", "address", "remote_dir", "from"], [list(r.values()) for r in rows])
+        return json_out([e.to_json() for e in entries])
+    table(render.hosts_table(entries))
 
 
 @hosts.command("trust")
@@ -177,52 +117,15 @@ def doctor(state: State, host_name: str | None, as_json: bool) -> None:
 
     Example: orch doctor --host gpu1
     """
-    from .doctor import run_doctor
+    from .doctor import doctor_exit_code, run_doctor
 
-    with _connected(state, host_name) as (cfg, host):
+    with connected(state, host_name) as (cfg, host):
         checks = run_doctor(cfg, host)
     if as_json:
-        _json({"host": host.name, "checks": [c.to_json() for c in checks]})
+        json_out({"host": host.name, "checks": [c.to_json() for c in checks]})
     else:
-        marks = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
-        _table(
-            f"doctor: {host.name}",
-            ["check", "status", "detail"],
-            [[c.name, marks[c.status], c.detail] for c in checks],
-        )
-    if any(c.status == "fail" for c in checks):
-        sys.exit(EXIT_FAILED)
-
-
-def _render_push(res, as_json: bool) -> None:
-    if as_json:
-        return _json(res.to_json())
-    verb = "would send" if res.dry_run else "sent"
-    click.echo(
-        f"{res.host}: {verb} {len(res.sent)} file(s), deleted {len(res.deleted)}, "
-        f"{res.unchanged} unchanged, {res.bytes_sent} bytes, {res.seconds:.2f}s "
-        f"(code {(res.identity.commit or 'no-commit')[:10]}"
-        f"{'+dirty' if res.identity.dirty else ''})"
-    )
-    if res.dry_run:
-        for p in res.sent:
-            click.echo(f"  send   {p}")
-        for p in res.deleted:
-            click.echo(f"  delete {p}")
-
-
-@contextmanager
-def _progress(enabled: bool):
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        "push", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
-    ) as bar:
-        task = bar.add_task("push", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        table(render.doctor_table(host.name, checks))
+    sys.exit(doctor_exit_code(checks))
 
 
 @cli.command()
@@ -238,15 +141,15 @@ def push(state: State, host_name: str | None, dry_run: bool, watch: bool, as_jso
     """
     from . import sync
 
-    with _connected(state, host_name) as (cfg, host):
+    with connected(state, host_name) as (cfg, host):
         if watch:
             if dry_run:
                 raise OrchError("--watch and --dry-run do not go together")
             click.echo(f"watching {cfg.root} (Ctrl-C to stop)")
-            return sync.watch(cfg, host, lambda r: _render_push(r, as_json))
-        with _progress(sys.stdout.isatty() and not as_json and not dry_run) as on_progress:
+            return sync.watch(cfg, host, lambda r: show_push(r, as_json))
+        with progress(sys.stdout.isatty() and not as_json and not dry_run) as on_progress:
             res = sync.push(cfg, host, dry_run=dry_run, on_progress=on_progress)
-    _render_push(res, as_json)
+    show_push(res, as_json)
 
 
 @cli.command()
@@ -259,103 +162,10 @@ def setup(state: State, host_name: str | None) -> None:
     """
     from . import envsetup, sync
 
-    with _connected(state, host_name) as (cfg, host):
-        _render_push(sync.push(cfg, host), False)
+    with connected(state, host_name) as (cfg, host):
+        show_push(sync.push(cfg, host), False)
         res = envsetup.setup_env(cfg, host)
-    state_word = "updated" if res.changed else "already up to date"
-    click.echo(f"{res.host}: {res.venv} {state_word} ({len(res.requirements)} requirements)")
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    if seconds < 90:
-        return f"{seconds}s"
-    if seconds < 5400:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _render_unreachable(unreachable: dict[str, str]) -> None:
-    """One line per host that did not answer, on stderr (stdout stays the runs' table/JSON)."""
-    for name, why in unreachable.items():
-        click.echo(f"orch: {why if why.startswith(name) else f'{name}: {why}'}", err=True)
-
-
-def _render_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
-    if as_json:
-        _json([s.to_json() for s in statuses])
-        return _render_unreachable(unreachable or {})
-    if not statuses:
-        click.echo("no runs" + (" seen: some hosts did not answer" if unreachable else ""))
-        return _render_unreachable(unreachable or {})
-    rows = []
-    for s in statuses:
-        state = s.state if s.reachable else f"unreachable (last: {s.state})"
-        progress = f"{s.done}/{s.total}" if s.total is not None else "-"
-        rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
-        cost = f"${s.cost:.2f}" if s.cost is not None else "-"
-        rows.append(
-            [
-                s.run_id,
-                s.host,
-                s.playbook,
-                state,
-                progress,
-                s.method or "-",
-                rate,
-                ("~" if s.eta_approximate and s.eta_s is not None else "") + _age(s.eta_s),
-                _age(s.updated_age_s),
-                _age(s.elapsed_s),
-                cost,
-            ]
-        )
-    _table(
-        None,
-        [
-            "run",
-            "host",
-            "playbook",
-            "state",
-            "progress",
-            "method",
-            "img/s",
-            "ETA",
-            "updated",
-            "elapsed",
-            "cost",
-        ],
-        rows,
-    )
-    for s in statuses:
-        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued")):
-            click.echo(f"{s.run_id}: {s.note}")
-        if s.state == "failed" and s.log_tail:
-            click.echo(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
-            click.echo("\n".join(s.log_tail))
-
-
-def _render_parents(parents) -> None:
-    for p in parents:
-        shards = ", ".join(f"{n} {s}" for s, n in sorted(p.states.items()))
-        click.echo(
-            f"{p.parent}: {p.state}, {p.done}/{p.total} done, ETA {_age(p.eta_s)} ({shards})"
-        )
-
-
-def _follow(state: State, record, lines: int) -> None:
-    from . import jobs
-
-    out = sys.stdout.buffer
-
-    def write(chunk: bytes) -> None:
-        out.write(chunk)
-        out.flush()
-
-    jobs.stream_log(
-        state.config(), record, lines, True, write, lambda msg: click.echo(f"orch: {msg}", err=True)
-    )
+    click.echo(render.setup_line(res))
 
 
 @cli.command()
@@ -396,70 +206,27 @@ def run(
 ) -> None:
     """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
+    \b
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
     Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     """
-    from . import jobs, playbooks
+    from .start import RunRequest, start_run
 
-    cfg = state.config()
-    if resume_id or shards or len(cfg.host_list(host_name)) > 1:
-        if follow:
-            raise OrchError("--follow needs one run on one host; use `orch status --watch`")
-        return _run_sharded(
-            state, playbook, host_name, (shards, resume_id, shard), overrides, allow_concurrent
-        )
-    if playbook is None:
-        raise OrchError("name a PLAYBOOK to run, or --resume RUN")
-    book = playbooks.resolve(cfg, playbook, overrides)
-    with _connected(state, host_name) as (cfg, host):
-        record = jobs.launch(
-            cfg,
-            host,
-            book,
-            allow_concurrent=allow_concurrent,
-            on_push=lambda r: _render_push(r, False),
-        )
-    click.echo(f"started {record.run_id} on {record.host}")
-    if not follow:
-        return
-    _follow(state, record, 1000)
-    final = jobs.collect_status(cfg, [record.run_id])
-    _render_status(final, False)
-    sys.exit(0 if final and final[0].state == "succeeded" else EXIT_FAILED)
-
-
-def _run_sharded(state, playbook, host_name, how, overrides, allow_concurrent) -> None:
-    """`orch run` over several hosts, as a job array, or `--resume` of one run or shard."""
-    from . import playbooks
-    from . import shards as shards_mod
-
-    shards, resume_id, shard = how
-
-    cfg = state.config()
-    on_push = lambda r: _render_push(r, False)  # noqa: E731
-    if resume_id:
-        if overrides or playbook:
-            raise OrchError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
-        record = shards_mod.resume_target(cfg, resume_id, shard)
-        book = playbooks.resolve(cfg, record.playbook, tuple(record.overrides))
-        host = cfg.host(host_name) if host_name else None
-        new = shards_mod.resume(cfg, book, record, host, on_push, allow_concurrent)
-        click.echo(f"resumed {new.run_id} on {new.host}")
-        return
-    if playbook is None:
-        raise OrchError("name a PLAYBOOK to run")
-    book = playbooks.resolve(cfg, playbook, overrides)
-    hosts = cfg.host_list(host_name)
-    run = shards_mod.launch_sharded(cfg, hosts, book, shards, allow_concurrent, on_push)
-    click.echo(f"started {run.parent}: {run.num_shards} shards")
-    for rid, host in zip(run.shards, run.hosts, strict=True):
-        click.echo(f"  {rid} on {host}")
-    for err in run.errors:
-        click.echo(f"orch: error: {err}", err=True)
-    if run.errors:
-        click.echo(f"start them again with `orch run --resume {run.parent} --shard N`", err=True)
-        sys.exit(EXIT_FAILED)
+    req = RunRequest(
+        playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent
+    )
+    started = start_run(state.config(), req, lambda r: show_push(r, False))
+    if started.sharded is not None:
+        echo(render.sharded_start_lines(started.sharded))
+        echo(render.sharded_error_lines(started.sharded), err=True)
+        sys.exit(EXIT_FAILED if started.sharded.errors else 0)
+    record = started.record
+    click.echo(f"{'resumed' if started.resumed else 'started'} {record.run_id} on {record.host}")
+    if follow:
+        final = follow_log(state, record, 1000)
+        show_status([final] if final else [], False)
+        sys.exit(0 if final and final.state == "succeeded" else EXIT_FAILED)
 
 
 @cli.command()
@@ -486,9 +253,9 @@ def status(
         report = jobs.collect_status_report(state.config(), runs, host_name)
         if watch and not as_json:
             click.clear()
-        _render_status(report.runs, as_json, report.unreachable)
+        show_status(report.runs, as_json, report.unreachable)
         if not as_json:
-            _render_parents(combine(state.config(), report.runs))
+            echo(render.parent_lines(combine(state.config(), report.runs)))
         if not watch:
             break
         time.sleep(2)
@@ -510,7 +277,7 @@ def logs(state: State, run_id: str, follow: bool, lines: int) -> None:
 
     record = jobs.find_record(state.config(), run_id)
     if follow:
-        return _follow(state, record, lines)
+        return follow_log(state, record, lines)
     out = sys.stdout.buffer
     jobs.stream_log(state.config(), record, lines, False, out.write)
 
@@ -544,26 +311,17 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     Example: orch fetch
     """
     from .fetch import fetch as fetch_runs
+    from .fetch import fetch_exit_code
     from .merge import merge_fetched
     from .shards import expand
 
     results = fetch_runs(state.config(), expand(state.config(), runs))
     results += merge_fetched(state.config(), runs)
     if as_json:
-        _json([r.to_json() for r in results])
-    for r in results if not as_json else []:
-        where = f" -> {r.path}" if r.path else ""
-        click.echo(
-            f"{r.run_id}: {r.outcome} ({r.state}){where}" + (f": {r.error}" if r.error else "")
-        )
-        if r.state == "failed" and r.log_tail and r.outcome == "fetched":
-            click.echo("\n".join(f"  {line}" for line in r.log_tail))
-    if not results and not as_json:
-        click.echo("nothing to fetch")
-    if any(r.outcome == "error" for r in results):
-        sys.exit(EXIT_FAILED)
-    if any(r.outcome == "unreachable" for r in results):
-        sys.exit(EXIT_UNREACHABLE)
+        json_out([r.to_json() for r in results])
+    else:
+        echo(render.fetch_lines(results))
+    sys.exit(fetch_exit_code(results))
 
 
 @cli.command()
@@ -591,38 +349,20 @@ def publish(
 
     Example: orch fetch && orch publish --push
     """
-    from .publish import publish as do_publish
+    from .publish import PublishOptions, apply_plan, plan_publish
 
-    res = do_publish(
-        state.config(),
-        runs,
+    options = PublishOptions(
         commit=not no_commit,
         to_hub=not no_hub,
         push=git_push,
-        dry_run=dry_run,
         allow_dirty_readme=allow_dirty_readme,
         overwrite=overwrite,
         create_pr=create_pr,
     )
+    plan = plan_publish(state.config(), runs, options)
     if dry_run:
-        click.echo(res.readme_diff or "README.md: no change")
-        click.echo(f"commit message: {res.message}")
-        plan = res.hub_plan
-        if plan is None:
-            click.echo("hub: nothing to upload (--no-hub, or no hub.repo_id in orch.yaml)")
-        else:
-            how = "pull request" if plan.create_pr else "commit to main"
-            click.echo(f"hub: {plan.repo_type} {plan.repo_id}, {how}, README.md with model-index:")
-            for method, metric, value in plan.entries:
-                click.echo(f"  {method} {metric} {value}")
-        return
-    click.echo(f"published {', '.join(res.runs)}")
-    for path in res.written:
-        click.echo(f"  wrote {path}")
-    click.echo(f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}")
-    if res.pushed_to:
-        click.echo(f"git: pushed to {res.pushed_to}")
-    click.echo(f"hub: {res.hub}")
+        return echo(render.publish_plan_lines(plan))
+    echo(render.publish_lines(apply_plan(state.config(), plan)))
 
 
 @cli.command()
@@ -633,27 +373,15 @@ def results(state: State, as_json: bool) -> None:
 
     Example: orch results
     """
-    import time
-
     from .publish import comparison_rows
 
-    rows = comparison_rows(state.config())
+    comparison = comparison_rows(state.config())
+    echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
     if as_json:
-        return _json(rows)
-    if not rows:
-        click.echo("no fetched results; run `orch fetch`")
-        return
-    from .readme import view_cells
-
-    _table(
-        None,
-        ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p", "lines needed", "WER"]
-        + ["exact", "s/image", "images/s", "n"],
-        [
-            [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))] + cells
-            for r, cells in zip(rows, map(view_cells, rows), strict=True)
-        ],
-    )
+        return json_out(comparison.rows)
+    if not comparison.rows:
+        return click.echo("no fetched results; run `orch fetch`")
+    table(render.results_table(comparison.rows))
 
 
 def main() -> None:
@@ -661,4 +389,4 @@ def main() -> None:
     try:
         cli(prog_name="orch")
     except OrchError as exc:  # raised outside a command (rare): the same handler
-        sys.exit(_report(exc, verbose=False))
+        sys.exit(report(exc, verbose=False))

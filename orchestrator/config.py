@@ -22,6 +22,7 @@ CONFIG_NAME = "orch.yaml"
 LOCAL_HOST = "local"
 DEFAULT_TIMEOUT = 15.0
 DEFAULT_PUSH_PATHS = ("gpu_worker", "playbooks", "setup.cfg", "pyproject.toml")
+DEFAULT_FETCH_MAX_MB = 4096.0
 
 STARTER = """\
 # orch.yaml: where orch runs your jobs and where it publishes results.
@@ -56,6 +57,9 @@ hosts:
 
 # push:
 #   include: [data/sample]   # pushed in addition to gpu_worker/ and playbooks/
+
+# fetch:
+#   max_mb: 4096           # `orch fetch` refuses a run whose files are larger than this
 
 # hub:
 #   repo_id: your-name/qwen-odia-ocr
@@ -129,6 +133,7 @@ class Config:
     push_include: tuple[str, ...] = ()
     hub: HubConfig | None = None
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fetch_max_mb: float = DEFAULT_FETCH_MAX_MB  # `fetch: {max_mb: ...}`: a run's files, at most
 
     def host_list(self, value: str | None) -> list[HostConfig]:
         """`--host a,b` or a group from `groups:` as hosts (one name: a list of one)."""
@@ -177,7 +182,7 @@ def load_config(path: Path | None = None) -> Config:
     label = path.name
     raw = load_yaml(path, label) or {}
     v = _Validator(label)
-    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub", "groups"})
+    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub", "groups", "fetch"})
     defaults = Defaults(**v.section(top.get("defaults"), "defaults", _DEFAULT_FIELDS))
     hosts = {}
     for name, body in v.mapping(top.get("hosts") or {}, "hosts", None).items():
@@ -200,6 +205,7 @@ def load_config(path: Path | None = None) -> Config:
         except TypeError as exc:
             raise v.fail(f"groups.{name}", str(exc)) from None
     push = v.section(top.get("push"), "push", {"include": _str_list})
+    fetch = v.section(top.get("fetch"), "fetch", {"max_mb": _positive})
     hub_fields = v.section(top.get("hub"), "hub", {"repo_id": _str, "repo_type": _str})
     if hub_fields and "repo_id" not in hub_fields:
         raise ConfigError(f"{label}: hub.repo_id: required when hub: is present")
@@ -211,6 +217,7 @@ def load_config(path: Path | None = None) -> Config:
         push_include=tuple(push.get("include", ())),
         hub=HubConfig(**hub_fields) if hub_fields else None,
         groups=groups,
+        fetch_max_mb=fetch.get("max_mb", DEFAULT_FETCH_MAX_MB),
     )
 
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
+from .errors import EXIT_FAILED
 from .playbooks import local_model_paths as model_paths
 from .shell import Quoted, path, quote, trusted
 from .states import CheckStatus
@@ -166,6 +167,12 @@ def _model_checks(seen: dict[str, str], paths: list[str]) -> list[Check]:
         ok = count.isdigit() and int(count) > 0
         checks.append(Check("model files", _ok(ok), f"{p} ({count} found)"))
     return checks
+
+
+def doctor_exit_code(checks: list[Check]) -> int:
+    """0 when nothing failed, else 1 (a host that does not answer never gets here: `run_doctor`
+    raises HostUnreachable, exit 3)."""
+    return EXIT_FAILED if any(c.status == CheckStatus.FAIL for c in checks) else 0
 
 
 def _tesseract_check(seen: dict[str, str]) -> Check:

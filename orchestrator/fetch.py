@@ -6,16 +6,21 @@ folder renamed into place. A corrupt results.json, a cut connection or an interr
 behind (a lost link is outcome "unreachable", exit 3). A failed run's log is still fetched.
 Only a run whose exit code is written is fetched (and marked fetched for good): a run being
 cancelled or one that is lost is reported, not copied half-way. Re-fetching is a no-op.
+
+The archive is streamed to a file in that temporary folder, never held in memory, and a run whose
+files are larger than orch.yaml's `fetch: {max_mb: ...}` (default 4096) is refused, compressed
+or unpacked, with an error naming the limit.
 """
 
 from __future__ import annotations
 
-import io
+import gzip
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from gpu_worker.schema import SchemaError, validate_results
 
 from .backends import FETCH_FILES
 from .config import Config
-from .errors import HostUnreachable, JobNotFound, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
 from .jobs import (
     FINISHED,
     RunRecord,
@@ -35,10 +40,13 @@ from .jobs import (
     save_record,
 )
 from .shell import join, trusted
-from .transport import open_host
+from .states import FetchOutcome
+from .transport import Host, open_host
 
 FILES = FETCH_FILES  # the same on every backend
-MAX_BYTES = 4 << 30
+MB = 1 << 20
+ARCHIVE = ".archive.tar.gz"
+TAR_FAILED = "orch-fetch: tar failed"
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class FetchResult:
     """What happened to one run: fetched, already there, skipped (still running) or error."""
 
     run_id: str
-    outcome: str
+    outcome: FetchOutcome
     state: str
     path: str | None = None
     files: list[str] = field(default_factory=list)
@@ -63,15 +71,73 @@ def results_dir(config: Config) -> Path:
     return (config.root / config.defaults.results_dir).resolve()
 
 
-def _unpack(data: bytes, dest: Path) -> list[str]:
-    """Extract the expected plain files only; anything else in the stream is an error."""
-    names = []
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+def fetch_exit_code(results: list[FetchResult]) -> int:
+    """1 when a run could not be fetched, else 3 when a host did not answer, else 0."""
+    if any(r.outcome == FetchOutcome.ERROR for r in results):
+        return EXIT_FAILED
+    if any(r.outcome == FetchOutcome.UNREACHABLE for r in results):
+        return EXIT_UNREACHABLE
+    return 0
+
+
+def _too_big(run_id: str, what: str, max_mb: float) -> OrchError:
+    return OrchError(
+        f"{run_id}: the run's files are larger than fetch.max_mb ({max_mb:g} MB) {what}; "
+        "raise it in orch.yaml; nothing was written"
+    )
+
+
+def _download(host: Host, run_id: str, archive: Path, max_mb: float) -> None:
+    """Stream the run's files as a tar.gz into `archive`; refuse more than `max_mb`."""
+    limit = int(max_mb * MB)
+    d, files = run_dir(host.config, run_id), join(FILES)
+    # The host stops after limit+1 bytes (`head -c`), so an oversized run costs no more than that;
+    # head's exit status hides tar's, so a tar failure is said on stderr.
+    command = trusted(
+        f"cd {d} && {{ ls -d {files} 2>/dev/null | tr '\\n' '\\0' | xargs -0 tar -cz -- "
+        f"|| echo '{TAR_FAILED}' >&2; }} | head -c {int(limit) + 1}"
+    )
+    size = 0
+    with archive.open("wb") as out:
+
+        def write(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size <= limit:
+                out.write(chunk)
+
+        res = host.run(command, timeout=max(host.config.timeout, 600.0), on_stdout=write)
+    if size > limit:
+        raise _too_big(run_id, "(compressed)", max_mb)
+    if TAR_FAILED.encode() in res.stderr:
+        tail = " | ".join(res.stderr.decode("utf-8", "replace").strip().splitlines()[-3:])
+        raise OrchError(f"{run_id}: packing the run's files on {host.name} failed: {tail}")
+
+
+def _unpack(archive: Path, dest: Path, run_id: str, max_mb: float) -> list[str]:
+    """Extract the expected plain files only; anything else in the stream is an error, and so
+    is more than `max_mb` unpacked."""
+    try:
+        return _extract(archive, dest, run_id, max_mb)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise OrchError(
+            f"{run_id}: the fetched archive is unreadable ({exc}); nothing was written"
+        ) from None
+
+
+def _extract(archive: Path, dest: Path, run_id: str, max_mb: float) -> list[str]:
+    names, total, limit = [], 0, int(max_mb * MB)
+    with tarfile.open(archive, mode="r:gz") as tar:
         for member in tar:
             if member.name not in FILES or not member.isfile():
                 raise OrchError(f"unexpected entry '{member.name}' in the fetched archive")
+            total += member.size
+            if total > limit:
+                raise _too_big(run_id, "(unpacked)", max_mb)
             src = tar.extractfile(member)
-            (dest / member.name).write_bytes(src.read() if src else b"")
+            with (dest / member.name).open("wb") as out:
+                if src is not None:
+                    shutil.copyfileobj(src, out, MB)
             names.append(member.name)
     return sorted(names)
 
@@ -86,17 +152,14 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
     """Copy one finished run into results/<run_id>/ (see the module docstring)."""
     dest = results_dir(config) / check_run_id(record.run_id)
     if dest.exists():
-        return FetchResult(record.run_id, "already fetched", state, str(dest))
+        return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open_host(config.host(record.host)) as host:
-        d, files = run_dir(host.config, record.run_id), join(FILES)
-        res = host.run(
-            trusted(f"cd {d} && ls -d {files} 2>/dev/null | tr '\\n' '\\0' | xargs -0 tar -cz --"),
-            timeout=max(host.config.timeout, 600.0),
-        )
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
     try:
-        names = _unpack(res.stdout, tmp)
+        with open_host(config.host(record.host)) as host:
+            _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
+        names = _unpack(tmp / ARCHIVE, tmp, record.run_id, config.fetch_max_mb)
+        (tmp / ARCHIVE).unlink()
         if "results.json" in names:
             try:
                 validate_results(json.loads((tmp / "results.json").read_text(encoding="utf-8")))
@@ -115,7 +178,7 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     save_record(config, record)
-    return FetchResult(record.run_id, "fetched", state, str(dest), names, log_tail)
+    return FetchResult(record.run_id, FetchOutcome.FETCHED, state, str(dest), names, log_tail)
 
 
 def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
@@ -135,17 +198,19 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         if s is None:
             raise JobNotFound(f"run {rec.run_id} not found on {rec.host}")
         if not s.reachable:
-            out.append(FetchResult(rec.run_id, "unreachable", s.state, error=s.note))
+            out.append(FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=s.note))
         elif s.state not in FINISHED:
-            out.append(FetchResult(rec.run_id, "still running", s.state))
+            out.append(FetchResult(rec.run_id, FetchOutcome.STILL_RUNNING, s.state))
         elif s.exit_code is None:
             why = "no exit code (job killed or host rebooted); `orch run --resume` continues it"
-            out.append(FetchResult(rec.run_id, "not final", s.state, error=why))
+            out.append(FetchResult(rec.run_id, FetchOutcome.NOT_FINAL, s.state, error=why))
         else:
             try:
                 out.append(fetch_run(config, rec, s.state, s.log_tail))
             except HostUnreachable as exc:
-                out.append(FetchResult(rec.run_id, "unreachable", s.state, error=str(exc)))
+                out.append(
+                    FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=str(exc))
+                )
             except OrchError as exc:
-                out.append(FetchResult(rec.run_id, "error", s.state, error=str(exc)))
+                out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, s.state, error=str(exc)))
     return out

@@ -56,6 +56,8 @@ class FetchOutcome(Word):
     NOT_FINAL = "not final"
     UNREACHABLE = "unreachable"
     ERROR = "error"
+    MERGED = "merged"
+    ALREADY_MERGED = "already merged"
 
 
 class CheckStatus(Word):

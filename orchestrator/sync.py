@@ -71,22 +71,36 @@ class PushResult:
         return asdict(self)
 
 
-def _git(root: Path, *args: str, quiet_miss: bool = False) -> str | None:
-    """git's output in `root`; None only when `root` is not in a git work tree (or git is not
-    installed). `quiet_miss`: an exit 1 with nothing on stderr (`rev-parse --verify -q` of a
-    missing ref) is "". Any other failure is an error naming the command, never "not a repo"."""
+class NotARepo(Exception):
+    """The project is not inside a git work tree (push then walks the folders instead)."""
+
+
+def _in_a_repo(root: Path) -> bool:
+    return any((folder / ".git").exists() for folder in (root, *root.parents))
+
+
+def _git(root: Path, *args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
+    """stdout of `git -C root ARGS`. Raises `NotARepo` only when git says the folder is not a
+    repository (or git is missing and no `.git` is above it); any other failure is an
+    `OrchError` naming the git command and its message, never a silent fallback."""
+    env = {**os.environ, "LC_ALL": "C", "LANGUAGE": ""}  # git's English message, tested below
     try:
-        res = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        return None
-    if res.returncode == 0:
+        res = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, env=env
+        )
+    except OSError as exc:
+        if not _in_a_repo(root):
+            raise NotARepo from None
+        raise OrchError(f"{root} is a git repository but git could not run: {exc}") from None
+    if res.returncode in ok_codes:
         return res.stdout
     if "not a git repository" in res.stderr:
-        return None
-    if quiet_miss and res.returncode == 1 and not res.stderr.strip():
-        return ""
-    why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
-    raise OrchError(f"{root}: `git {' '.join(args[:2])}` failed: {why}")
+        raise NotARepo
+    why = " | ".join(line for line in res.stderr.strip().splitlines()[-2:] if line.strip())
+    raise OrchError(
+        f"git {args[0]} failed in {root} (exit code {res.returncode}): {why or 'no message'}; "
+        "orch push sends what git would ship, so it stops here"
+    )
 
 
 def _ignore_spec(root: Path, name: str):
@@ -118,14 +132,16 @@ def list_files(config: Config) -> list[str]:
             raise ConfigError(
                 f"orch.yaml: push.include: '{extra}' does not exist inside {root}; fix or remove it"
             )
-    listed = _git(root, "ls-files", "-co", "--exclude-standard", "-z", "--", *DEFAULT_PUSH_PATHS)
-    if listed is None:  # not a git repository: walk, honouring a top-level .gitignore
+    try:
+        listed = _git(
+            root, "ls-files", "-co", "--exclude-standard", "-z", "--", *DEFAULT_PUSH_PATHS
+        )
+        files = {f for f in listed.split("\0") if f}
+    except NotARepo:  # walk, honouring a top-level .gitignore
         gitignore = _ignore_spec(root, ".gitignore")
         files = {
             f for top in DEFAULT_PUSH_PATHS for f in _walk(root, top) if not gitignore.match_file(f)
         }
-    else:
-        files = {f for f in listed.split("\0") if f}
     for extra in config.push_include:
         files.update(_walk(root, extra))
     orchignore = _ignore_spec(root, ".orchignore")
@@ -160,13 +176,14 @@ def code_identity(config: Config, manifest: dict[str, str]) -> CodeIdentity:
     content = hashlib.sha256(
         "".join(f"{p}\0{h}\n" for p, h in sorted(manifest.items())).encode()
     ).hexdigest()
-    commit = (
-        _git(config.root, "rev-parse", "--verify", "-q", "HEAD", quiet_miss=True) or ""
-    ).strip() or None
+    try:  # exit code 1: a repository without a commit yet
+        head = _git(config.root, "rev-parse", "--verify", "-q", "HEAD", ok_codes=(0, 1))
+    except NotARepo:
+        head = ""
+    commit = head.strip() or None
     dirty = True
     if commit is not None:
-        status = _git(config.root, "status", "--porcelain", "--", *manifest) or ""
-        dirty = bool(status.strip())
+        dirty = bool(_git(config.root, "status", "--porcelain", "--", *manifest).strip())
     return CodeIdentity(commit=commit, dirty=dirty, content_hash=content)
 
 

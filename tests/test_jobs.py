@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import requires_tesseract
 from tests.sshd_server import SSHServer
 
 HERE = Path(__file__).parent
@@ -305,6 +306,7 @@ def demo_project(tmp_path, box, sshd, monkeypatch):
     )
 
 
+@requires_tesseract
 def test_real_worker_demo_over_ssh_then_fetch(demo_project, tiny_model):
     """The whole loop with the real worker: run the demo playbook on the sshd host, fetch."""
     res = subprocess.run(

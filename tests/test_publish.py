@@ -431,3 +431,38 @@ def test_create_pr_and_unreachable_hub(pub, hub, monkeypatch):
     res = orch_sub(pub, "publish")
     assert res.returncode == 1
     assert "hub: upload to me/odia-ocr failed" in res.stderr and "retry the upload" in res.stderr
+
+
+def test_invalid_newest_results_stops_publish_naming_the_file(pub, orch):
+    """A corrupt newest run is never skipped in favour of an older one."""
+    newer = write_results(pub, "quickwin-20261125-090000-cd34", {"baseline": 0.40}, t=1.9e9)
+    (newer / "results.json").write_text("{not json")
+    before = (pub / "README.md").read_text(), commits(pub)
+    res = orch("publish", "--no-hub")
+    assert res.exit_code == 1
+    assert "results/quickwin-20261125-090000-cd34/results.json is invalid" in res.stderr
+    assert "nothing was written" in res.stderr
+    assert ((pub / "README.md").read_text(), commits(pub)) == before
+    res = orch("publish", "--no-hub", "quickwin-20261125-090000-cd34")
+    assert res.exit_code == 1 and "results.json is invalid" in res.stderr
+    # naming a valid run goes on past the invalid one
+    assert orch("publish", "--no-hub", RUN).exit_code == 0
+    res = orch("results")
+    assert res.exit_code == 0 and RUN in res.stdout
+    assert "warning: results/quickwin-20261125-090000-cd34/results.json is invalid" in res.stderr
+
+
+def test_plan_writes_nothing_and_apply_does_what_it_says(pub):
+    from orchestrator.config import load_config
+    from orchestrator.publish import PublishOptions, apply_plan, plan_publish
+
+    cfg = load_config()
+    plan = plan_publish(cfg, (), PublishOptions(to_hub=False))
+    readme, plot = pub / "README.md", pub / "results" / "plots" / "quickwin.png"
+    assert plan.writes == [readme.resolve(), plot.resolve()]
+    assert "old table" in readme.read_text() and not plot.exists()
+    before = commits(pub)
+    done = apply_plan(cfg, plan)
+    assert done.written == [str(p) for p in plan.writes] and done.commit
+    assert int(commits(pub)) == int(before) + 1
+    assert plan_publish(cfg, (), PublishOptions(to_hub=False)).writes == []

@@ -1,7 +1,9 @@
 """`orch push` over real SSH and locally: incremental, ignore rules, identity, atomic swap."""
 
+import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from orchestrator.config import load_config
 from orchestrator.errors import HostUnreachable
 from orchestrator.transport import open_host
 from tests.conftest import git
+from tests.needs import TESSERACT_MISSING
 
 
 def remote_tree(remote: Path) -> dict[str, str]:
@@ -166,9 +169,11 @@ def test_setup_creates_venv_then_is_cheap(project, gpu, tmp_path, orch):
 
 
 def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
-    (project / "orch.yaml").write_text(
+    text = (
         (project / "orch.yaml").read_text().replace("defaults:\n", "defaults:\n  playbook: demo\n")
     )
+    # the test's own interpreter, which has torch (the sshd's PATH may find another python3)
+    (project / "orch.yaml").write_text(text + f"    python: {sys.executable}\n")
     res = orch("doctor", "--host", gpu, "--json")
     report = {c["name"]: c for c in json.loads(res.stdout)["checks"]}
     assert res.exit_code == 1  # no venv yet, no model files
@@ -183,10 +188,52 @@ def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
         "status": "fail",
         "detail": "./models/base (0 found)",
     }
-    assert report["torch import"]["status"] in ("ok", "fail")
-    assert report["tesseract (ori)"]["status"] == "ok"  # the test script installs it
-    assert report["tesseract (ori)"]["detail"].startswith("tesseract 5")
+    assert report["torch import"] == {
+        "name": "torch import",
+        "status": "ok",
+        "detail": f"torch {importlib.metadata.version('torch')}",
+    }
+    assert report["cuda"]["status"] == "fail"  # an SSH host without CUDA cannot run the worker
+    if TESSERACT_MISSING is None:  # CI installs it
+        assert report["tesseract (ori)"]["status"] == "ok"
+        assert report["tesseract (ori)"]["detail"].startswith("tesseract ")
+    else:  # a warning, not a failure: only `kind: tesseract` methods need it
+        assert report["tesseract (ori)"]["status"] == "warn"
+        assert "apt-get install tesseract-ocr" in report["tesseract (ori)"]["detail"]
     (tmp_path / "remote" / "code").mkdir(parents=True)
     (tmp_path / "remote" / "code" / "models" / "base").mkdir(parents=True)
     res = orch("doctor", "--host", gpu)
     assert "./models/base (1 found)" in res.stdout
+
+
+def test_git_error_is_an_error_not_a_different_file_list(project, orch):
+    """Only a folder that really is not a git repository falls back to walking the push paths."""
+    (project / "gpu_worker" / "untracked_but_ignored.log").write_text("x\n")
+    (project / ".git" / "index").write_bytes(b"garbage, not an index")
+    res = orch("push", "--host", "local", "--dry-run")
+    assert res.exit_code == 1
+    assert res.stderr.startswith("orch: error: git ls-files failed in ")
+    assert "index" in res.stderr and "orch push sends what git would ship" in res.stderr
+    shutil.rmtree(project / ".git")  # now it is not a repository: walk, honour .gitignore
+    res = orch("push", "--host", "local", "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["sent"] == [
+        "gpu_worker/__init__.py",
+        "gpu_worker/engine.py",
+        "playbooks/demo.yaml",
+        "setup.cfg",
+    ]
+    assert doc["identity"]["commit"] is None and doc["identity"]["dirty"] is True
+
+
+def test_repository_without_a_commit_pushes_as_dirty(tmp_path, orch, monkeypatch):
+    root = tmp_path / "fresh"
+    (root / "gpu_worker").mkdir(parents=True)
+    (root / "gpu_worker" / "a.py").write_text("A = 1\n")
+    git(root, "init", "-q")
+    monkeypatch.chdir(root)
+    res = orch("push", "--host", "local", "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["sent"] == ["gpu_worker/a.py"] and doc["identity"]["commit"] is None

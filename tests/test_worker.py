@@ -19,6 +19,7 @@ from gpu_worker.runner import load_playbook, run
 from gpu_worker.schema import SchemaError, validate_results
 from gpu_worker.spec import PlaybookError
 from tests.conftest import REPO, SAMPLES
+from tests.needs import requires_tesseract
 
 ALL_METHODS = {
     "greedy": {"kind": "greedy"},
@@ -210,6 +211,7 @@ exit 139
 """
 
 
+@requires_tesseract
 def test_a_method_failing_on_every_image_exits_1_never_best_and_not_published(tmp_path):
     """A Tesseract whose recognition crashes on every image (its checks pass) beside a working
     one: the worker writes everything, exits 1; null rates; README row failed, not bold; the
@@ -321,6 +323,7 @@ def test_schema_rejects_bad_results():
             validate_results(broken)
 
 
+@requires_tesseract
 def test_tesseract_reads_the_bundled_samples(tmp_path):
     """Tesseract's Odia model on the 40 degraded sample lines: CER measured 0.244; bound 0.40."""
     book = tmp_path / "t.yaml"
@@ -342,6 +345,7 @@ def test_tesseract_reads_the_bundled_samples(tmp_path):
     validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
 
 
+@requires_tesseract
 def test_missing_tesseract_names_the_debian_packages(tmp_path):
     book = tmp_path / "t.yaml"
     book.write_text(

@@ -1,0 +1,246 @@
+"""Pure functions that turn library results into text for the `orch` commands.
+
+Nothing here prints, reads files or talks to a host: each function takes the dataclasses the
+library returns and gives back lines (or a `Table` of cells), so every view has a plain unit test.
+`cli.py` decides where the text goes (stdout, stderr) and whether a table is drawn with rich.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Table:
+    """Cells of a table: a title (or None), column names and rows of strings."""
+
+    title: str | None
+    columns: list[str]
+    rows: list[list[str]]
+
+    def plain(self) -> str:
+        """Aligned columns without colour: for pipes, logs and tests."""
+        widths = [
+            max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows, strict=True)
+        ]
+        lines = [self.title] if self.title else []
+        for r in [self.columns, *self.rows]:
+            lines.append(
+                "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+            )
+        return "\n".join(lines)
+
+
+def to_json(data: Any) -> str:
+    """Indented JSON; values JSON does not know (paths, enums) are written as text."""
+    return json.dumps(data, indent=2, default=str)
+
+
+def age(seconds: float | None) -> str:
+    """A short duration: `42s`, `17m`, `2h05m`; `-` when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def hosts_table(entries) -> Table:
+    """`orch hosts list`: name, address, remote folder and where the host comes from."""
+    return Table(
+        None,
+        ["host", "address", "remote_dir", "from"],
+        [[e.name, e.hostname, e.remote_dir, e.source] for e in entries],
+    )
+
+
+DOCTOR_MARKS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
+
+
+def doctor_table(host: str, checks) -> Table:
+    """`orch doctor`: one row per check."""
+    return Table(
+        f"doctor: {host}",
+        ["check", "status", "detail"],
+        [[c.name, DOCTOR_MARKS[str(c.status)], c.detail] for c in checks],
+    )
+
+
+def push_lines(res) -> list[str]:
+    """`orch push`: one summary line; with --dry-run, every file it would send or delete."""
+    verb = "would send" if res.dry_run else "sent"
+    lines = [
+        f"{res.host}: {verb} {len(res.sent)} file(s), deleted {len(res.deleted)}, "
+        f"{res.unchanged} unchanged, {res.bytes_sent} bytes, {res.seconds:.2f}s "
+        f"(code {(res.identity.commit or 'no-commit')[:10]}"
+        f"{'+dirty' if res.identity.dirty else ''})"
+    ]
+    if res.dry_run:
+        lines += [f"  send   {p}" for p in res.sent]
+        lines += [f"  delete {p}" for p in res.deleted]
+    return lines
+
+
+def setup_line(res) -> str:
+    """`orch setup`: whether the venv changed and how many requirements it holds."""
+    word = "updated" if res.changed else "already up to date"
+    return f"{res.host}: {res.venv} {word} ({len(res.requirements)} requirements)"
+
+
+def unreachable_lines(unreachable: dict[str, str]) -> list[str]:
+    """One line per host that did not answer (for stderr: stdout stays the runs' table/JSON)."""
+    return [
+        f"orch: {why if why.startswith(name) else f'{name}: {why}'}"
+        for name, why in unreachable.items()
+    ]
+
+
+STATUS_COLUMNS = ["run", "host", "playbook", "state", "progress", "method", "img/s"] + [
+    "ETA",
+    "updated",
+    "elapsed",
+    "cost",
+]
+
+
+def _status_row(s) -> list[str]:
+    state = s.state if s.reachable else f"unreachable (last: {s.state})"
+    rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
+    eta = ("~" if s.eta_approximate and s.eta_s is not None else "") + age(s.eta_s)
+    return [
+        s.run_id,
+        s.host,
+        s.playbook,
+        str(state),
+        f"{s.done}/{s.total}" if s.total is not None else "-",
+        s.method or "-",
+        rate,
+        eta,
+        age(s.updated_age_s),
+        age(s.elapsed_s),
+        f"${s.cost:.2f}" if s.cost is not None else "-",
+    ]
+
+
+def status_table(statuses) -> Table:
+    """`orch status`: one row per run."""
+    return Table(None, STATUS_COLUMNS, [_status_row(s) for s in statuses])
+
+
+def status_notes(statuses) -> list[str]:
+    """What follows the table: why a run is queued/lost/failed/unreachable, a failed run's log."""
+    lines = []
+    for s in statuses:
+        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued")):
+            lines.append(f"{s.run_id}: {s.note}")
+        if s.state == "failed" and s.log_tail:
+            lines.append(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
+            lines.extend(s.log_tail)
+    return lines
+
+
+def no_runs_line(unreachable: dict[str, str]) -> str:
+    """The line shown instead of an empty table."""
+    return "no runs" + (" seen: some hosts did not answer" if unreachable else "")
+
+
+def parent_lines(parents) -> list[str]:
+    """One line per sharded run: its combined state, progress, ETA and its shards' states."""
+    lines = []
+    for p in parents:
+        shards = ", ".join(f"{n} {s}" for s, n in sorted(p.states.items()))
+        lines.append(
+            f"{p.parent}: {p.state}, {p.done}/{p.total} done, ETA {age(p.eta_s)} ({shards})"
+        )
+    return lines
+
+
+def sharded_start_lines(run) -> list[str]:
+    """`orch run` over several hosts: the parent and where each shard started."""
+    lines = [f"started {run.parent}: {run.num_shards} shards"]
+    lines += [f"  {rid} on {host}" for rid, host in zip(run.shards, run.hosts, strict=True)]
+    return lines
+
+
+def sharded_error_lines(run) -> list[str]:
+    """Shards that did not start, and how to start them again (for stderr)."""
+    if not run.errors:
+        return []
+    lines = [f"orch: error: {err}" for err in run.errors]
+    lines.append(f"start them again with `orch run --resume {run.parent} --shard N`")
+    return lines
+
+
+def fetch_lines(results) -> list[str]:
+    """`orch fetch`: one line per run, a failed run's last log lines under it."""
+    if not results:
+        return ["nothing to fetch"]
+    lines = []
+    for r in results:
+        where = f" -> {r.path}" if r.path else ""
+        lines.append(
+            f"{r.run_id}: {r.outcome} ({r.state}){where}" + (f": {r.error}" if r.error else "")
+        )
+        if r.state == "failed" and r.log_tail and str(r.outcome) == "fetched":
+            lines.extend(f"  {line}" for line in r.log_tail)
+    return lines
+
+
+def publish_plan_lines(plan) -> list[str]:
+    """`orch publish --dry-run`: the README diff, the commit message and the Hub upload."""
+    lines = [plan.readme_diff or "README.md: no change"]
+    lines += [f"  write {w}" for w in plan.writes]
+    lines.append(
+        f"commit message: {plan.message}" if plan.commit else "git: no commit (--no-commit)"
+    )
+    card = plan.hub_plan
+    if card is None:
+        lines.append("hub: nothing to upload (--no-hub, or no hub.repo_id in orch.yaml)")
+        return lines
+    how = "pull request" if card.create_pr else "commit to main"
+    lines.append(f"hub: {card.repo_type} {card.repo_id}, {how}, README.md with model-index:")
+    lines += [f"  {method} {metric} {value}" for method, metric, value in card.entries]
+    return lines
+
+
+def publish_lines(res) -> list[str]:
+    """`orch publish`: what was written, committed, pushed and uploaded."""
+    lines = [f"published {', '.join(res.runs)}"]
+    lines += [f"  wrote {path}" for path in res.written]
+    lines.append(
+        f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}"
+    )
+    if res.pushed_to:
+        lines.append(f"git: pushed to {res.pushed_to}")
+    lines.append(f"hub: {res.hub}")
+    return lines
+
+
+RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p", "lines needed"] + [
+    "WER",
+    "exact",
+    "s/image",
+    "images/s",
+    "n",
+]
+
+
+def results_table(rows: list[dict]) -> Table:
+    """`orch results`: one row per run and method (cells from `readme.view_cells`)."""
+    from .readme import view_cells
+
+    return Table(
+        None,
+        RESULTS_COLUMNS,
+        [
+            [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))]
+            + view_cells(r)
+            for r in rows
+        ],
+    )
