@@ -120,12 +120,3 @@ def check_names(data: dict, path: Path) -> None:
     if isinstance(methods, dict):
         for method in methods:
             check_name(method, f"{path.name}: methods")
-
-
-def render_command(template: str, playbook_file: str, out_dir: str) -> str:
-    """Fill `{python}`, `{playbook}` and `{out}`; the paths arrive already shell-quoted."""
-    return (
-        template.replace("{python}", '"$ORCH_PYTHON"')
-        .replace("{playbook}", playbook_file)
-        .replace("{out}", out_dir)
-    )
