@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import orch_cmd, poll, start_run, worker_checkout
+
 HERE = Path(__file__).parent
 CANARY = "hf_CANARYfaultsuite0123456789abcdef"
 
@@ -40,28 +42,8 @@ def hostproj(project, box, tmp_path, sshd):
     )
 
 
-def orch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator", *args]
-
-
 def start(orch, *sets: str, playbook: str = "job") -> str:
-    args = ["run", playbook, "--host", "gpu"]
-    for s in sets:
-        args += ["--set", s]
-    res = orch(*args)
-    assert res.exit_code == 0, res.output
-    return res.stdout.split("started ")[1].split()[0]
-
-
-def poll(check, limit: float, every: float = 0.1):
-    """Call `check()` until it returns something truthy; fail after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"not within {limit}s")
+    return start_run(orch, "gpu", *sets, playbook=playbook)
 
 
 def state_of(orch, run_id: str) -> dict:
@@ -257,34 +239,15 @@ def test_fetch_during_cancel_waits_for_the_exit_code(hostproj, orch, tmp_path):
 @pytest.fixture
 def workerproj(tmp_path, box, sshd, monkeypatch, tiny_model):
     """This repository's worker and sample data, a two-method playbook on the tiny model."""
-    from tests.conftest import REPO, git
 
     root = tmp_path / "proj"
-    shutil.copytree(
-        REPO / "gpu_worker", root / "gpu_worker", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
-    (root / "playbooks").mkdir()
-    (root / "playbooks" / "resumable.yaml").write_text(
+    playbook = (
         f"model: {{tiny: {tiny_model}}}\n"
         "data: {source: data/sample, n_samples: 6, seed: 7}\n"
         "generation: {batch_size: 1, max_new_tokens: 12}\n"
         "methods:\n  baseline: {kind: greedy}\n  beam_search: {kind: beam, num_beams: 2}\n"
     )
-    (root / "orch.yaml").write_text(
-        f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
-        " timeout: 10}\npush: {include: [data/sample]}\n"
-    )
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "worker")
-    monkeypatch.chdir(root)
-    yield root
-    subprocess.run(
-        ["tmux", "kill-server"],
-        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-    )
+    yield from worker_checkout(root, tmp_path, sshd, monkeypatch, {"resumable": playbook})
 
 
 def _lines(path: Path) -> int:

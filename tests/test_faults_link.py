@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import poll
+from tests.helpers import start_run as start
+
 HERE = Path(__file__).parent
 TIMEOUT = 3
 SLACK = 4  # scheduling on a busy 2-core CI machine
@@ -59,29 +62,9 @@ def orch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator", *args]
 
 
-def start(orch, host: str, *sets: str) -> str:
-    args = ["run", "job", "--host", host]
-    for s in sets:
-        args += ["--set", s]
-    res = orch(*args)
-    assert res.exit_code == 0, res.output
-    return res.stdout.split("started ")[1].split()[0]
-
-
 def statuses(orch, *args: str):
     res = orch("status", "--json", *args)
     return res, {s["run_id"]: s for s in json.loads(res.stdout or "[]")}
-
-
-def poll(check, limit: float, every: float = 0.1):
-    """Call `check()` until it returns something truthy; fail after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"not within {limit}s: {check.__doc__ or check}")
 
 
 def test_link_cut_while_status_polls_two_hosts(lab, orch):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import orch_cmd, worker_checkout
+from tests.helpers import start_run as start
 from tests.needs import requires_tesseract
 from tests.sshd_server import SSHServer
 
@@ -38,20 +40,6 @@ def jobs_project(project, box, tmp_path, sshd):
         env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
     )
-
-
-def orch_cmd(*args):
-    """The orch CLI as a separate process (for what must outlive or race the test)."""
-    return [sys.executable, "-m", "orchestrator", *args]
-
-
-def start(orch, host, *sets):
-    args = ["run", "job", "--host", host]
-    for s in sets:
-        args += ["--set", s]
-    res = orch(*args)
-    assert res.exit_code == 0, res.output
-    return res.stdout.split("started ")[1].split()[0]
 
 
 def status(orch, *args):
@@ -280,30 +268,7 @@ def test_unknown_set_key_is_a_usage_error(jobs_project, orch):
 @pytest.fixture
 def demo_project(tmp_path, box, sshd, monkeypatch):
     """A copy of this repository's worker, playbooks and sample data, with host `gpu`."""
-    from tests.conftest import REPO, git
-
-    root = tmp_path / "demo"
-    shutil.copytree(
-        REPO / "gpu_worker", root / "gpu_worker", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copytree(REPO / "playbooks", root / "playbooks")
-    shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
-    for name in ("setup.cfg", "pyproject.toml"):
-        shutil.copy(REPO / name, root / name)
-    (root / "orch.yaml").write_text(
-        f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
-        f" timeout: 10}}\npush: {{include: [data/sample]}}\n"
-    )
-    git(root, "init", "-q")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "demo")
-    monkeypatch.chdir(root)
-    yield root
-    subprocess.run(
-        ["tmux", "kill-server"],
-        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-    )
+    yield from worker_checkout(tmp_path / "demo", tmp_path, sshd, monkeypatch)
 
 
 @requires_tesseract

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import start_run
 from tests.slurm_cluster import node_resources, slurm_cluster, slurm_login  # noqa: F401
 from tests.test_shards import assert_same_results, single_host_run, wait_all, worker_project
 
@@ -40,12 +41,7 @@ def cluster(project, slurm_login, isolated_home, tmp_path):  # noqa: F811 - fixt
 
 
 def start(orch, playbook, *sets):
-    args = ["run", playbook, "--host", "cluster"]
-    for s in sets:
-        args += ["--set", s]
-    res = orch(*args)
-    assert res.exit_code == 0, res.output
-    return res.stdout.split("started ")[1].split()[0]
+    return start_run(orch, "cluster", *sets, playbook=playbook)
 
 
 def status(orch, *run_ids):
