@@ -172,11 +172,11 @@ def _fail(cls: type[PlaybookError], where: str, text: str) -> PlaybookError:
     return cls(f"{where}: {text}")
 
 
-def _mapping(value: object, where: str, cls: type[PlaybookError] = PlaybookError) -> dict:
+def _mapping(value: object, where: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _fail(cls, where, "expected a mapping")
+        raise _fail(PlaybookError, where, "expected a mapping")
     return value
 
 
