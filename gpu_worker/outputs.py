@@ -22,11 +22,28 @@ from . import eta, schema
 PROGRESS_EVERY_S = 2.0
 
 
+def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None:
+    """Write `path` through a temp file in the same folder and a rename, so a reader sees the old
+    file or the new one, never half of it. The one atomic write of both packages (the
+    orchestrator imports it: standard library only). `mode`: the new file's permissions."""
+    import tempfile
+
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_json_atomic(path: Path, doc: dict) -> None:
-    """Write JSON to a temp name in the same folder, then rename over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    """`doc` as JSON at `path`, atomically."""
+    atomic_write(path, json.dumps(doc, ensure_ascii=False))
 
 
 def read_jsonl(path: str | Path, repair_tail: bool = False) -> list[dict]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from gpu_worker.outputs import atomic_write
 
 from .config import Config
 from .errors import ConfigError, JobNotFound
@@ -81,19 +81,6 @@ def new_run_id(playbook: str) -> str:
     """`<playbook>-<YYYYmmdd-HHMMSS>-<4 hex>`."""
     slug = re.sub(r"[^a-z0-9_]+", "-", playbook.lower()).strip("-") or "run"
     return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-
-
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write `path` via a temp file in the same folder and a rename."""
-    data = text.encode() if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_record(config: Config, record: RunRecord) -> None:

@@ -20,9 +20,10 @@ import hashlib
 import hmac
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from gpu_worker.outputs import atomic_write
 
 from ..errors import HostKeyError, HostKeyRevoked
 from .ssh_config import SSHOptions
@@ -113,15 +114,7 @@ def add_key(path: str, hostname: str, key, replace: bool = False) -> None:
         lines[-1] += "\n"
     lines.append(f"{hostname} {key.get_name()} {key.get_base64()}\n")
     mode = p.stat().st_mode & 0o777 if p.exists() else 0o600
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write("".join(lines))
-        os.chmod(tmp, mode)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(p, "".join(lines), mode)
 
 
 def can_record(path: str) -> bool:
