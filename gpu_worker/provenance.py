@@ -13,9 +13,8 @@ from pathlib import Path
 
 from . import stats, summary
 from .data import selection_hash
+from .schema import IDENTITY_FILE
 from .spec import RunSpec
-
-IDENTITY_FILE = ".orch-identity.json"
 
 
 def run_block(

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 RUN_KEY = "run"
+IDENTITY_FILE = ".orch-identity.json"  # the pushed tree's identity, written by `orch push`
 METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s", "images_per_s")
 NULLABLE = ("cer", "wer", "exact_match", "time_per_image_s", "images_per_s")
 PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")

@@ -31,12 +31,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
+from gpu_worker.schema import IDENTITY_FILE
+
 from . import shell
 from .config import DEFAULT_PUSH_PATHS, Config
 from .errors import ConfigError, OrchError, RemoteCommandError
 from .transport import Host
 
-IDENTITY_FILE = ".orch-identity.json"
 DELETE_LIST = ".orch-delete"
 KEEP_TREES = 3
 LOCK_WAIT_S = 60
