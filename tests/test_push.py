@@ -237,3 +237,4 @@ def test_repository_without_a_commit_pushes_as_dirty(tmp_path, orch, monkeypatch
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["sent"] == ["gpu_worker/a.py"] and doc["identity"]["commit"] is None
+    assert doc["identity"]["dirty"] is True
