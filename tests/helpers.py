@@ -3,8 +3,13 @@ CLI as a separate process."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import time
+from pathlib import Path
+
+FAKE_JOB = "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"
 
 
 def orch_cmd(*args: str) -> list[str]:
@@ -33,13 +38,28 @@ def poll(check, limit: float, every: float = 0.1):
     raise AssertionError(f"not within {limit}s: {check.__doc__ or check}")
 
 
+def add_fake_job(project: Path, job: str, name: str = "job", extra: str = "") -> None:
+    """Copy tests/fake_job.py into `project` and write playbooks/NAME.yaml running it with the
+    `job:` settings `job` (a YAML flow mapping: `--set job.KEY` needs KEY listed), then `extra`."""
+    shutil.copy(Path(__file__).parent / "fake_job.py", project / "gpu_worker" / "fake_job.py")
+    text = f'command: "{FAKE_JOB}"\njob: {job}\n{extra}'
+    (project / "playbooks" / f"{name}.yaml").write_text(text)
+
+
+def kill_tmux(server) -> None:
+    """Stop every tmux session on a test sshd (`server.tmux_dir`): the sshd outlives the test,
+    and the next test's hosts must start idle."""
+    subprocess.run(
+        ["tmux", "kill-server"],
+        env={"TMUX_TMPDIR": str(server.tmux_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+    )
+
+
 def worker_checkout(root, tmp_path, sshd, monkeypatch, playbooks: dict[str, str] | None = None):
     """A git project at `root` holding this repository's worker and sample data (and its
     playbooks, or `playbooks`: name -> YAML text), with host `gpu` on the session sshd; the cwd
     while the test runs. A generator for fixtures (`yield from`); kills the host's tmux after."""
-    import shutil
-    import subprocess
-
     from tests.conftest import REPO, git
 
     ignore = shutil.ignore_patterns("__pycache__")
@@ -62,8 +82,4 @@ def worker_checkout(root, tmp_path, sshd, monkeypatch, playbooks: dict[str, str]
     git(root, "commit", "-qm", "worker")
     monkeypatch.chdir(root)
     yield root
-    subprocess.run(
-        ["tmux", "kill-server"],
-        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-    )
+    kill_tmux(sshd)

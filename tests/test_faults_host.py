@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import orch_cmd, poll, start_run, worker_checkout
+from tests.helpers import add_fake_job, kill_tmux, orch_cmd, poll, start_run, worker_checkout
 
 HERE = Path(__file__).parent
 CANARY = "hf_CANARYfaultsuite0123456789abcdef"
@@ -24,22 +23,14 @@ CANARY = "hf_CANARYfaultsuite0123456789abcdef"
 @pytest.fixture
 def hostproj(project, box, tmp_path, sshd):
     """The test project, the fake job playbook and host `gpu` (the loopback sshd)."""
-    shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
-    (project / "playbooks" / "job.yaml").write_text(
-        'command: "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"\n'
-        "job: {steps: 5, sleep: 0.05, exit: 0, corrupt: false, ignore_signals: false,"
-        " big_mb: 0}\n"
-    )
+    job = "{steps: 5, sleep: 0.05, exit: 0, corrupt: false, ignore_signals: false, big_mb: 0}"
+    add_fake_job(project, job)
     (project / "orch.yaml").write_text(
         f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
         " timeout: 5}\n"
     )
     yield project
-    subprocess.run(
-        ["tmux", "kill-server"],
-        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-    )
+    kill_tmux(sshd)
 
 
 def start(orch, *sets: str, playbook: str = "job") -> str:

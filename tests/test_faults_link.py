@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import poll
+from tests.helpers import add_fake_job, orch_cmd, poll
 from tests.helpers import start_run as start
 
 HERE = Path(__file__).parent
@@ -40,12 +39,8 @@ def lab(project, netns_hosts, isolated_home, tmp_path) -> Lab:
     a, b = netns_hosts(2)
     a.sshd.install_client(isolated_home, "na")
     b.sshd.install_client(isolated_home, "nb")
-    shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
-    (project / "playbooks" / "job.yaml").write_text(
-        'command: "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"\n'
-        "job: {steps: 5, sleep: 0.05, exit: 0, corrupt: false, ignore_signals: false,"
-        " big_mb: 0}\n"
-    )
+    job = "{steps: 5, sleep: 0.05, exit: 0, corrupt: false, ignore_signals: false, big_mb: 0}"
+    add_fake_job(project, job)
     remotes = {"a": tmp_path / "remote-a", "b": tmp_path / "remote-b"}
     (project / "orch.yaml").write_text(
         "hosts:\n"
@@ -56,10 +51,6 @@ def lab(project, netns_hosts, isolated_home, tmp_path) -> Lab:
         )
     )
     return Lab(project, [a, b], remotes)
-
-
-def orch_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator", *args]
 
 
 def statuses(orch, *args: str):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import orch_cmd, worker_checkout
+from tests.helpers import add_fake_job, kill_tmux, orch_cmd, worker_checkout
 from tests.helpers import start_run as start
 from tests.needs import requires_tesseract
 from tests.sshd_server import SSHServer
@@ -22,11 +22,7 @@ HERE = Path(__file__).parent
 @pytest.fixture
 def jobs_project(project, box, tmp_path, sshd):
     """The test project with a fake job playbook and two hosts: `gpu` (ssh) and `local`."""
-    shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
-    (project / "playbooks" / "job.yaml").write_text(
-        'command: "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"\n'
-        "job: {steps: 5, sleep: 0.05, exit: 0, corrupt: false, hold: false}\n"
-    )
+    add_fake_job(project, "{steps: 5, sleep: 0.05, exit: 0, corrupt: false, hold: false}")
     (project / "orch.yaml").write_text(
         f"hosts:\n"
         f"  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
@@ -34,12 +30,7 @@ def jobs_project(project, box, tmp_path, sshd):
         f"  local: {{python: {sys.executable}}}\n"
     )
     yield project
-    # the sshd outlives the test: stop what this test left running there, so hosts start idle
-    subprocess.run(
-        ["tmux", "kill-server"],
-        env={"TMUX_TMPDIR": str(sshd.tmux_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-    )
+    kill_tmux(sshd)
 
 
 def status(orch, *args):

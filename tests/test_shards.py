@@ -4,7 +4,6 @@ shard is started again alone on another host."""
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 
@@ -14,6 +13,7 @@ from gpu_worker.schema import method_names
 from orchestrator.merge import merge_results
 from orchestrator.shards import ShardedRun
 from tests.conftest import REPO, git
+from tests.helpers import kill_tmux
 from tests.sshd_server import SSHServer
 
 SHARDTEST = """name: shardtest
@@ -72,11 +72,7 @@ def two_hosts(tmp_path, box, sshd, sshd2, isolated_home, tiny_model, monkeypatch
     monkeypatch.chdir(root)
     yield root
     for server in (sshd, sshd2):
-        subprocess.run(
-            ["tmux", "kill-server"],
-            env={"TMUX_TMPDIR": str(server.tmux_dir), "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-        )
+        kill_tmux(server)
 
 
 def wait_all(orch, run_ids, limit=240):
@@ -152,11 +148,7 @@ def test_lost_shard_runs_again_alone_on_another_host(two_hosts, orch, sshd2):
     parent = res.stdout.split("started ")[1].split(":")[0]
     # gpu2's job dies with its host's tmux server: no exit code, no session -> lost
     time.sleep(0.5)
-    subprocess.run(
-        ["tmux", "kill-server"],
-        env={"TMUX_TMPDIR": str(sshd2.tmux_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-    )
+    kill_tmux(sshd2)
     states = {s["run_id"]: s["state"] for s in wait_all(orch, [parent])}
     assert states == {f"{parent}-s0": "succeeded", f"{parent}-s1": "lost"}
     res = orch("fetch", parent)

@@ -2,7 +2,6 @@
 submit, poll through PENDING/RUNNING to COMPLETED, a failing job, cancel, logs and fetch."""
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import start_run
+from tests.helpers import add_fake_job, start_run
 from tests.slurm_cluster import node_resources, slurm_cluster, slurm_login  # noqa: F401
 from tests.test_shards import assert_same_results, single_host_run, wait_all, worker_project
 
@@ -21,16 +20,13 @@ HERE = Path(__file__).parent
 def cluster(project, slurm_login, isolated_home, tmp_path):  # noqa: F811 - fixture by name
     """Project with a fake job playbook and host `cluster` (backend: slurm) via alias `login`."""
     slurm_login.install_client(isolated_home, "login")
-    shutil.copy(HERE / "fake_job.py", project / "gpu_worker" / "fake_job.py")
-    command = "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"
-    (project / "playbooks" / "job.yaml").write_text(
-        f'command: "{command}"\njob: {{steps: 5, sleep: 0.05, exit: 0, corrupt: false, '
-        "fail_shard: -1}\n"
-    )
+    add_fake_job(project, "{steps: 5, sleep: 0.05, exit: 0, corrupt: false, fail_shard: -1}")
     cpus = node_resources()[1]
-    (project / "playbooks" / "wide.yaml").write_text(
-        f'command: "{command}"\njob: {{steps: 40, sleep: 0.1, exit: 0, corrupt: false}}\n'
-        f"slurm: {{cpus_per_task: {cpus}}}\n"
+    add_fake_job(
+        project,
+        "{steps: 40, sleep: 0.1, exit: 0, corrupt: false}",
+        name="wide",
+        extra=f"slurm: {{cpus_per_task: {cpus}}}\n",
     )
     (project / "orch.yaml").write_text(
         f"hosts:\n  cluster:\n    host: login\n    backend: slurm\n"
