@@ -41,6 +41,7 @@ class SSHHost(Host):
         self._conn = None
         self.policies: list[HostKeyPolicy] = []  # one per hop, the target's last
         self.trusting = False
+        self._options: SSHOptions | None = None  # resolved once: `ssh -G` runs subprocesses
 
     # -- connection -----------------------------------------------------------------------
     def connect(self) -> None:
@@ -64,16 +65,20 @@ class SSHHost(Host):
 
     def options(self) -> SSHOptions:
         """The ssh configuration's options for this host; orch.yaml's user, port, identity
-        file and known_hosts win over it (as `ssh -l/-p/-i` would)."""
+        file and known_hosts win over it (as `ssh -l/-p/-i` would). Resolved on the first
+        call and kept, so retries and reconnects (`logs -f`) do not run `ssh -G` again."""
+        if self._options is not None:
+            return self._options
         opts = ssh_config.resolve(self.config.hostname)
         hc = self.config
-        return dataclasses.replace(
+        self._options = dataclasses.replace(
             opts,
             user=hc.user or opts.user,
             port=hc.port or opts.port,
             identity_files=(hc.identity_file,) if hc.identity_file else opts.identity_files,
             known_hosts_files=(hc.known_hosts,) if hc.known_hosts else opts.known_hosts_files,
         )
+        return self._options
 
     def _connection(self, opts: SSHOptions, gateway):
         """A fabric Connection for one hop, with its own known hosts and policy."""
