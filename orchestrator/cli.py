@@ -274,8 +274,9 @@ def logs(state: State, run_id: str, follow: bool, lines: int) -> None:
     Example: orch logs quickwin-20261124-101200-ab12 -f
     """
     from . import jobs
+    from .records import find_record
 
-    record = jobs.find_record(state.config(), run_id)
+    record = find_record(state.config(), run_id)
     if follow:
         return follow_log(state, record, lines)
     out = sys.stdout.buffer
@@ -292,11 +293,12 @@ def cancel(state: State, run_id: str, grace: float) -> None:
     Example: orch cancel quickwin-20261124-101200-ab12
     """
     from . import jobs
+    from .records import find_record
     from .shards import expand
 
     cfg = state.config()
     for rid in expand(cfg, (run_id,)):
-        record = jobs.find_record(cfg, rid)
+        record = find_record(cfg, rid)
         outcome = jobs.cancel(cfg, record, grace)
         click.echo(f"{record.run_id}: {outcome}")
 

@@ -29,18 +29,11 @@ from gpu_worker.schema import SchemaError, validate_results
 from .backends import FETCH_FILES
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
-from .jobs import (
-    FINISHED,
-    RunRecord,
-    check_run_id,
-    collect_status,
-    find_record,
-    load_records,
-    run_dir,
-    save_record,
-)
+from .jobs import collect_status
+from .records import RunRecord, check_run_id, find_record, load_records, save_record
+from .scripts import run_dir
 from .shell import join, trusted
-from .states import FetchOutcome
+from .states import FINISHED, FetchOutcome
 from .transport import Host, open_host
 
 FILES = FETCH_FILES  # the same on every backend

@@ -20,55 +20,23 @@ from .config import Config, HostConfig
 from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound
 from .playbooks import Playbook
 from .records import (
-    RUN_ID_RE,
     RunRecord,
-    atomic_write,
     check_run_id,
     find_record,
     load_records,
     new_run_id,
-    records_dir,
     save_record,
 )
 from .scripts import (
-    ENV_FILE,
-    LOG_TAIL_LINES,
-    PRECHECK_EXIT,
-    SESSION_PREFIX,
-    env_file,
     job_command,
-    job_steps,
     log_follow_script,
     log_tail_script,
     precheck_script,
-    run_dir,
 )
 from .states import FINISHED, CancelOutcome, RunState
-from .status import RunStatus, derive_state
+from .status import RunStatus
 from .sync import CodeIdentity, push
 from .transport import Host, open_host
-
-__all__ = [  # names other modules and tests import from here
-    "ENV_FILE",
-    "FINISHED",
-    "LOG_TAIL_LINES",
-    "PRECHECK_EXIT",
-    "RUN_ID_RE",
-    "SESSION_PREFIX",
-    "RunRecord",
-    "RunStatus",
-    "atomic_write",
-    "check_run_id",
-    "derive_state",
-    "env_file",
-    "find_record",
-    "job_steps",
-    "load_records",
-    "new_run_id",
-    "records_dir",
-    "run_dir",
-    "save_record",
-]
 
 
 def launch(

@@ -25,8 +25,8 @@ from . import hub, plot, readme, vcs
 from .config import Config
 from .errors import PublishError
 from .fetch import results_dir
-from .jobs import RUN_ID_RE, atomic_write, check_run_id
 from .names import check_name
+from .records import RUN_ID_RE, atomic_write, check_run_id
 
 
 @dataclass(frozen=True)

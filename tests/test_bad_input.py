@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from gpu_worker import precheck
-from orchestrator import jobs
+from orchestrator import scripts
 from tests.sshd_server import free_port
 from tests.test_jobs import demo_project
 
@@ -137,7 +137,7 @@ def test_precheck_rules(tmp_path):
     assert missing == ["model.checkpoints: ./nope: no such checkpoint folder"]
     only_tesseract = {"methods": {"t": {"backend": "tesseract"}}, "model": {}}
     assert precheck.problems(only_tesseract, str(tmp_path)) == []
-    assert jobs.PRECHECK_EXIT == precheck.EXIT_PROBLEM
+    assert scripts.PRECHECK_EXIT == precheck.EXIT_PROBLEM
 
 
 def _remote_state(tmp_path, sshd):
