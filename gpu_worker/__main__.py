@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(build(args.folder))
         return 0
+    from .contract.schema import method_names
+    from .contract.spec import PlaybookError
     from .runner import run
-    from .schema import method_names
-    from .spec import PlaybookError
     from .summary import failed_methods
     from .tesseract import TesseractMissing
 

@@ -12,12 +12,12 @@ import time
 from typing import TYPE_CHECKING
 
 from . import metrics
+from .contract.spec import Method, MethodError
 from .data import Loaded, Samples, by_width, prefetched
 from .decoding import decode_batch
-from .spec import Method, MethodError
 
 if TYPE_CHECKING:
-    from .spec import RunSpec
+    from .contract.spec import RunSpec
 
 
 def _decode(engine, method: Method, images: list, spec: RunSpec, first: int) -> list[str]:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .spec import DataSpec
+from .contract.spec import DataSpec
 
 
 class Samples:

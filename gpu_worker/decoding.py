@@ -19,8 +19,8 @@ checkpoint), or `base` (no adapter). `checkpoints` (ensembles) is `all` or a lis
 
 from __future__ import annotations
 
+from .contract.spec import TOKEN_VOTE, Method, MethodError
 from .ensemble import vote
-from .spec import TOKEN_VOTE, Method, MethodError
 
 
 def generate_kwargs(method: Method, max_new_tokens: int) -> dict:

@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import eta, schema
+from . import eta
+from .contract import schema
 
 PROGRESS_EVERY_S = 2.0
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from .checkpoints import adapter_names, local_path, locate, tiny_folder
+from .contract.spec import KINDS, MethodError, parse_methods
 from .decoding import resolve_adapter, resolve_checkpoints
-from .spec import KINDS, MethodError, parse_methods
 
 EXIT_PROBLEM = 77
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import stats, summary
+from .contract.schema import IDENTITY_FILE
+from .contract.spec import RunSpec
 from .data import selection_hash
-from .schema import IDENTITY_FILE
-from .spec import RunSpec
 
 
 def run_block(

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import yaml
 
-from . import eta, schema, summary
+from . import eta, summary
 from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
+from .contract import schema
+from .contract.spec import PlaybookError, RunSpec, parse_playbook
 from .data import Samples, sample_indices, shard_indices
 from .fastpath import shapes
 from .outputs import Progress, append_lines, read_jsonl, write_json_atomic
 from .provenance import run_block
-from .spec import PlaybookError, RunSpec, parse_playbook
 
 
 def load_playbook(path: str | Path) -> RunSpec:

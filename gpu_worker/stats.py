@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from .schema import method_names
+from .contract.schema import method_names
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 20261126

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import metrics, stats
-from .schema import method_names
+from .contract.schema import method_names
 
 NULL_WHEN_FAILED = (
     "cer",

@@ -1,7 +1,7 @@
 """`orch fetch`: bring a finished run's files to `results/<run_id>/`, validated, atomically.
 
 The host sends the run's files as one tar stream; they are unpacked into a temporary folder next
-to the destination, results.json is checked against `gpu_worker/schema.py`, and only then is the
+to the destination, results.json is checked against the contract schema, and only then is the
 folder renamed into place. A corrupt results.json, a cut connection or an interrupt leaves nothing
 behind (a lost link is outcome "unreachable", exit 3). A failed run's log is still fetched.
 Only a run whose exit code is written is fetched (and marked fetched for good): a run being
@@ -24,7 +24,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gpu_worker.schema import SchemaError, validate_results
+from gpu_worker.contract.schema import SchemaError, validate_results
 
 from .backends import FETCH_FILES
 from .config import Config

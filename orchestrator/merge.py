@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from gpu_worker.contract.schema import SchemaError, validate_results
+from gpu_worker.contract.spec import PlaybookError, parse_playbook
 from gpu_worker.outputs import read_jsonl
-from gpu_worker.schema import SchemaError, validate_results
-from gpu_worker.spec import PlaybookError, parse_playbook
 
 from .config import Config
 from .errors import OrchError

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from gpu_worker import spec
 from gpu_worker.checkpoints import model_paths
+from gpu_worker.contract import spec
 
 from .config import Config
 from .errors import ConfigError
@@ -72,7 +72,7 @@ class Playbook:
 
 def apply_override(data: dict, assignment: str, label: str) -> None:
     """Apply one `key.sub=value` to `data`, in place. The key must name a setting of the
-    playbook spec (`gpu_worker.spec.check_key`) and the value must be valid YAML."""
+    playbook spec (`gpu_worker.contract.spec.check_key`) and the value must be valid YAML."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {assignment}: expected key=value, e.g. data.n_samples=20")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 
-from gpu_worker.schema import method_names
+from gpu_worker.contract.schema import method_names
 
 _RINGS = (6, 14, 24, 36)
 _OFFSETS = [

@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu_worker.schema import SchemaError, method_names, validate_results
+from gpu_worker.contract.schema import SchemaError, method_names, validate_results
 
 from . import hub, plot, readme, vcs
 from .config import Config

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from gpu_worker.schema import method_names
+from gpu_worker.contract.schema import method_names
 from gpu_worker.stats import best_method
 
 START = "<!-- orch:results:start -->"

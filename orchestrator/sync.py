@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from gpu_worker.schema import IDENTITY_FILE
+from gpu_worker.contract.schema import IDENTITY_FILE
 
 from . import shell
 from .config import DEFAULT_PUSH_PATHS, Config

@@ -2,9 +2,9 @@
 
 import pytest
 
+from gpu_worker.contract.spec import MethodError, parse_method, parse_methods
 from gpu_worker.decoding import generate_kwargs
 from gpu_worker.ensemble import longest, majority, mbr, vote
-from gpu_worker.spec import MethodError, parse_method, parse_methods
 
 
 def test_mbr_picks_the_edit_distance_medoid():

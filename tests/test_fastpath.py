@@ -10,10 +10,10 @@ import yaml
 from safetensors.torch import save_file
 
 from gpu_worker import engine as engine_mod
+from gpu_worker.contract.spec import PlaybookError, parse_playbook
 from gpu_worker.data import DataSpec, Samples
 from gpu_worker.fastpath import shapes
 from gpu_worker.fastpath.lora import Unsupported, read_adapter
-from gpu_worker.spec import PlaybookError, parse_playbook
 from orchestrator.playbooks import apply_override
 from tests.conftest import REPO, SAMPLES
 

@@ -3,8 +3,8 @@ the worker's shard settings and the contiguous split."""
 
 import pytest
 
+from gpu_worker.contract.spec import PlaybookError, parse_playbook
 from gpu_worker.data import shard_indices
-from gpu_worker.spec import PlaybookError, parse_playbook
 from orchestrator.config import SlurmConfig, load_config
 from orchestrator.errors import ConfigError
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gpu_worker.schema import method_names
+from gpu_worker.contract.schema import method_names
 from orchestrator.merge import merge_results
 from orchestrator.shards import ShardedRun
 from tests.conftest import REPO, git

@@ -1,4 +1,4 @@
-"""The playbook spec shared by orchestrator and worker (gpu_worker/spec.py): defaults stated once,
+"""The playbook spec shared by orchestrator and worker (contract/spec.py): defaults stated once,
 the full spec `orch run` sends, `--set` checked against the spec's keys, the one JSONL reader."""
 
 import json
@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from gpu_worker import spec
+from gpu_worker.contract import spec
 from gpu_worker.outputs import read_jsonl
 from gpu_worker.provenance import code_identity
 from gpu_worker.runner import load_playbook
@@ -24,7 +24,7 @@ SMALL = {"model": {"base": "b"}, "data": {"source": "d"}, "methods": {"b": {"kin
 
 def test_spec_is_standard_library_only():
     code = (
-        "import sys, gpu_worker.spec; "
+        "import sys, gpu_worker.contract.spec; "
         "print(sorted(m for m in ('yaml', 'torch', 'numpy', 'jiwer', 'rapidfuzz', 'PIL') "
         "if m in sys.modules))"
     )

@@ -14,10 +14,10 @@ import yaml
 from PIL import Image
 
 from gpu_worker import engine as engine_mod
+from gpu_worker.contract.schema import SchemaError, validate_results
+from gpu_worker.contract.spec import PlaybookError
 from gpu_worker.metrics import score_pair
 from gpu_worker.runner import load_playbook, run
-from gpu_worker.schema import SchemaError, validate_results
-from gpu_worker.spec import PlaybookError
 from tests.conftest import REPO, SAMPLES
 from tests.needs import requires_tesseract
 
@@ -216,7 +216,7 @@ def test_a_method_failing_on_every_image_exits_1_never_best_and_not_published(tm
     """A Tesseract whose recognition crashes on every image (its checks pass) beside a working
     one: the worker writes everything, exits 1; null rates; README row failed, not bold; the
     model-index leaves it out."""
-    from gpu_worker.schema import method_names
+    from gpu_worker.contract.schema import method_names
     from orchestrator import hub, readme
 
     fake = tmp_path / "crashing-tesseract"

@@ -17,11 +17,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from .ensemble import RULES
-from .fastpath.shapes import COMPILE_SETTINGS
-from .metrics import NORMAL_FORMS
+from ..ensemble import RULES
+from ..fastpath.shapes import COMPILE_SETTINGS
+from ..metrics import NORMAL_FORMS
+from ..stats import DEFAULT_RESAMPLES
 from .schema import RUN_KEY, did_you_mean
-from .stats import DEFAULT_RESAMPLES
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {
