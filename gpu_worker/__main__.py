@@ -1,4 +1,5 @@
-"""`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `score FILE.jsonl`, `tiny DIR`.
+"""`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `score FILE.jsonl`, `tiny DIR`,
+`merge --parent ID --playbook NAME --out DIR SHARD_DIR...` (a sharded run's shards into one).
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
 written), 2 a usage or playbook error.
@@ -28,7 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--seed", type=int, help="bootstrap seed (default: the worker's)")
     p_tiny = sub.add_parser("tiny", help="build the small local model with LoRA checkpoints")
     p_tiny.add_argument("folder")
+    p_merge = sub.add_parser("merge", help="merge a sharded run's shard folders into one run")
+    p_merge.add_argument("shards", nargs="+", help="the shard run folders, in shard order")
+    p_merge.add_argument("--parent", required=True, help="the sharded run's id")
+    p_merge.add_argument("--playbook", required=True, help="the playbook's name")
+    p_merge.add_argument("--out", required=True, help="the merged run folder (must not exist)")
     args = parser.parse_args(argv)
+
+    if args.command == "merge":
+        return _merge(args)
 
     if args.command == "score":
         return _score(args)
@@ -96,7 +105,7 @@ class _Named:
 def _read_rows(path: str, method: str | None) -> list[dict]:
     """Prediction rows as summarize() takes them; ValueError names the line. Rows without an
     `index` are paired by position: the k-th row of each method is line k."""
-    from .outputs import read_jsonl
+    from .contract.fsio import read_jsonl
 
     rows: list[dict] = []
     position: dict[str, int] = {}
@@ -148,6 +157,30 @@ def _score(args: argparse.Namespace) -> int:
         for key in ("settings", "time_per_image_s", "images_per_s"):
             body.pop(key)
     print(json.dumps(out[names[0]] if len(names) == 1 else out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Merge shard folders; one line and exit 1 when they cannot be merged, 2 when the scoring
+    packages (the `worker` extra) are missing here."""
+    from pathlib import Path
+
+    folders = [Path(s) for s in args.shards]
+    try:
+        from .merge import MergeError, merge_folders
+
+        try:
+            merge_folders(args.parent, args.playbook, folders, Path(args.out))
+        except MergeError as exc:
+            print(f"gpu_worker: error: {exc}", file=sys.stderr)
+            return 1
+    except ImportError as exc:
+        print(
+            f"gpu_worker: error: merging recomputes the metrics and needs the worker's scoring "
+            f"packages ({exc.name} missing): pip install 'orch[worker]'",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

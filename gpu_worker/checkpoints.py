@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract.layout import local_path
+
 
 def expand_checkpoints(spec: str | list[str] | None, root: str | None = None) -> list[str]:
     """Checkpoint folders from a list, a glob or a folder holding `checkpoint-*`, in step order."""
@@ -53,23 +55,6 @@ class ModelPaths:
 
     base: str | None
     checkpoints: list[str]
-
-
-def local_path(value: object, root: str) -> str | None:
-    """The absolute path a model field names when it is local (starts with `.`, `/` or `~`);
-    None for hub names like `Qwen/...`. Relative paths are relative to `root`."""
-    if not isinstance(value, str) or not value.startswith((".", "/", "~")):
-        return None
-    path = os.path.expanduser(value)
-    return path if os.path.isabs(path) else os.path.join(root, path)
-
-
-def model_paths(model: dict) -> list[str]:
-    """The local paths (as written: folders or globs) a playbook's `model` section needs on the
-    host: a local `base` and every `checkpoints` entry."""
-    paths = [model["base"]] if local_path(model.get("base"), "") else []
-    ckpts = model.get("checkpoints") or []
-    return paths + [c for c in ([ckpts] if isinstance(ckpts, str) else ckpts) if isinstance(c, str)]
 
 
 def tiny_folder(model: dict, root: str) -> Path | None:

@@ -18,7 +18,8 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-NORMAL_FORMS = ("nfc", "nfd", "nfkc", "nfkd", "none")
+from .contract.spec import NORMAL_FORMS
+
 _SPACE = re.compile(r"\s+")
 
 

@@ -19,58 +19,9 @@ from pathlib import Path
 
 from . import eta
 from .contract import schema
+from .contract.fsio import write_json_atomic
 
 PROGRESS_EVERY_S = 2.0
-
-
-def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None:
-    """Write `path` through a temp file in the same folder and a rename, so a reader sees the old
-    file or the new one, never half of it. The one atomic write of both packages (the
-    orchestrator imports it: standard library only). `mode`: the new file's permissions."""
-    import tempfile
-
-    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, doc: dict) -> None:
-    """`doc` as JSON at `path`, atomically."""
-    atomic_write(path, json.dumps(doc, ensure_ascii=False))
-
-
-def read_jsonl(path: str | Path, repair_tail: bool = False) -> list[dict]:
-    """The JSON objects of a .jsonl file, one per non-blank line (ValueError names the line).
-
-    `repair_tail`: a missing file reads as empty, and an unparsable last line (a write cut
-    short) is dropped from the file rather than refused."""
-    path = Path(path)
-    if repair_tail and not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    rows = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if repair_tail and i == len(lines) - 1:
-                path.write_text("".join(lines[:i]), encoding="utf-8")
-                break
-            raise ValueError(f"{path}:{i + 1}: invalid JSON") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{i + 1}: expected a JSON object")
-        rows.append(row)
-    return rows
 
 
 def append_lines(sink, rows: list[dict]) -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoints import adapter_names, local_path, locate, tiny_folder
+from .checkpoints import adapter_names, locate, tiny_folder
+from .contract.layout import EXIT_PRECHECK, local_path
 from .contract.spec import KINDS, MethodError, parse_methods
 from .decoding import resolve_adapter, resolve_checkpoints
 
-EXIT_PROBLEM = 77
+EXIT_PROBLEM = EXIT_PRECHECK
 
 
 def _checkpoints(model: dict, root: str) -> tuple[list[str] | None, list[str]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import stats, summary
-from .contract.schema import IDENTITY_FILE
+from .contract.layout import IDENTITY_FILE
 from .contract.spec import RunSpec
 from .data import selection_hash
 

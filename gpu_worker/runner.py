@@ -27,10 +27,11 @@ from . import eta, summary
 from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
 from .contract import schema
+from .contract.fsio import read_jsonl, write_json_atomic
 from .contract.spec import PlaybookError, RunSpec, parse_playbook
 from .data import Samples, sample_indices, shard_indices
 from .fastpath import shapes
-from .outputs import Progress, append_lines, read_jsonl, write_json_atomic
+from .outputs import Progress, append_lines
 from .provenance import run_block
 
 

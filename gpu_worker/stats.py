@@ -1,7 +1,7 @@
 """Numbers a researcher can defend: bootstrap intervals, paired comparisons, sample size, "best".
 
-Standard library at import time (the orchestrator imports `best_method`); numpy is imported
-inside the functions that resample, which run on the worker and in `python -m gpu_worker score`.
+Standard library at import time; numpy is imported inside the functions that resample, which
+run on the worker and in `python -m gpu_worker score`.
 
 Contract:
 - Every statistic is corpus-level: total edits / total reference length over a set of lines.
@@ -17,8 +17,7 @@ Contract:
 - Lines needed: the normal approximation n = (z_{1-α/2} + z_{power})² · s² / δ², with s² the
   per-line sample variance of the linearised paired difference (d_i - Δ·L_i) / mean(L) and δ the
   observed |Δ| (or `min_delta` when Δ is 0).
-- `best_method` is the one rule for "best": the lowest corpus CER among methods with a rate;
-  a method with no scored sample (null rates) is never best. Ties go to the earlier method.
+- "best" is `contract.schema.best_method` (re-used here, stated once there).
 """
 
 from __future__ import annotations
@@ -28,28 +27,13 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-from .contract.schema import method_names
+from .contract.spec import DEFAULT_RESAMPLES
 
-DEFAULT_RESAMPLES = 1000
 DEFAULT_SEED = 20261126
 CONFIDENCE = 0.95
 POWER = 0.80
 MIN_DELTA = 0.01
 _CHUNK_CELLS = 1_200_000  # resampled line slots per chunk: ~10 MB each array, cache-friendly
-
-
-def best_method(results: dict) -> str | None:
-    """The method with the lowest corpus CER among those that have one; None if none has."""
-    best, best_cer = None, math.inf
-    for name in method_names(results):
-        body = results[name]
-        if not isinstance(body, dict):
-            continue
-        cer = body.get("cer")
-        if isinstance(cer, (int, float)) and not isinstance(cer, bool) and body.get("n", 0) > 0:
-            if cer < best_cer:
-                best, best_cer = name, cer
-    return best
 
 
 def resampled_sums(matrix: Any, resamples: int, seed: int) -> Any:

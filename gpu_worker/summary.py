@@ -7,7 +7,7 @@ Contract:
   not be read is counted in `failures` only.
 - `n` is the number of lines in the headline (decoded and failed). A method with no decoded
   line has no rates: `cer wer cer_mean wer_mean exact_match time_per_image_s images_per_s` and
-  the intervals are null; it is never "best" (`stats.best_method`).
+  the intervals are null; it is never "best" (`best_method`).
 - Timing is over decoded lines only.
 - Per method: `cer_ci`/`wer_ci` (95% bootstrap) and `vs_baseline` (paired Δ CER, its interval,
   p-value, lines needed), see `stats.py`.
@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import metrics, stats
-from .contract.schema import method_names
+from .contract.schema import best_method, method_names
+from .contract.spec import DEFAULT_RESAMPLES
 
 NULL_WHEN_FAILED = (
     "cer",
@@ -63,7 +64,7 @@ def summarize(
     form: str = "nfc",
     collapse_whitespace: bool = True,
     baseline: str | None = None,
-    resamples: int = stats.DEFAULT_RESAMPLES,
+    resamples: int = DEFAULT_RESAMPLES,
     seed: int = stats.DEFAULT_SEED,
 ) -> dict:
     """Per-method results from prediction lines (`methods`: objects with `.name`, `.settings()`).
@@ -137,9 +138,9 @@ def statement(results: dict, best: str | None, baseline: str) -> str:
 
 
 def recommend(results: dict, tolerance: float, baseline: str) -> dict:
-    """The best method by CER (`stats.best_method`), whether it beats the baseline significantly,
+    """The best method by CER (`best_method`), whether it beats the baseline significantly,
     and the fastest method within `tolerance` of the best CER."""
-    best = stats.best_method(results)
+    best = best_method(results)
     rec = {
         "best": best,
         "baseline": baseline,

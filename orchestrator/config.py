@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.contract.schema import did_you_mean
+from gpu_worker.contract.hints import did_you_mean
 
 from .errors import ConfigError
 from .transport.ssh_config import is_configured

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+from gpu_worker.contract.layout import CodeIdentity
+
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound
@@ -35,7 +37,7 @@ from .scripts import (
 )
 from .states import FINISHED, CancelOutcome, RunState
 from .status import RunStatus
-from .sync import CodeIdentity, push
+from .sync import push
 from .transport import Host, open_host
 
 

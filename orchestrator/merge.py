@@ -1,141 +1,59 @@
 """Merge a sharded run's fetched shards into one `results/<parent>/`.
 
-The metrics are recomputed from the merged predictions with the worker's own code
-(`gpu_worker.summary.summarize` and `recommend`), never averaged from the shards' results: the
-lines are put back in the order a single host writes them (by index within each method), so
-every score, interval and comparison equals, to the last digit, a single-host run over the same
-indices with the same settings. What differs by nature: timings (`time_per_image_s`,
-`images_per_s`, hence `recommendation.fastest_within_tolerance`) and provenance (`run.run_id`,
-`host`, times; `run.shards` lists each shard's run id, host and indices hash).
-
-The scoring runs here, on the laptop: it needs the worker's scoring packages (jiwer,
-rapidfuzz; no torch). Without them the merge stops with the command that installs them.
+The rescoring is the worker's (`gpu_worker/merge.py`: metrics recomputed from the merged
+predictions, never averaged); this module only locates the fetched shard folders and runs
+`python -m gpu_worker merge` in a child process with this interpreter. The orchestrator process
+itself never imports numpy or jiwer: the child needs orch's `worker` extra (jiwer, rapidfuzz,
+numpy; no torch), and without it the merge stops with the one line naming what to install.
+The child writes `results/<parent>/` atomically (a temp folder, then a rename).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import yaml
-
-from gpu_worker.contract.schema import SchemaError, validate_results
-from gpu_worker.contract.spec import PlaybookError, parse_playbook
-from gpu_worker.outputs import read_jsonl
+from gpu_worker.contract import layout
 
 from .config import Config
 from .errors import OrchError
 from .fetch import FetchResult, results_dir
 from .shards import ShardedRun, load_parent, shards_dir
 
-SHARD_KEYS = ("shard", "num_shards")
+MERGE_TIMEOUT_S = 3600
 
 
-def _read_shard(folder: Path) -> tuple[dict, dict, list[dict]]:
-    """(playbook, results, prediction lines) of one fetched shard."""
-    try:
-        book = yaml.safe_load((folder / "playbook.yaml").read_text(encoding="utf-8"))
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        lines = read_jsonl(folder / "predictions.jsonl")
-    except FileNotFoundError as exc:
-        raise OrchError(
-            f"{folder.name}: {Path(exc.filename).name} missing; fetch it again"
-        ) from None
-    except (ValueError, yaml.YAMLError) as exc:
-        raise OrchError(f"{folder.name}: unreadable shard output ({exc})") from None
-    return book, results, lines
-
-
-def _unsharded(book: dict) -> dict:
-    """The playbook as a single host would run it: without data.shard/num_shards."""
-    out = json.loads(json.dumps(book))
-    for key in SHARD_KEYS:
-        (out.get("data") or {}).pop(key, None)
-    return out
-
-
-def merge_results(run: ShardedRun, shards: list[tuple[dict, dict, list[dict]]]) -> tuple:
-    """(results, merged prediction lines, playbook) from every shard's output, in shard order."""
-    try:
-        from gpu_worker.data import selection_hash
-        from gpu_worker.summary import recommend, summarize_run
-    except ImportError as exc:  # pragma: no cover - depends on the laptop's packages
-        raise OrchError(f"merging needs the worker's scoring code: {exc}") from None
-    book = _unsharded(shards[0][0])
-    for i, (other, _, _) in enumerate(shards):
-        if _unsharded(other) != book or (other.get("data") or {}).get("shard") != i:
-            raise OrchError(f"{run.shards[i]}: its playbook is not shard {i} of {run.parent}")
-    try:
-        spec = parse_playbook(book, run.playbook)
-    except PlaybookError as exc:
-        raise OrchError(f"{run.parent}: its playbook is invalid ({exc})") from None
-    lines = sorted((line for _, _, part in shards for line in part), key=lambda x: x["index"])
-    for method in spec.methods:
-        seen = [line["index"] for line in lines if line["method"] == method.name]
-        if len(seen) != len(set(seen)):
-            raise OrchError(f"{run.parent}: shards overlap in method {method.name}")
-    try:
-        results = summarize_run(spec, lines)
-    except ImportError as exc:
-        raise OrchError(
-            f"merging recomputes the metrics here and needs the worker's scoring packages "
-            f"({exc.name} missing): pip install jiwer rapidfuzz"
-        ) from None
-    indices = sorted({line["index"] for line in lines})
-    first = shards[0][1]["run"]
-    data = spec.data
-    results["run"] = {
-        **first,
-        "run_id": run.parent,
-        "playbook_sha256": spec.digest,
-        "host": ",".join(sorted({str(s[1]["run"].get("host")) for s in shards})),
-        "data": {
-            **{k: v for k, v in first.get("data", {}).items() if k not in SHARD_KEYS},
-            "n_samples": len(indices),
-            "indices_sha256": selection_hash(data, indices),
-        },
-        "recommendation": recommend(results, spec.cer_tolerance, spec.baseline_method),
-        "started_at": min(s[1]["run"].get("started_at", 0) for s in shards),
-        "ended_at": max(s[1]["run"].get("ended_at", 0) for s in shards),
-        "shards": [
-            {
-                "run_id": rid,
-                "host": s[1]["run"].get("host"),
-                "indices_sha256": s[1]["run"].get("data", {}).get("indices_sha256"),
-            }
-            for rid, s in zip(run.shards, shards, strict=True)
-        ],
-    }
-    try:
-        validate_results(results)
-    except SchemaError as exc:
-        raise OrchError(f"{run.parent}: merged results are invalid ({exc})") from None
-    return results, lines, book
+def _worker_env() -> dict[str, str]:
+    """The environment for `python -m gpu_worker`: the folder holding this orch's packages first
+    on PYTHONPATH, so the child runs the worker that ships with this orchestrator."""
+    packages = str(Path(__file__).resolve().parent.parent)
+    rest = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": packages + (os.pathsep + rest if rest else "")}
 
 
 def merge(config: Config, run: ShardedRun) -> Path:
-    """Write `results/<parent>/` from the fetched shards (temp folder + rename); its path."""
+    """Write `results/<parent>/` from the fetched shards; its path."""
     base = results_dir(config)
     dest = base / run.parent
     if dest.exists():
         return dest
-    missing = [rid for rid in run.shards if not (base / rid / "results.json").is_file()]
+    missing = [rid for rid in run.shards if not (base / rid / layout.RESULTS).is_file()]
     if missing:
         raise OrchError(f"{run.parent}: shard(s) not fetched or without results: {missing}")
-    results, lines, book = merge_results(run, [_read_shard(base / rid) for rid in run.shards])
-    tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{run.parent}.merge-"))
+    cmd = [sys.executable, "-m", "gpu_worker", "merge", "--parent", run.parent]
+    cmd += ["--playbook", run.playbook, "--out", str(dest), *(str(base / r) for r in run.shards)]
     try:
-        (tmp / "results.json").write_text(json.dumps(results, ensure_ascii=False))
-        with open(tmp / "predictions.jsonl", "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        (tmp / "playbook.yaml").write_text(yaml.safe_dump(book, sort_keys=False))
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        res = subprocess.run(
+            cmd, capture_output=True, text=True, env=_worker_env(), timeout=MERGE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise OrchError(f"{run.parent}: the merge ran past {MERGE_TIMEOUT_S}s") from None
+    if res.returncode != 0:
+        lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+        why = lines[-1].removeprefix("gpu_worker: error: ") if lines else "no message"
+        raise OrchError(f"merging {run.parent} failed: {why}")
     return dest
 
 
@@ -157,7 +75,7 @@ def merge_fetched(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchRe
             if run_ids:
                 out.append(FetchResult(run.parent, "already merged", "succeeded", str(dest)))
             continue
-        ready = all((results_dir(config) / r / "results.json").is_file() for r in run.shards)
+        ready = all((results_dir(config) / r / layout.RESULTS).is_file() for r in run.shards)
         if not ready and not run_ids:
             continue
         try:

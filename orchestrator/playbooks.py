@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from gpu_worker.checkpoints import model_paths
 from gpu_worker.contract import spec
+from gpu_worker.contract.layout import model_paths
 
 from .config import Config
 from .errors import ConfigError

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpu_worker.contract.fsio import atomic_write
+from gpu_worker.contract.layout import RUN_ID_RE
 from gpu_worker.contract.schema import SchemaError, method_names, validate_results
 
 from . import hub, plot, readme, vcs
@@ -26,7 +28,7 @@ from .config import Config
 from .errors import PublishError
 from .fetch import results_dir
 from .names import check_name
-from .records import RUN_ID_RE, atomic_write, check_run_id
+from .records import check_run_id
 
 
 @dataclass(frozen=True)

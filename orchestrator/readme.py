@@ -17,8 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from gpu_worker.contract.schema import method_names
-from gpu_worker.stats import best_method
+from gpu_worker.contract.schema import best_method, method_names
 
 START = "<!-- orch:results:start -->"
 END = "<!-- orch:results:end -->"
@@ -54,7 +53,7 @@ class RunTable:
 
     @property
     def best(self) -> str | None:
-        """The method with the lowest corpus CER (`gpu_worker.stats.best_method`); None when
+        """The method with the lowest corpus CER (`contract.schema.best_method`); None when
         every method failed."""
         return best_method(self.results)
 

@@ -15,14 +15,13 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from gpu_worker.outputs import atomic_write
+from gpu_worker.contract.fsio import atomic_write
+from gpu_worker.contract.layout import RUN_ID_RE, CodeIdentity
 
 from .config import Config
 from .errors import ConfigError, JobNotFound
 from .states import RunState
-from .sync import CodeIdentity
 
-RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
 log = logging.getLogger("orchestrator")
 _warned: set[tuple[Path, str]] = set()  # said once per process, however often records are read
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import re
 
+from gpu_worker.contract.layout import EXIT_PRECHECK
+
 from .config import HostConfig
 from .records import check_run_id
 from .shell import Quoted, quote, remote, trusted
 
 ENV_FILE = "env"
 LOG_TAIL_LINES = 10
-PRECHECK_EXIT = 77  # gpu_worker.precheck.EXIT_PROBLEM: a model folder or adapter is missing
+PRECHECK_EXIT = EXIT_PRECHECK  # a model folder or adapter is missing
 SESSION_PREFIX = "orch-"
 JOB_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 

@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gpu_worker.contract.fsio import atomic_write
+
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
 from .jobs import launch, new_record, remote_record
 from .playbooks import Playbook
-from .records import RunRecord, atomic_write, check_run_id, new_run_id, save_record
+from .records import RunRecord, check_run_id, new_run_id, save_record
 from .scripts import job_command
 from .sync import push
 from .transport import open_host

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from gpu_worker.contract.schema import IDENTITY_FILE
+from gpu_worker.contract.layout import EXIT_BUSY, IDENTITY_FILE, CodeIdentity
 
 from . import shell
 from .config import DEFAULT_PUSH_PATHS, Config
@@ -42,15 +42,6 @@ DELETE_LIST = ".orch-delete"
 KEEP_TREES = 3
 LOCK_WAIT_S = 60
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class CodeIdentity:
-    """Which code a tree holds: git commit, whether it differed from it, and a content hash."""
-
-    commit: str | None
-    dirty: bool
-    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -238,7 +229,7 @@ fi
 exec 9>> .trees/.lock
 if command -v flock >/dev/null; then
   flock -w {LOCK_WAIT_S} 9 ||
-    {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit 75; }}
+    {{ echo "another push to this host held the lock for {LOCK_WAIT_S}s" >&2; exit {EXIT_BUSY}; }}
 fi
 if [ -d code ] && [ ! -L code ]; then mv code .trees/legacy-$$; fi
 t={shell.quote(tree_name)}

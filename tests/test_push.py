@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gpu_worker.contract.layout import IDENTITY_FILE
 from orchestrator import sync
 from orchestrator.config import load_config
 from orchestrator.errors import HostUnreachable
@@ -24,7 +25,7 @@ def remote_tree(remote: Path) -> dict[str, str]:
     return {
         p.relative_to(code).as_posix(): p.read_bytes().decode("utf-8", "replace")
         for p in code.rglob("*")
-        if p.is_file() and p.name != sync.IDENTITY_FILE
+        if p.is_file() and p.name != IDENTITY_FILE
     }
 
 
@@ -46,7 +47,7 @@ def test_incremental_push(project, gpu, tmp_path, orch, host):
     ]
     assert remote_tree(remote)["gpu_worker/engine.py"] == "VALUE = 1\n"
     assert "notes.txt" not in remote_tree(remote)  # outside the push paths
-    ident = json.loads((remote / "code" / sync.IDENTITY_FILE).read_text())
+    ident = json.loads((remote / "code" / IDENTITY_FILE).read_text())
     assert ident["commit"] == git(project, "rev-parse", "HEAD").strip() and not ident["dirty"]
 
     noop = push_json(orch, host)
@@ -62,14 +63,14 @@ def test_incremental_push(project, gpu, tmp_path, orch, host):
     tree = remote_tree(remote)
     assert tree["gpu_worker/engine.py"] == "VALUE = 2\n"
     assert "gpu_worker/debug.log" not in tree and "playbooks/demo.yaml" not in tree
-    ident = json.loads((remote / "code" / sync.IDENTITY_FILE).read_text())
+    ident = json.loads((remote / "code" / IDENTITY_FILE).read_text())
     assert ident["dirty"] and ident["content_hash"] == one["identity"]["content_hash"]
 
     git(project, "add", "-A")
     git(project, "commit", "-qm", "two")
     again = push_json(orch, host)  # same files, new commit: identity only
     assert again["sent"] == [] and again["bytes_sent"] > 0
-    ident = json.loads((remote / "code" / sync.IDENTITY_FILE).read_text())
+    ident = json.loads((remote / "code" / IDENTITY_FILE).read_text())
     assert ident["commit"] == git(project, "rev-parse", "HEAD").strip() and not ident["dirty"]
     assert (remote / "code").is_symlink()
     assert len([p for p in (remote / ".trees").iterdir()]) <= sync.KEEP_TREES
@@ -125,7 +126,7 @@ def test_cut_off_push_keeps_previous_tree(project, gpu, tmp_path):
 def test_watch_pushes_on_change(project, tmp_path):
     log = tmp_path / "watch.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "push", "--host", "local", "--watch"],
+        [sys.executable, "-P", "-m", "orchestrator", "push", "--host", "local", "--watch"],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )

@@ -4,10 +4,10 @@ record is reported by name instead of vanishing."""
 import json
 import logging
 
+from gpu_worker.contract.layout import CodeIdentity
 from orchestrator.config import load_config
 from orchestrator.records import RunRecord, find_record, load_records, records_dir, save_record
 from orchestrator.states import RunState
-from orchestrator.sync import CodeIdentity
 
 
 def test_record_round_trip_keeps_types(project):

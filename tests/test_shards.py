@@ -3,15 +3,16 @@ status per shard and combined, fetch merges to exactly the single-host results, 
 shard is started again alone on another host."""
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import time
 
 import pytest
 
 from gpu_worker.contract.schema import method_names
-from orchestrator.merge import merge_results
-from orchestrator.shards import ShardedRun
+from gpu_worker.merge import MergeError, merge_results
 from tests.conftest import REPO, git
 from tests.helpers import kill_tmux
 from tests.sshd_server import SSHServer
@@ -169,17 +170,29 @@ def test_lost_shard_runs_again_alone_on_another_host(two_hosts, orch, sshd2):
 def test_merge_refuses_shards_of_different_playbooks():
     book = {"data": {"source": "d", "shard": 0, "num_shards": 2}, "methods": {"g": {}}}
     other = {"data": {"source": "e", "shard": 1, "num_shards": 2}, "methods": {"g": {}}}
-    run = ShardedRun("p", "pb", 0.0, 2, ["p-s0", "p-s1"], ["a", "b"])
-    with pytest.raises(Exception, match="p-s1: its playbook is not shard 1 of p"):
-        merge_results(run, [(book, {}, []), (other, {}, [])])
+    with pytest.raises(MergeError, match="p-s1: its playbook is not shard 1 of p"):
+        merge_results("p", "pb", [(book, {}, []), (other, {}, [])], ["p-s0", "p-s1"])
 
 
-def test_merge_without_the_scoring_packages_says_what_to_install(monkeypatch):
-    book = {"data": {"source": "d", "shard": 0, "num_shards": 1}}
+def test_merge_without_the_scoring_packages_says_what_to_install(tmp_path):
+    """The merge runs in `python -m gpu_worker merge`; where jiwer cannot be imported (a laptop
+    without the worker extra) it stops with one line naming the package to install."""
+    shard = tmp_path / "p-s0"
+    shard.mkdir()
+    book = {"data": {"source": "d", "shard": 0, "num_shards": 1}, "model": {"base": "b"}}
     book["methods"] = {"g": {"kind": "greedy"}}
-    book["model"] = {"base": "b"}
+    (shard / "playbook.yaml").write_text(json.dumps(book))
+    (shard / "results.json").write_text(json.dumps({"run": {}}))
     line = {"index": 0, "method": "g", "reference": "ab", "prediction": "ab", "seconds": 0.1}
-    monkeypatch.setitem(sys.modules, "jiwer", None)  # as on a laptop without the worker extra
-    run = ShardedRun("p", "pb", 0.0, 1, ["p-s0"], ["a"])
-    with pytest.raises(Exception, match="needs the worker's scoring packages .* pip install jiwer"):
-        merge_results(run, [(book, {"run": {}}, [line])])
+    (shard / "predictions.jsonl").write_text(json.dumps(line) + "\n")
+    blocker = tmp_path / "block"
+    (blocker / "jiwer").mkdir(parents=True)
+    (blocker / "jiwer" / "__init__.py").write_text("raise ModuleNotFoundError(name='jiwer')\n")
+    env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{REPO}"}
+    cmd = [sys.executable, "-m", "gpu_worker", "merge", "--parent", "p", "--playbook", "pb"]
+    res = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "out"), str(shard)], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 2, res.stderr
+    assert "(jiwer missing): pip install 'orch[worker]'" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()

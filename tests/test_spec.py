@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gpu_worker.contract import spec
-from gpu_worker.outputs import read_jsonl
+from gpu_worker.contract.fsio import read_jsonl
 from gpu_worker.provenance import code_identity
 from gpu_worker.runner import load_playbook
 from orchestrator import playbooks

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from gpu_worker import stats
+from gpu_worker.contract.schema import best_method
 from gpu_worker.eta import Tracker, relative_cost
 from gpu_worker.summary import recommend, summarize
 
@@ -81,8 +82,8 @@ def test_best_ignores_methods_without_rates_and_ties_go_to_the_first():
         "beam": {"cer": 0.3, "n": 10},
         "run": {},
     }
-    assert stats.best_method(results) == "greedy"
-    assert stats.best_method({"broken": {"cer": None, "n": 5}, "run": {}}) is None
+    assert best_method(results) == "greedy"
+    assert best_method({"broken": {"cer": None, "n": 5}, "run": {}}) is None
 
 
 def _method(name):

@@ -10,6 +10,9 @@ a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) 
 ``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``).
 
 progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds).
+
+`best_method` is the one rule for "best": the lowest corpus CER among methods with a rate; a
+method with no scored sample (null rates) is never best. Ties go to the earlier method.
 """
 
 from __future__ import annotations
@@ -18,18 +21,9 @@ import math
 from typing import Any
 
 RUN_KEY = "run"
-IDENTITY_FILE = ".orch-identity.json"  # the pushed tree's identity, written by `orch push`
 METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s", "images_per_s")
 NULLABLE = ("cer", "wer", "exact_match", "time_per_image_s", "images_per_s")
 PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")
-
-
-def did_you_mean(name: object, choices: Any) -> str:
-    """` (did you mean 'x'?)` for the closest of `choices`, or an empty string."""
-    import difflib
-
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class SchemaError(ValueError):
@@ -107,3 +101,17 @@ def validate_progress(doc: Any) -> dict:
 def method_names(doc: dict) -> list[str]:
     """The method keys of a results object, in file order."""
     return [k for k in doc if k != RUN_KEY]
+
+
+def best_method(results: dict) -> str | None:
+    """The method with the lowest corpus CER among those that have one; None if none has."""
+    best, best_cer = None, math.inf
+    for name in method_names(results):
+        body = results[name]
+        if not isinstance(body, dict):
+            continue
+        cer = body.get("cer")
+        if isinstance(cer, (int, float)) and not isinstance(cer, bool) and body.get("n", 0) > 0:
+            if cer < best_cer:
+                best, best_cer = name, cer
+    return best

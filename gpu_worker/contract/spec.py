@@ -17,11 +17,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..ensemble import RULES
-from ..fastpath.shapes import COMPILE_SETTINGS
-from ..metrics import NORMAL_FORMS
-from ..stats import DEFAULT_RESAMPLES
-from .schema import RUN_KEY, did_you_mean
+from .hints import did_you_mean
+from .schema import RUN_KEY
+
+# Names the worker's modules implement, stated here as data (they import them, not the reverse):
+RULES = ("mbr", "majority", "longest")  # ensemble.py's voting rules
+NORMAL_FORMS = ("nfc", "nfd", "nfkc", "nfkd", "none")  # metrics.normalize
+COMPILE_SETTINGS = ("auto", "on", "off")  # fastpath/shapes.want_compile
+DEFAULT_RESAMPLES = 1000  # stats: bootstrap resamples
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {

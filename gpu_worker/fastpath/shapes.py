@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-COMPILE_SETTINGS = ("auto", "on", "off")
+from ..contract.spec import COMPILE_SETTINGS
+
 AUTO_MIN_IMAGES = 1000
 PAD_TO = 64
 

@@ -18,6 +18,8 @@ import re
 import time
 from dataclasses import dataclass, fields, replace
 
+from gpu_worker.contract.layout import EXIT_SUBMIT
+
 from ..config import SLURM_FIELDS, SlurmConfig
 from ..errors import ConfigError, OrchError
 from ..records import check_run_id
@@ -128,7 +130,7 @@ def submit_script(host, runs: list[Launch], batch: Quoted, args: list[str]) -> Q
         "set +e",
         f"out=$(sbatch {join(args)} "
         f'--output="$R"/{quote(_output(runs[0].run_id, array))} "$R"/{quote(name)} 2>&1)',
-        'if [ $? != 0 ]; then echo "$out"; exit 64; fi',
+        f'if [ $? != 0 ]; then echo "$out"; exit {EXIT_SUBMIT}; fi',
         "jid=${out%%;*}",
     ]
     for i, launch in enumerate(runs):
@@ -274,7 +276,7 @@ class SlurmBackend(Backend):
         args = sbatch_args(settings, f"orch-{parent}", len(runs) if len(runs) > 1 else None)
         script = submit_script(host, runs, batch, args)
         res = host.run(script, stdin=env_file(host.config), check=False)
-        if res.exit_code == 64:
+        if res.exit_code == EXIT_SUBMIT:
             raise OrchError(f"{host.name}: sbatch refused the job: {res.text.strip()[-300:]}")
         res.check()
         jid = res.text.strip().splitlines()[-1]

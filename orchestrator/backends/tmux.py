@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from gpu_worker.contract.layout import EXIT_BUSY, EXIT_DONE
+
 from ..errors import ConfigError, OrchError
 from ..scripts import (
     ENV_FILE,
@@ -25,8 +27,8 @@ from ..states import CancelOutcome
 from ..status import parse_status, to_status
 from .base import Backend, Launch
 
-BUSY_EXIT = 75
-DONE_EXIT = 76  # --resume of a run that already succeeded
+BUSY_EXIT = EXIT_BUSY
+DONE_EXIT = EXIT_DONE  # --resume of a run that already succeeded
 
 
 def launch_script(host, launch: Launch, command: Quoted, allow_concurrent: bool) -> Quoted:

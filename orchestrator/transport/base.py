@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from gpu_worker.contract.layout import EXIT_MISSING
+
 from ..errors import HostUnreachable, OrchError, RemoteCommandError
 from ..shell import Quoted, remote
 
@@ -157,8 +159,9 @@ class Host(ABC):
 
     def read_file(self, path: str) -> bytes | None:
         """The bytes of a remote file (path shell-quoted by the caller), or None if absent."""
-        res = self.run(f"if [ -f {path} ]; then cat {path}; else exit 44; fi", check=False)
-        if res.exit_code == 44:
+        script = f"if [ -f {path} ]; then cat {path}; else exit {EXIT_MISSING}; fi"
+        res = self.run(script, check=False)
+        if res.exit_code == EXIT_MISSING:
             return None
         return res.check().stdout
 

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpu_worker.outputs import atomic_write
+from gpu_worker.contract.fsio import atomic_write
 
 from ..errors import HostKeyError, HostKeyRevoked
 from .ssh_config import SSHOptions
