@@ -246,16 +246,19 @@ def status(
     import time
 
     from . import jobs
-    from .shards import combine, expand
+    from .shards import combine, split
 
-    runs = expand(state.config(), runs)
     while True:
-        report = jobs.collect_status_report(state.config(), runs, host_name)
+        ids, unstarted = split(state.config(), runs)  # shards that never started: shown as such
+        report = jobs.StatusReport([])
+        if ids or not runs:
+            report = jobs.collect_status_report(state.config(), ids, host_name)
+        seen = report.runs + ([] if host_name else unstarted)
         if watch and not as_json:
             click.clear()
-        show_status(report.runs, as_json, report.unreachable)
+        show_status(seen, as_json, report.unreachable)
         if not as_json:
-            echo(render.parent_lines(combine(state.config(), report.runs)))
+            echo(render.parent_lines(combine(state.config(), seen)))
         if not watch:
             break
         time.sleep(2)
@@ -294,13 +297,18 @@ def cancel(state: State, run_id: str, grace: float) -> None:
     """
     from . import jobs
     from .records import find_record
-    from .shards import expand
+    from .shards import forget_unstarted, split
 
     cfg = state.config()
-    for rid in expand(cfg, (run_id,)):
+    ids, unstarted = split(cfg, (run_id,))
+    for rid in ids:
         record = find_record(cfg, rid)
         outcome = jobs.cancel(cfg, record, grace)
         click.echo(f"{record.run_id}: {outcome}")
+    for s in unstarted:
+        click.echo(f"{s.run_id}: not started")
+    if unstarted and forget_unstarted(cfg, unstarted[0].parent):
+        click.echo(f"{unstarted[0].parent}: no shard had started; its parent record is removed")
 
 
 @cli.command()
@@ -312,12 +320,17 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
 
     Example: orch fetch
     """
+    from .fetch import FetchResult, fetch_exit_code
     from .fetch import fetch as fetch_runs
-    from .fetch import fetch_exit_code
     from .merge import merge_fetched
-    from .shards import expand
+    from .shards import split
+    from .states import FetchOutcome
 
-    results = fetch_runs(state.config(), expand(state.config(), runs))
+    ids, unstarted = split(state.config(), runs) if runs else ((), [])
+    results = fetch_runs(state.config(), ids) if ids or not runs else []
+    results += [
+        FetchResult(s.run_id, FetchOutcome.NOT_FINAL, s.state, error=s.note) for s in unstarted
+    ]
     results += merge_fetched(state.config(), runs)
     if as_json:
         json_out([r.to_json() for r in results])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from gpu_worker.contract.schema import SchemaError, validate_results
 
+from . import fetchlock
 from .backends import FETCH_FILES
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
@@ -40,6 +42,7 @@ FILES = FETCH_FILES  # the same on every backend
 MB = 1 << 20
 ARCHIVE = ".archive.tar.gz"
 TAR_FAILED = "orch-fetch: tar failed"
+log = logging.getLogger("orchestrator")
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,24 @@ def _umask() -> int:
 
 
 def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]) -> FetchResult:
-    """Copy one finished run into results/<run_id>/ (see the module docstring)."""
+    """Copy one finished run into results/<run_id>/ (see the module docstring), holding the
+    run's fetch lock (orchestrator/fetchlock.py): a second fetch of the run waits for the first."""
     dest = results_dir(config) / check_run_id(record.run_id)
     if dest.exists():
         return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
-    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def waiting() -> None:
+        log.warning("%s: already being fetched by another orch fetch; waiting", record.run_id)
+
+    with fetchlock.run_lock(dest.parent, record.run_id, on_wait=waiting):
+        if dest.exists():  # the fetch we waited for brought it
+            return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
+        return _fetch_locked(config, record, state, log_tail, dest)
+
+
+def _fetch_locked(
+    config: Config, record: RunRecord, state: str, log_tail: list[str], dest: Path
+) -> FetchResult:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
     try:
         with open_host(config.host(record.host)) as host:
@@ -182,6 +198,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         records = [r for r in load_records(config) if not r.fetched]
     if not records:
         return []
+    fetchlock.sweep(results_dir(config))  # temp folders of fetches killed earlier
     statuses = {s.run_id: s for s in collect_status(config, [r.run_id for r in records])}
     out = []
     for rec in load_records(config):  # reload: collect_status updated the records

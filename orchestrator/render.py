@@ -137,7 +137,7 @@ def status_notes(statuses) -> list[str]:
     """What follows the table: why a run is queued/lost/failed/unreachable, a failed run's log."""
     lines = []
     for s in statuses:
-        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued")):
+        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued", "not started")):
             lines.append(f"{s.run_id}: {s.note}")
         if s.state == "failed" and s.log_tail:
             lines.append(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")

@@ -29,6 +29,8 @@ from .jobs import launch, new_record, remote_record
 from .playbooks import Playbook
 from .records import RunRecord, check_run_id, new_run_id, save_record
 from .scripts import job_command
+from .states import RunState
+from .status import RunStatus
 from .sync import push
 from .transport import open_host
 
@@ -73,12 +75,58 @@ def load_parent(config: Config, parent: str) -> ShardedRun | None:
 
 
 def expand(config: Config, run_ids: tuple[str, ...]) -> tuple[str, ...]:
-    """Run ids with every parent id replaced by its shards' ids."""
+    """Run ids with every parent id replaced by its started shards' ids (see `split`)."""
+    return split(config, run_ids)[0]
+
+
+def split(config: Config, run_ids: tuple[str, ...]) -> tuple[tuple[str, ...], list[RunStatus]]:
+    """(run ids with every parent replaced by its shards that have a local run record, a
+    `not started` status for each shard that has none: its launch failed or was killed).
+    With no `run_ids`: (), and the never-started shards of every parent record."""
+    from .records import load_records
+
+    started = {r.run_id for r in load_records(config)}
+    if run_ids:
+        parents = [load_parent(config, rid) if "/" not in rid else None for rid in run_ids]
+    else:
+        parents = [load_parent(config, p.stem) for p in sorted(shards_dir(config).glob("*.json"))]
     out: list[str] = []
-    for rid in run_ids:
-        parent = load_parent(config, rid) if "/" not in rid else None
-        out += parent.shards if parent else [rid]
-    return tuple(out)
+    unstarted: list[RunStatus] = []
+    for rid, parent in zip(run_ids or [None] * len(parents), parents, strict=True):
+        if parent is None:
+            out += [rid] if rid else []
+            continue
+        out += [s for s in parent.shards if s in started]
+        unstarted += [
+            not_started(parent, i) for i, s in enumerate(parent.shards) if s not in started
+        ]
+    return (tuple(out) if run_ids else ()), unstarted
+
+
+def not_started(parent: ShardedRun, shard: int) -> RunStatus:
+    """The status shown for a shard that never started, with the command that starts it."""
+    return RunStatus(
+        run_id=parent.shards[shard],
+        host=parent.hosts[shard],
+        playbook=parent.playbook,
+        state=RunState.NOT_STARTED,
+        note=f"never started; `orch run --resume {parent.parent} --shard {shard}` starts it",
+        read_at=time.time(),
+        parent=parent.parent,
+        shard=shard,
+    )
+
+
+def forget_unstarted(config: Config, parent_id: str) -> bool:
+    """Remove the parent record of a sharded run none of whose shards started (a launch killed
+    before the first shard began); True when it was removed."""
+    from .records import load_records
+
+    parent = load_parent(config, parent_id)
+    if parent is None or any(r.parent == parent.parent for r in load_records(config)):
+        return False
+    (shards_dir(config) / f"{parent.parent}.json").unlink(missing_ok=True)
+    return True
 
 
 def shard_playbook(book: Playbook, shard: int, num_shards: int) -> Playbook:
@@ -258,7 +306,7 @@ def combine(config: Config, statuses: list) -> list[ParentStatus]:
         for s in members:
             states[s.state] = states.get(s.state, 0) + 1
         etas = [s.eta_s for s in members if s.state == "running" and s.eta_s is not None]
-        order = ("failed", "lost", "cancelled", "running", "queued", "succeeded")
+        order = ("failed", "lost", "cancelled", "running", "queued", "not started", "succeeded")
         record = load_parent(config, parent)
         missing = (record.num_shards if record else len(members)) - len(members)
         state = next((o for o in order if o in states), "unknown")

@@ -29,6 +29,7 @@ class RunState(Word):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"
+    NOT_STARTED = "not started"  # a shard whose launch failed or was killed (no run record)
 
     @property
     def finished(self) -> bool:

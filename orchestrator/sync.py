@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -77,13 +78,15 @@ def _git(root: Path, *args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
     `OrchError` naming the git command and its message, never a silent fallback."""
     env = {**os.environ, "LC_ALL": "C", "LANGUAGE": ""}  # git's English message, tested below
     try:
-        res = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, env=env
-        )
+        # bytes, decoded below: text mode would turn a `\r` inside a file name into `\n`
+        raw = subprocess.run(["git", "-C", str(root), *args], capture_output=True, env=env)
     except OSError as exc:
         if not _in_a_repo(root):
             raise NotARepo from None
         raise OrchError(f"{root} is a git repository but git could not run: {exc}") from None
+    res = subprocess.CompletedProcess(
+        raw.args, raw.returncode, os.fsdecode(raw.stdout), raw.stderr.decode("utf-8", "replace")
+    )
     if res.returncode in ok_codes:
         return res.stdout
     if "not a git repository" in res.stderr:
@@ -193,8 +196,8 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     )
     text, _, ident = res.text.partition("#identity\n")
     manifest = {}
-    for line in text.splitlines():
-        digest, _, name = line.partition("  ")
+    for line in text.split("\n"):
+        digest, name = _checksum_line(line)
         if name.startswith("./"):
             manifest[name[2:]] = digest
     try:
@@ -202,6 +205,19 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     except json.JSONDecodeError:
         identity = None
     return manifest, identity
+
+
+_UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r"}
+
+
+def _checksum_line(line: str) -> tuple[str, str]:
+    """(digest, name) of one `sha256sum` output line. GNU sha256sum marks a line whose name holds
+    a backslash, a newline or a carriage return with a leading backslash and writes them as
+    `\\\\`, `\\n`, `\\r` (so a file name with a newline stays on one line): undone here."""
+    digest, _, name = line.partition("  ")
+    if not digest.startswith("\\"):
+        return digest, name
+    return digest[1:], re.sub(r"\\[\\nr]", lambda m: _UNESCAPE[m.group()], name)
 
 
 def _swap_script(host: Host, tree_name: str) -> shell.Quoted:
