@@ -1,7 +1,7 @@
 """`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `score FILE.jsonl`, `tiny DIR`.
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
-written), 2 a usage or playbook error.
+written; or a preflight gate stopped it: no results.json), 2 a usage, playbook or data error.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(build(args.folder))
         return 0
+    from .preflight import PreflightError
     from .runner import run
     from .schema import method_names
     from .spec import PlaybookError
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
+    except PreflightError as exc:
+        print(f"gpu_worker: error: {exc}", file=sys.stderr)
+        return 1
     for name in method_names(results):
         print(_line(name, results[name]))
     rec = results["run"]["recommendation"]
