@@ -134,6 +134,8 @@ def run(
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
     results["run"]["preflight"] = gates
+    if spec.data.holdout or spec.group_by:
+        results["run"]["data"].update(holdout=spec.data.holdout, group_by=spec.group_by)
     write_json_atomic(out / "results.json", schema.validate_results(results))
     return results
 
