@@ -2,7 +2,7 @@
 `merge --parent ID --playbook NAME --out DIR SHARD_DIR...` (a sharded run's shards into one).
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
-written), 2 a usage or playbook error.
+written; or a preflight gate stopped it: no results.json), 2 a usage, playbook or data error.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .contract.schema import method_names
     from .contract.spec import PlaybookError
+    from .preflight import PreflightError
     from .runner import run
     from .summary import failed_methods
     from .tesseract import TesseractMissing
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
+    except PreflightError as exc:
+        print(f"gpu_worker: error: {exc}", file=sys.stderr)
+        return 1
     for name in method_names(results):
         print(_line(name, results[name]))
     rec = results["run"]["recommendation"]

@@ -4,7 +4,15 @@ Sources (`data.source` in a playbook):
 - a folder with `labels.jsonl`: one `{"image": "a.png", "text": "..."}` per line (image paths
   relative to the folder);
 - a folder written by `datasets.save_to_disk` (a Dataset, or a DatasetDict with `split`);
-- a dataset name on the Hugging Face Hub (only when the host is online).
+- a dataset name on the Hugging Face Hub; offline (`HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE`)
+  it is read from the local cache: the `datasets` cache first, then the hub's snapshot of the
+  repository (`hub/datasets--OWNER--NAME/snapshots/<refs/main>/...parquet`).
+A path-like source (`is_path_like`) that does not exist is "no such folder", never a Hub name.
+A split the source lacks is one `DataError` listing the splits it has.
+
+`holdout_split(n_rows, holdout)` gives exactly the (train, test) row indices of
+`datasets.Dataset.train_test_split(test_size=..., seed=...)`; `data.holdout` scores the test
+rows, and `data.n_samples` then samples among them (`selected_indices`).
 
 `sample_indices(total, n_samples, seed)` picks the same indices every time for the same inputs;
 `selection_hash` names that choice (source, split, indices) so results can be compared honestly.
@@ -25,7 +33,31 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .contract.spec import DataSpec
+from .contract.spec import DataSpec, PlaybookError
+
+COMMON_FOLDERS = ("data", "datasets", "dataset")  # `data/x` is a folder, never a Hub name
+
+
+class DataError(PlaybookError):
+    """The data a playbook names is missing or unusable; the message names the field."""
+
+
+def resolve_path(source: str, root: str | None) -> str:
+    """`source` as a path on this host (`~` expanded, relative to `root`)."""
+    path = os.path.expanduser(source)
+    return os.path.join(root, path) if root and not os.path.isabs(path) else path
+
+
+def is_path_like(source: str, root: str | None = None) -> bool:
+    """Whether `source` names a folder rather than a Hub dataset (`OWNER/NAME` or `NAME`):
+    it starts with `/`, `.` or `~`, ends with `/`, has more than one `/`, starts with a
+    `COMMON_FOLDERS` name, or its first part is a folder under `root`."""
+    if source.startswith(("/", ".", "~")) or source.endswith("/") or source.count("/") > 1:
+        return True
+    head = source.split("/", 1)[0]
+    return "/" in source and (
+        head in COMMON_FOLDERS or os.path.isdir(os.path.join(root or os.getcwd(), head))
+    )
 
 
 class Samples:
@@ -33,10 +65,7 @@ class Samples:
 
     def __init__(self, spec: DataSpec, root: str | None = None) -> None:
         self.spec = spec
-        path = os.path.expanduser(spec.source)
-        if root and not os.path.isabs(path):
-            path = os.path.join(root, path)
-        self.path = path
+        self.path = path = resolve_path(spec.source, root)
         self._rows: list[dict] | None = None
         self._widths: dict[int, int] = {}
         self._dataset = None
@@ -46,19 +75,15 @@ class Samples:
             import datasets
 
             loaded = datasets.load_from_disk(path)
-            self._dataset = (
-                loaded[spec.split] if isinstance(loaded, datasets.DatasetDict) else loaded
-            )
-        elif spec.source.startswith(("/", ".", "~")):
-            raise FileNotFoundError(f"data.source: {spec.source}: no such folder")
+            self._dataset = _pick_split(loaded, spec)
+        elif is_path_like(spec.source, root):
+            raise DataError(f"data.source: {spec.source}: no such folder on this host")
         else:
-            import datasets
-
-            self._dataset = datasets.load_dataset(spec.source, split=spec.split)
+            self._dataset = _load_hub(spec)
         if self._dataset is not None:
             for col in (spec.image_column, spec.text_column):
                 if col not in self._dataset.column_names:
-                    raise ValueError(
+                    raise DataError(
                         f"data: column '{col}' not in {spec.source} "
                         f"(columns: {', '.join(self._dataset.column_names)})"
                     )
@@ -71,6 +96,26 @@ class Samples:
         if self._rows is not None:
             return self._rows[index]["text"]
         return self._dataset[index][self.spec.text_column]
+
+    def columns(self) -> list[str]:
+        """The column names (of a labels.jsonl folder: the keys of its first row)."""
+        if self._rows is not None:
+            return list(self._rows[0]) if self._rows else []
+        return list(self._dataset.column_names)
+
+    def value(self, index: int, column: str) -> str | None:
+        """Column `column` of sample `index` as text (None when missing), e.g. its group."""
+        row = self._rows[index] if self._rows is not None else self._dataset[index]
+        value = row.get(column)
+        return None if value is None else str(value)
+
+    def describe(self, index: int) -> str:
+        """`index` with the image's file name or id when the source has one, for log lines."""
+        if self._rows is not None:
+            return f"{index} ({self._rows[index]['image']})"
+        if "id" in self._dataset.column_names:
+            return f"{index} (id {self._dataset[index]['id']})"
+        return str(index)
 
     def image(self, index: int):
         """Sample `index` as an RGB PIL image; raises on a missing or corrupt file."""
@@ -211,3 +256,80 @@ def selection_hash(spec: DataSpec, indices: list[int]) -> str:
     """A short sha256 naming the source, split and exact indices scored."""
     doc = json.dumps([spec.source, spec.split, indices], separators=(",", ":"))
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _pick_split(loaded, spec: DataSpec):
+    """The split `spec.split` of a DatasetDict (a Dataset is its own only split)."""
+    import datasets
+
+    if not isinstance(loaded, (datasets.DatasetDict, dict)):
+        return loaded
+    if spec.split not in loaded:
+        raise DataError(
+            f"data.split: '{spec.split}' not in {spec.source} (splits: {', '.join(loaded)}); "
+            "set data.split, or data.holdout to hold out rows of a split"
+        )
+    return loaded[spec.split]
+
+
+def offline() -> bool:
+    """Whether the Hugging Face libraries are told to stay offline."""
+    values = (os.environ.get(k, "").upper() for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(v in ("1", "ON", "YES", "TRUE") for v in values)
+
+
+def hub_snapshot(name: str) -> str | None:
+    """The local snapshot folder of Hub dataset `name` (refs/main), or None."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(name, repo_type="dataset", local_files_only=True)
+    except Exception:  # noqa: BLE001 - not in the cache, in whatever way the library says it
+        return None
+
+
+def _load_hub(spec: DataSpec):
+    """A Hub dataset's split: online through `datasets`; offline from the local caches."""
+    import datasets
+
+    if not offline():
+        return _pick_split(datasets.load_dataset(spec.source), spec)
+    try:
+        return _pick_split(datasets.load_dataset(spec.source), spec)
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - not in the datasets cache: try the hub's snapshot
+        pass
+    folder = hub_snapshot(spec.source)
+    if folder is None:
+        raise DataError(
+            f"data.source: {spec.source}: not in the local Hugging Face cache and the host is "
+            "offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); download it first, or use a folder"
+        )
+    return _pick_split(datasets.load_dataset(folder), spec)
+
+
+def holdout_split(n_rows: int, holdout: dict) -> tuple[list[int], list[int]]:
+    """(train, test) row indices exactly as `Dataset.train_test_split(test_size, seed=seed)`
+    (shuffled) gives them: numpy's `default_rng(seed).permutation(n_rows)`, the first
+    ceil(test_size * n_rows) (or test_size rows) for the test part, the rest for train."""
+    import math
+
+    import numpy as np
+
+    size = holdout["test_size"]
+    n_test = math.ceil(size * n_rows) if isinstance(size, float) else int(size)
+    if not 0 < n_test < n_rows:
+        raise DataError(
+            f"data.holdout.test_size: {size} of {n_rows} row(s) leaves no test or no train rows"
+        )
+    permutation = np.random.default_rng(holdout["seed"]).permutation(n_rows).tolist()
+    return permutation[n_test:], permutation[:n_test]
+
+
+def selected_indices(n_rows: int, spec: DataSpec) -> list[int]:
+    """The rows a run scores: the holdout's test rows (if set) in their split order, then
+    `n_samples` of them (seeded; `sample_indices`), then this shard's part."""
+    pool = holdout_split(n_rows, spec.holdout)[1] if spec.holdout else list(range(n_rows))
+    chosen = [pool[p] for p in sample_indices(len(pool), spec.n_samples, spec.seed)]
+    return shard_indices(chosen, spec.shard, spec.num_shards)

@@ -45,15 +45,16 @@ class SampleScore:
     @property
     def cer(self) -> float:
         """Per-sample character error rate (see the module docstring for empty references)."""
-        return _rate(self.char_edits, self.chars)
+        return rate(self.char_edits, self.chars)
 
     @property
     def wer(self) -> float:
         """Per-sample word error rate."""
-        return _rate(self.word_edits, self.words)
+        return rate(self.word_edits, self.words)
 
 
-def _rate(edits: int, length: int) -> float:
+def rate(edits: int, length: int) -> float:
+    """edits / length; for an empty reference 0.0 when nothing was predicted, else 1.0."""
     if length == 0:
         return 0.0 if edits == 0 else 1.0
     return edits / length
@@ -108,8 +109,8 @@ def aggregate(samples: Iterable[SampleScore]) -> Score:
     char_edits, chars = sum(s.char_edits for s in items), sum(s.chars for s in items)
     word_edits, words = sum(s.word_edits for s in items), sum(s.words for s in items)
     return Score(
-        cer=_rate(char_edits, chars),
-        wer=_rate(word_edits, words),
+        cer=rate(char_edits, chars),
+        wer=rate(word_edits, words),
         cer_mean=sum(s.cer for s in items) / n,
         wer_mean=sum(s.wer for s in items) / n,
         exact_match=sum(s.exact for s in items) / n,

@@ -1,6 +1,7 @@
 """`python -m gpu_worker.precheck PLAYBOOK`: on the host, in the launch's own round trip, before
-tmux starts the worker: are the model's local folders there, and does every method's adapter
-or checkpoint list name a checkpoint that will be loaded?
+tmux starts the worker: is `data.source` there and readable, with the split it names (a local
+folder; a Hub name is left to the worker), are the model's local folders there, and does every
+method's adapter or checkpoint list name a checkpoint that will be loaded?
 
 Standard library, yaml and the worker's own rules only (no torch): it answers in well under a
 second. Relative paths are relative to the current folder (the pushed code folder, as for the
@@ -9,6 +10,7 @@ worker). Exit 0: nothing found; EXIT_PROBLEM (77) and one line per problem on st
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 from .checkpoints import adapter_names, locate, tiny_folder
 from .contract.layout import EXIT_PRECHECK, local_path
 from .contract.spec import KINDS, MethodError, parse_methods
+from .data import is_path_like, resolve_path
 from .decoding import resolve_adapter, resolve_checkpoints
 
 EXIT_PROBLEM = EXIT_PRECHECK
@@ -38,13 +41,48 @@ def _checkpoints(model: dict, root: str) -> tuple[list[str] | None, list[str]]:
         return None, [*problems, f"model.checkpoints: {exc}"]
 
 
+def data_problems(data: dict, root: str) -> list[str]:
+    """`data.source` on this host: a folder that exists and can be read, holding labels.jsonl
+    or a `datasets` folder with the split `data.split` (a Hub name is not checked here)."""
+    source, split = data.get("source"), data.get("split", "test")
+    if not isinstance(source, str):
+        return []
+    path = resolve_path(source, root)
+    if not os.path.isdir(path):
+        return (
+            [f"data.source: {source}: no such folder on this host"]
+            if is_path_like(source, root)
+            else []
+        )
+    labels = os.path.join(path, "labels.jsonl")
+    listing = os.path.join(path, "dataset_dict.json")
+    marker = next(
+        (f for f in (labels, listing, os.path.join(path, "state.json")) if os.path.isfile(f)), None
+    )
+    if marker is None:
+        return [f"data.source: {source}: no labels.jsonl or datasets folder in it"]
+    if not os.access(path, os.R_OK | os.X_OK) or not os.access(marker, os.R_OK):
+        return [f"data.source: {source}: not readable by this user"]
+    if marker == listing:
+        try:
+            splits = json.loads(open(listing, encoding="utf-8").read())["splits"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return [f"data.source: {source}: unreadable dataset_dict.json"]
+        if split not in splits:
+            return [f"data.split: '{split}' not in {source} (splits: {', '.join(splits)})"]
+    return []
+
+
 def problems(doc: dict, root: str) -> list[str]:
     """What would make the job fail at start, one line each (empty: go ahead)."""
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    found = data_problems(data, root)
     methods = [m for m in parse_methods(doc.get("methods")) if m.needs_model]
     if not methods:
-        return []
+        return found
     model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
-    folders, found = _checkpoints(model, root)
+    folders, model_found = _checkpoints(model, root)
+    found += model_found
     if folders is None:
         return found
     names = adapter_names(folders)

@@ -11,6 +11,10 @@ temp name and renamed; predictions are appended and flushed per batch):
   warm-up, is left out when more follow), `warmup_s` and `wall_s` (the whole method) beside them;
   `run` holds provenance and the recommendation (`provenance.py`). Validated by `schema.py`.
 `resume=True` keeps every (index, method) already in predictions.jsonl and decodes the rest.
+Gates (`preflight.py`, unless `scoring.preflight: off`): no-op and identical checkpoints after
+loading (warnings in the log and `run.preflight`), and each method's first batch before the
+rest (a `PreflightError` stops the run: the batch is not written and results.json is not).
+A failed image is named in the log (index and file or id, and the error).
 The playbook is read with `spec.parse_playbook`, the same function `orch run` validated it with.
 """
 
@@ -29,9 +33,10 @@ from .checkpoints import ModelPaths, locate, tiny_folder
 from .contract import schema
 from .contract.fsio import read_jsonl, write_json_atomic
 from .contract.spec import PlaybookError, RunSpec, parse_playbook
-from .data import Samples, sample_indices, shard_indices
+from .data import DataError, Samples, selected_indices
 from .fastpath import shapes
 from .outputs import Progress, append_lines
+from .preflight import check_adapters, check_first_batch
 from .provenance import run_block
 
 
@@ -106,8 +111,12 @@ def run(
         raise PlaybookError(f"{pred_path} exists: pass --resume to continue it, or a new --out")
     started = time.time()
     samples = Samples(spec.data, root)
-    indices = sample_indices(len(samples), spec.data.n_samples, spec.data.seed)
-    indices = shard_indices(indices, spec.data.shard, spec.data.num_shards)
+    if spec.group_by and spec.group_by not in samples.columns():
+        raise DataError(
+            f"scoring.group_by: column '{spec.group_by}' not in {spec.data.source} "
+            f"(columns: {', '.join(samples.columns())})"
+        )
+    indices = selected_indices(len(samples), spec.data)
     lines = read_jsonl(pred_path, repair_tail=True) if resume else []
     done = {(line["index"], line["method"]) for line in lines}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
@@ -117,6 +126,7 @@ def run(
     progress.update(len(done), spec.methods[0].name, 0.0, force=True)
     _check_tesseract(spec)
     engine, base, checkpoints = _load_engine(spec, root, len(indices), log)
+    gates = _check_adapters(spec, engine, log)
     progress.tracker.costs = {m.name: eta.relative_cost(m, len(checkpoints)) for m in spec.methods}
     timings = _decode(spec, (engine, samples), indices, (lines, done), pred_path, progress, log)
 
@@ -125,8 +135,26 @@ def run(
         results[name].update(timing_fields(timing))
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
+    results["run"]["preflight"] = gates
+    if spec.data.holdout or spec.group_by:
+        results["run"]["data"].update(holdout=spec.data.holdout, group_by=spec.group_by)
     write_json_atomic(out / "results.json", schema.validate_results(results))
     return results
+
+
+def _check_adapters(spec: RunSpec, engine, log: Callable[[str], None]) -> dict:
+    """`run.preflight`: the adapters' relative deltas and the warnings (logged here)."""
+    if not spec.preflight:
+        return {"enabled": False}
+    report = {"adapters": {}, "identical": []}
+    if engine is not None and engine.adapters:
+        from .fastpath.deltas import adapter_report
+
+        report = adapter_report(engine)
+    warnings = check_adapters(report, spec.fail_on_noop)
+    for line in warnings:
+        log(line)
+    return {"enabled": True, **report, "warnings": warnings}
 
 
 def _check_tesseract(spec: RunSpec) -> None:
@@ -155,8 +183,13 @@ def _decode(
         for method in spec.methods:
             pending = [i for i in indices if (i, method.name) not in done]
             log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}")
+            gate = [spec.preflight and len(pending) == len(indices)]  # resumed: checked before
 
-            def record(new: list[dict], rate: float, name: str = method.name) -> None:
+            def record(new: list[dict], rate: float, name: str = method.name, gate=gate) -> None:
+                _annotate(spec, samples, new, log)
+                if gate[0]:
+                    check_first_batch(name, new, spec.data.script)
+                    gate[0] = False
                 append_lines(sink, new)
                 done.update((line["index"], name) for line in new)
                 lines.extend(new)
@@ -166,3 +199,13 @@ def _decode(
             timings[method.name] = run_method(engine, method, spec, samples, pending, record)
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
     return timings
+
+
+def _annotate(spec: RunSpec, samples: Samples, new: list[dict], log: Callable[[str], None]):
+    """Give each line its `group` (scoring.group_by) and log every failed image by name."""
+    for line in new:
+        if spec.group_by:
+            line["group"] = samples.value(line["index"], spec.group_by)
+        if "error" in line:
+            where = samples.describe(line["index"])
+            log(f"{line['method']}: image {where} failed: {line['error']}")

@@ -10,7 +10,10 @@ Contract:
   the intervals are null; it is never "best" (`best_method`).
 - Timing is over decoded lines only.
 - Per method: `cer_ci`/`wer_ci` (95% bootstrap) and `vs_baseline` (paired Δ CER, its interval,
-  p-value, lines needed), see `stats.py`.
+  p-value, lines needed), see `stats.py`; `wrong_script_rate`, the share of predicted letters
+  outside `data.script` (`preflight.wrong_script_rate`; null for `none` or no letters).
+- `group_by` (lines carry `group`): per method `groups`, for each group value the same figures
+  over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from collections.abc import Iterable
 
 from . import metrics, stats
 from .contract.schema import best_method, method_names
-from .contract.spec import DEFAULT_RESAMPLES
+from .contract.spec import DEFAULT_RESAMPLES, NO_SCRIPT
+from .preflight import wrong_script_rate
 
 NULL_WHEN_FAILED = (
     "cer",
@@ -55,6 +59,8 @@ def summarize_run(spec, lines: list[dict]) -> dict:
         spec.collapse_whitespace,
         spec.baseline_method,
         spec.bootstrap,
+        script=spec.data.script,
+        group_by=spec.group_by,
     )
 
 
@@ -66,10 +72,13 @@ def summarize(
     baseline: str | None = None,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = stats.DEFAULT_SEED,
+    script: str = NO_SCRIPT,
+    group_by: str | None = None,
 ) -> dict:
     """Per-method results from prediction lines (`methods`: objects with `.name`, `.settings()`).
 
-    `baseline` defaults to the first method.
+    `baseline` defaults to the first method; `script` gives `wrong_script_rate`; `group_by`
+    adds `groups` (lines carry their `group`).
     """
     methods = list(methods)
     out: dict = {}
@@ -90,6 +99,7 @@ def summarize(
             "failure_examples": [f"{b['index']}: {b['error']}" for b in bad[:3]],
             "time_per_image_s": seconds / len(good) if good else None,
             "images_per_s": len(good) / seconds if seconds else (None if not good else 0.0),
+            "wrong_script_rate": wrong_script_rate((x["prediction"] for x in good), script),
             "settings": method.settings(),
         }
         if not good:
@@ -103,7 +113,30 @@ def summarize(
     base = baseline or (methods[0].name if methods else None)
     for name, extra in stats.method_statistics(counts, base, resamples, seed).items():
         out[name].update(extra)
+    if group_by:
+        groups = {line["index"]: str(line.get("group")) for line in lines}
+        for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):
+            out[name]["groups"] = per_group
     return out
+
+
+def _group_figures(counts: dict, groups: dict, out: dict, base, boot: tuple):
+    """(method, {group: figures}) for every method, each group scored and compared alone."""
+    names = sorted(set(groups.values()))
+    per_method: dict[str, dict] = {m: {} for m in counts}
+    for g in names:
+        sub = {m: {i: c for i, c in counts[m].items() if groups.get(i) == g} for m in counts}
+        extra = stats.method_statistics(sub, base, *boot)
+        for m, mine in sub.items():
+            edits, chars = sum(c[0] for c in mine.values()), sum(c[1] for c in mine.values())
+            word_edits, words = sum(c[2] for c in mine.values()), sum(c[3] for c in mine.values())
+            per_method[m][g] = {
+                "cer": metrics.rate(edits, chars) if mine else None,
+                "wer": metrics.rate(word_edits, words) if mine else None,
+                "n": len(mine),
+                **extra[m],
+            }
+    return per_method.items()
 
 
 def _fmt_p(p: float) -> str:

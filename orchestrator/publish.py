@@ -327,6 +327,7 @@ def comparison_rows(config: Config) -> Comparison:
                     "p_value": vs.get("p_value"),
                     "significant": vs.get("significant"),
                     "lines_needed": vs.get("lines_needed"),
+                    "wrong_script_rate": body.get("wrong_script_rate"),
                 }
             )
     return Comparison(rows, [f"{why}; left out" for why in loaded.invalid.values()])

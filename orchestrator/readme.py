@@ -9,6 +9,11 @@ outside fenced code blocks, so a README that shows the markers in code, or inlin
 there. A new README whose markers would not read back as exactly one pair around the new block
 is refused (`MarkerError`) before anything is written. Text that comes from a results file
 (host, GPU, data source...) is escaped: it can neither end a line nor open HTML or Markdown.
+
+A `wrong script` column (share of predicted letters outside `data.script`) is shown when a
+method of the run has `wrong_script_rate`; a run scored with `scoring.group_by` gets a second
+table under the first, one row per (group, method) with CER/WER intervals, n and the paired
+ΔCER vs the baseline within that group.
 """
 
 from __future__ import annotations
@@ -71,11 +76,7 @@ def _delta(table: RunTable, m: str) -> str:
     if m == table.baseline or r["cer"] is None or base["cer"] is None:
         return "—"
     vs = r.get("vs_baseline")
-    if not vs:
-        return f"{r['cer'] - base['cer']:+.3f}"
-    p = "p<0.001" if vs["p_value"] < 0.001 else f"p={vs['p_value']:.3f}"
-    mark = " \\*" if vs["significant"] else ""
-    return f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), {p}{mark}"
+    return _vs(vs) if vs else f"{r['cer'] - base['cer']:+.3f}"
 
 
 def _row(table: RunTable, m: str) -> str:
@@ -88,11 +89,48 @@ def _row(table: RunTable, m: str) -> str:
         cer = f"{point} ({ci[0]:.3f}–{ci[1]:.3f})" if ci else point
     failures = f" ({r['failures']} failed)" if r.get("failures") and r["cer"] is not None else ""
     s_img, rate = r["time_per_image_s"], r["images_per_s"]
+    script = f" {_fmt(r.get('wrong_script_rate'))} |" if _has_script(table) else ""
     return (
         f"| {m} | {cer} | {_delta(table, m)} | {_fmt(r['wer'], ci=r.get('wer_ci'))} | "
         f"{_fmt(r['exact_match'])} | {'—' if s_img is None else f'{s_img:.3f}'} | "
-        f"{'—' if rate is None else f'{rate:.2f}'} | {r['n']}{failures} |"
+        f"{'—' if rate is None else f'{rate:.2f}'} | {r['n']}{failures} |{script}"
     )
+
+
+def _has_script(table: RunTable) -> bool:
+    """Whether the run measured `wrong_script_rate` (a `data.script` other than none)."""
+    return any(table.results[m].get("wrong_script_rate") is not None for m in table.methods)
+
+
+def _vs(vs: dict | None) -> str:
+    if not vs:
+        return "—"
+    p = "p<0.001" if vs["p_value"] < 0.001 else f"p={vs['p_value']:.3f}"
+    mark = " \\*" if vs["significant"] else ""
+    return f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), {p}{mark}"
+
+
+def group_table(table: RunTable) -> list[str]:
+    """The per-group table (`scoring.group_by`), or no lines when the run has no groups."""
+    methods = [m for m in table.methods if isinstance(table.results[m].get("groups"), dict)]
+    if not methods:
+        return []
+    names = sorted({g for m in methods for g in table.results[m]["groups"]})
+    column = (table.results.get("run", {}).get("data") or {}).get("group_by") or "group"
+    lines = [
+        f"| {md_text(column)} | method | CER (95% CI) | Δ CER vs baseline | WER (95% CI) | n |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for g in names:
+        for m in methods:
+            r = table.results[m]["groups"].get(g)
+            if r is None:
+                continue
+            lines.append(
+                f"| {md_text(g)} | {m} | {_fmt(r['cer'], ci=r.get('cer_ci'))} | "
+                f"{_vs(r.get('vs_baseline'))} | {_fmt(r['wer'], ci=r.get('wer_ci'))} | {r['n']} |"
+            )
+    return lines
 
 
 def sample_size_line(table: RunTable) -> str | None:
@@ -154,14 +192,18 @@ def md_code(value: object, limit: int = 200) -> str:
 
 def render_run(table: RunTable) -> str:
     """A Markdown table (one row per method), notes on intervals and sample size, provenance."""
+    script = _has_script(table)
     lines = [
         f"### {table.playbook}",
         "",
         "| method | CER (95% CI) | Δ CER vs baseline | WER (95% CI) | exact match | s/image "
-        "| images/s | n |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| images/s | n |" + (" wrong script |" if script else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if script else ""),
     ]
     lines += [_row(table, m) for m in table.methods]
+    groups = group_table(table)
+    if groups:
+        lines += ["", *groups]
     notes = _notes(table)
     if notes:
         lines += ["", *notes]
@@ -174,7 +216,7 @@ def render_run(table: RunTable) -> str:
 def view_cells(row: dict) -> list[str]:
     """The `orch results` cells of one comparison row (`publish.comparison_rows`): method,
     CER with interval or `failed (k of n)`, ΔCER vs base with its interval (`*`: excludes 0),
-    p, lines needed, WER, exact, s/image, images/s, n."""
+    p, lines needed, WER, exact, s/image, images/s, n, wrong script (share of letters)."""
     if row["cer"] is None:
         cer = f"failed ({row['failures']} of {row['n']})"
     else:
@@ -201,6 +243,7 @@ def view_cells(row: dict) -> list[str]:
         num(row["time_per_image_s"], 3),
         num(row["images_per_s"], 2),
         str(row["n"]) + (f" ({row['failures']} failed)" if row.get("failures") else ""),
+        num(row.get("wrong_script_rate"), 3),
     ]
 
 

@@ -228,6 +228,7 @@ RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p"
     "s/image",
     "images/s",
     "n",
+    "wrong script",
 ]
 
 

@@ -15,6 +15,7 @@ for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client tmu
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pair#*:}")
 done
 tesseract --list-langs 2>/dev/null | grep -qx ori || missing+=(tesseract-ocr-ori)
+tesseract --list-langs 2>/dev/null | grep -qx eng || missing+=(tesseract-ocr-eng)  # preflight tests
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

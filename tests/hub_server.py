@@ -2,6 +2,10 @@
 calls to read a model card and commit a new README.md. It records every request (method, path,
 headers) and every commit, so tests can check what was uploaded and how.
 
+It also serves dataset repositories (`hub.datasets[repo_id] = DatasetRepo({path: bytes})`) for
+`snapshot_download(..., repo_type="dataset")`: the repository's info and its files, so tests
+build the local Hub cache exactly as the library writes it.
+
 The only stand-in the project allows (no machine here reaches the Hub): the client under test is
 huggingface_hub itself, pointed here with HF_ENDPOINT.
 """
@@ -34,6 +38,34 @@ class Repo:
         return sha
 
 
+@dataclass
+class DatasetRepo:
+    """A dataset repository: its files at one commit."""
+
+    files: dict[str, bytes]
+    sha: str = "d" * 40
+
+
+def _oid(body: bytes) -> str:
+    return hashlib.sha1(body).hexdigest()
+
+
+def _tree(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+    """The Hub's tree listing of `folder`: its files, and its sub-folders unless recursive."""
+    prefix = f"{folder}/" if folder else ""
+    out: dict[str, dict] = {}
+    for path, body in sorted(files.items()):
+        if not path.startswith(prefix):
+            continue
+        rest = path[len(prefix) :]
+        if recursive or "/" not in rest:
+            out[path] = {"type": "file", "path": path, "size": len(body), "oid": _oid(body)}
+        else:
+            sub = prefix + rest.split("/", 1)[0]
+            out[sub] = {"type": "directory", "path": sub, "oid": _oid(sub.encode())}
+    return list(out.values())
+
+
 def validate_card(text: str) -> list[str]:
     """What the Hub checks in a card's metadata: YAML front matter and model-index's shape."""
     import yaml
@@ -63,6 +95,7 @@ class HubServer:
 
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, DatasetRepo] = {}
         self.requests: list[dict] = []
         self.bump_before_commit = False  # simulate a concurrent edit on the Hub
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -79,6 +112,7 @@ class HubServer:
     def reset(self) -> None:
         """Forget every repository and request."""
         self.repos.clear()
+        self.datasets.clear()
         self.requests.clear()
         self.bump_before_commit = False
 
@@ -117,6 +151,8 @@ class HubServer:
                     }
                 )
                 parts = url.path.strip("/").split("/")
+                if parts[0] == "datasets" or parts[:2] == ["api", "datasets"]:
+                    return self._dataset(parts[1:] if parts[0] == "datasets" else parts[2:])
                 if parts == ["api", "validate-yaml"]:
                     errors = validate_card(json.loads(body)["content"])
                     return self._json(
@@ -189,6 +225,30 @@ class HubServer:
                         200, repo.readme, {"ETag": f'"{etag}"', "X-Repo-Commit": repo.sha}
                     )
                 return self._json(404, {"error": f"not served by the test hub: {url.path}"})
+
+            def _dataset(self, parts: list[str]) -> None:
+                """`api/datasets/O/N/revision/R` (info), `.../tree/R` (files) and
+                `datasets/O/N/resolve/R/PATH` (a file)."""
+                repo = hub.datasets.get("/".join(parts[:2]))
+                if repo is None:
+                    return self._json(
+                        404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
+                    )
+                if parts[2:3] == ["resolve"]:
+                    body = repo.files.get("/".join(parts[4:]))
+                    if body is None:
+                        return self._json(
+                            404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}
+                        )
+                    head = {"ETag": f'"{_oid(body)}"', "X-Repo-Commit": repo.sha}
+                    return self._send(200, body, head)
+                if parts[2:3] == ["tree"]:
+                    recursive = parse_qs(urlparse(self.path).query).get("recursive") == ["true"]
+                    return self._json(200, _tree(repo.files, "/".join(parts[4:]), recursive))
+                siblings = [{"rfilename": name} for name in sorted(repo.files)]
+                return self._json(
+                    200, {"id": "/".join(parts[:2]), "sha": repo.sha, "siblings": siblings}
+                )
 
             do_GET = do_HEAD = do_POST = _route
 

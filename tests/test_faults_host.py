@@ -234,7 +234,7 @@ def workerproj(tmp_path, box, sshd, monkeypatch, tiny_model):
     root = tmp_path / "proj"
     playbook = (
         f"model: {{tiny: {tiny_model}}}\n"
-        "data: {source: data/sample, n_samples: 6, seed: 7}\n"
+        "data: {source: data/sample, n_samples: 6, seed: 7, script: none}\n"
         "generation: {batch_size: 1, max_new_tokens: 12}\n"
         "methods:\n  baseline: {kind: greedy}\n  beam_search: {kind: beam, num_beams: 2}\n"
     )

@@ -19,7 +19,7 @@ from tests.sshd_server import SSHServer
 
 SHARDTEST = """name: shardtest
 model: {base: BASE, checkpoints: CKPTS}
-data: {source: data/sample, n_samples: 7, seed: 3}
+data: {source: data/sample, n_samples: 7, seed: 3, script: none}  # random model: no script
 generation: {batch_size: 4, max_new_tokens: 6}
 methods:
   greedy: {kind: greedy}

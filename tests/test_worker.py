@@ -41,7 +41,7 @@ ALL_METHODS = {
 def playbook(tmp_path, tiny_model, methods, source=SAMPLES, n=6, name="pb", **extra):
     doc = {
         "model": {"base": str(tiny_model / "base"), "checkpoints": str(tiny_model / "checkpoints")},
-        "data": {"source": str(source), "n_samples": n, "seed": 1},
+        "data": {"source": str(source), "n_samples": n, "seed": 1, "script": "none"},  # random
         "generation": {"batch_size": 3, "max_new_tokens": 8},
         "methods": methods,
         **extra,
@@ -250,7 +250,7 @@ def test_a_method_failing_on_every_image_exits_1_never_best_and_not_published(tm
     table = readme.RunTable("r1", "t", doc)
     assert table.best == "tesseract"
     text = readme.render_run(table)
-    assert "| crashing | failed (8 of 8) | — | — | — | — | — | 8 |" in text
+    assert "| crashing | failed (8 of 8) | — | — | — | — | — | 8 | — |" in text  # wrong script
     assert f"| tesseract | **{doc['tesseract']['cer']:.3f}** (" in text
     configs = {r.metric_config for r in hub.eval_results([table], None)}
     assert configs == {"tesseract"}

@@ -7,7 +7,9 @@ the reserved key ``run`` holds provenance (run id, playbook, host, versions, cod
 prediction); ``failures`` says how many of them failed. A method with no scored sample
 (``failures == n``) has null rates and timings (``NULLABLE``);
 a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) and
-``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``).
+``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``), a method may carry
+``wrong_script_rate`` (share of predicted letters outside ``data.script``, a fraction or null) and
+``groups`` (``scoring.group_by``: per group value ``cer wer n`` and the intervals).
 
 progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds).
 
@@ -72,8 +74,11 @@ def _validate_method(name: str, body: dict) -> None:
     for field in ("warmup_s", "wall_s"):  # optional: timing of the run that wrote it
         if field in body:
             _number(body[field], f"results.{name}.{field}")
-    if body["exact_match"] is not None and body["exact_match"] > 1:
-        raise SchemaError(f"results.{name}.exact_match: expected a fraction <= 1")
+    for field in ("exact_match", "wrong_script_rate"):
+        if body.get(field) is not None:
+            _number(body[field], f"results.{name}.{field}")
+            if body[field] > 1:
+                raise SchemaError(f"results.{name}.{field}: expected a fraction <= 1")
     for field in ("cer_ci", "wer_ci"):
         ci = body.get(field)
         if ci is None:
