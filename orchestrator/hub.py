@@ -6,11 +6,11 @@ links (`plots/...` in the Hub repo, uploaded in the same commit, so every image 
 `model-index` holds one entry per (table, method, metric) of the evaluated model; orch's own
 entries (`by: orch` in their args, or the `CER (method, n=N)` names older versions wrote) are
 replaced as a whole on every publish, never accumulated; entries orch did not write are kept.
-An entry's key is the dataset (name, split, revision: never a host path), the metric, the table and method
-(`quickwin/beam`: two playbooks with a method of the same name never collide) and the evaluated
-model (base + adapters with their content hash); a changed value under the same key needs
-`overwrite`. Only files whose bytes differ from the Hub's are uploaded: publishing the same
-results again uploads nothing.
+An entry's key is the dataset (name, split, revision: never a host path), the metric, the
+table and method (`quickwin/beam`: two playbooks with a method of the same name never collide)
+and the evaluated model (base + adapters with their content hash); a changed value under the
+same key needs `overwrite`. Only files whose bytes differ from the Hub's are uploaded:
+publishing the same results again uploads nothing.
 
 `prepare_card` does every check that can fail (token, repository exists and is writable,
 conflicting values) and reads the card's revision, before publish changes anything locally;
