@@ -348,6 +348,9 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
 @click.option("--allow-dirty-readme", is_flag=True, help="Publish over uncommitted README edits.")
 @click.option("--overwrite", is_flag=True, help="Replace values already published on the Hub.")
 @click.option("--create-pr", is_flag=True, help="Open a pull request on the Hub instead.")
+@click.option("--replace", is_flag=True, help="Show each playbook's newest run even if smaller.")
+@click.option("--fetch", "fetch_first", is_flag=True, help="Fetch finished runs first.")
+@json_option
 @click.pass_obj
 def publish(
     state: State,
@@ -359,25 +362,50 @@ def publish(
     allow_dirty_readme: bool,
     overwrite: bool,
     create_pr: bool,
+    replace: bool,
+    fetch_first: bool,
+    as_json: bool,
 ) -> None:
-    """Results table into README.md, trade-off plot, git commit, model card on the Hub.
+    """Results tables into README.md, plots, git commit, push, model card on the Hub.
+
+    Exit codes: 0 done; 1 refused before any change; 4 written, not committed; 5 committed,
+    not pushed; 6 committed (and pushed), not uploaded.
 
     Example: orch fetch && orch publish --push
     """
-    from .publish import PublishOptions, apply_plan, plan_publish
+    from . import publish as pub
 
-    options = PublishOptions(
+    cfg = state.config()
+    if fetch_first:
+        echo(render.fetch_lines(pub.fetch_first(cfg)), err=as_json)
+    unfetched = pub.unfetched_runs(cfg)
+    if unfetched:
+        click.echo(
+            f"orch: warning: runs not fetched: {', '.join(unfetched)}; run `orch fetch` "
+            "(or pass --fetch) to publish them",
+            err=True,
+        )
+    options = pub.PublishOptions(
         commit=not no_commit,
         to_hub=not no_hub,
         push=git_push,
         allow_dirty_readme=allow_dirty_readme,
         overwrite=overwrite,
         create_pr=create_pr,
+        replace=replace,
     )
-    plan = plan_publish(state.config(), runs, options)
+    plan = pub.plan_publish(cfg, runs, options)
     if dry_run:
-        return echo(render.publish_plan_lines(plan))
-    echo(render.publish_lines(apply_plan(state.config(), plan)))
+        return json_out(plan.to_json()) if as_json else echo(render.publish_plan_lines(plan))
+    res = pub.apply_plan(cfg, plan)
+    if as_json:
+        json_out(res.to_json())
+    else:
+        echo(render.publish_lines(res))
+    failed = render.publish_error_line(res)
+    if failed:
+        click.echo(failed, err=True)
+    sys.exit(res.exit_code)
 
 
 @cli.command()

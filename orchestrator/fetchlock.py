@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .records import RUN_ID_RE
+from gpu_worker.contract.layout import RUN_ID_RE
 
 TEMP_MARK = ".fetch-"
 

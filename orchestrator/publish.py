@@ -1,10 +1,20 @@
-"""The publish step: fetched results -> README table -> plot -> git commit -> model card on the Hub.
+"""The publish step: fetched results -> README tables -> plots -> git commit -> push -> Hub card.
 
-In that order, and safely: a README with the user's uncommitted edits is refused before anything
-is written; only the README, the runs' result folders and the plots are committed; publishing the
-same results again commits nothing; a Hub failure comes after the local commit and re-running
-retries only the upload. `plan_publish` computes everything and writes nothing (`--dry-run`
-prints that plan); `apply_plan` carries it out. An invalid results.json is never skipped silently.
+`plan_publish` computes everything and writes nothing (`--dry-run` prints that plan): which run
+each playbook shows (`pins.py`: the published run stays until a run of at least the same n, a
+named run or `--replace` takes its place), the README block, the trade-off plot of each table
+and a history plot per playbook. `apply_plan` first checks everything that can fail without
+changing anything (README edits outside the markers, a detached HEAD or missing upstream for
+`--push`, the Hub token, repository, write access and conflicting values), then takes the steps
+in order, each reported: write (plots and the pins file first, README.md last, each atomically
+with the file's previous mode), `git: committed`, `git: pushed`, `hub: uploaded`. A step that
+fails stops the later ones, and `PublishResult.exit_code` says how far it got (EXIT_* below).
+
+Interrupted anywhere (Ctrl-C), publish leaves a state the next publish completes: the plots and
+pins file are only ever whole files, and a README whose only uncommitted change is inside the
+markers (orch's own block, written last) is not "uncommitted edits": the next publish rewrites
+the block and commits. Publishing the same results again writes, commits and uploads nothing.
+An invalid results.json is never skipped silently.
 
 A results.json comes from the host, so nothing in it chooses a path: the run id (its folder),
 the playbook name (the plot's file name) and the method names (README rows) must be safe names
@@ -16,19 +26,23 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gpu_worker.contract.fsio import atomic_write
 from gpu_worker.contract.layout import RUN_ID_RE
 from gpu_worker.contract.schema import SchemaError, method_names, validate_results
 
-from . import hub, plot, readme, vcs
+from . import hub, pins, plot, readme, vcs
 from .config import Config
-from .errors import PublishError
+from .errors import EXIT_FAILED, PublishError
 from .fetch import results_dir
 from .names import check_name
-from .records import check_run_id
+from .records import check_run_id, load_records
+
+EXIT_WRITTEN = 4  # README/plots written, the commit failed: nothing committed or uploaded
+EXIT_COMMITTED = 5  # committed, the push failed: nothing pushed or uploaded
+EXIT_NOT_UPLOADED = 6  # written, committed and pushed as asked; the Hub upload failed
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,10 @@ def select_runs(config: Config, run_ids: tuple[str, ...]) -> list[FetchedRun]:
     anywhere (it may be the newest run of its playbook: publishing an older one instead would be
     wrong); a named-run publish goes on past other invalid files.
     """
-    loaded = load_runs(config)
+    return _select(config, load_runs(config), run_ids)
+
+
+def _select(config: Config, loaded: LoadedRuns, run_ids: tuple[str, ...]) -> list[FetchedRun]:
     fix = "; fix it, move it out of the results folder or re-fetch it; nothing was written"
     if run_ids:
         by_id = {r.run_id: r for r in loaded.runs}
@@ -107,19 +124,40 @@ def select_runs(config: Config, run_ids: tuple[str, ...]) -> list[FetchedRun]:
                     f"no fetched results for {rid} in {config.defaults.results_dir}/; "
                     "run `orch fetch` first"
                 )
-            picked.append(by_id[rid])
+            if by_id[rid] not in picked:
+                picked.append(by_id[rid])
         return picked
     if loaded.invalid:
         first = next(iter(loaded.invalid.values()))
         raise PublishError(first + fix + " (or name the runs to publish)")
-    newest: dict[str, FetchedRun] = {}
-    for r in loaded.runs:
-        newest[r.playbook] = r
+    newest = {r.playbook: r for r in loaded.runs}
     if not newest:
         raise PublishError(
             f"no fetched results in {config.defaults.results_dir}/; run `orch fetch` first"
         )
     return sorted(newest.values(), key=lambda r: r.playbook)
+
+
+def unfetched_runs(config: Config) -> list[str]:
+    """`run (state)` of each local run record not fetched and not known to have failed, been
+    cancelled or lost: publish would show an older run in its place."""
+    have = results_dir(config)
+    out = {}
+    for rec in load_records(config):
+        rid = rec.parent or rec.run_id
+        if rec.fetched or (have / rid).exists() or rec.state in ("failed", "cancelled", "lost"):
+            continue
+        seen = "" if rec.state == "succeeded" else " when last seen"
+        out.setdefault(rid, f"{rid} ({rec.state}{seen})")
+    return list(out.values())
+
+
+def fetch_first(config: Config) -> list:
+    """`--fetch`: fetch every finished run not yet fetched and merge sharded ones."""
+    from .fetch import fetch
+    from .merge import merge_fetched
+
+    return fetch(config) + merge_fetched(config)
 
 
 def _relative_link(target: Path, from_dir: Path) -> str:
@@ -130,7 +168,7 @@ def _relative_link(target: Path, from_dir: Path) -> str:
 
 @dataclass
 class PublishResult:
-    """What `apply_plan` did."""
+    """What `apply_plan` did, step by step (`exit_code`: 0, or EXIT_* of the step that failed)."""
 
     runs: list[str]
     message: str
@@ -138,6 +176,14 @@ class PublishResult:
     pushed_to: str | None = None
     hub: str = "skipped"
     written: list[str] = field(default_factory=list)
+    uploaded: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (`orch publish --json`)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -150,6 +196,7 @@ class PublishOptions:
     allow_dirty_readme: bool = False
     overwrite: bool = False
     create_pr: bool = False
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,23 +210,57 @@ class PublishPlan:
     readme_new: str
     readme_diff: str
     message: str
-    pngs: dict[Path, bytes]
+    pngs: dict[Path, bytes]  # every plot the README links (the pins file too: see files)
     commit_paths: list[Path]
-    writes: list[Path]  # the README and plots whose bytes change
+    writes: list[Path]  # the files whose bytes change, in write order: README.md last
     tables: list[readme.RunTable]
     hub_plan: hub.CardPlan | None
+    notes: list[str] = field(default_factory=list)
+    files: dict[Path, bytes] = field(default_factory=dict)  # everything to write but README
+    hub_files: dict[str, Path] = field(default_factory=dict)  # path in the Hub repo -> plot
 
     @property
     def commit(self) -> bool:
         """Whether applying the plan commits."""
         return self.options.commit
 
+    def to_json(self) -> dict:
+        """A JSON-ready dict (`orch publish --dry-run --json`)."""
+        card = self.hub_plan
+        return {
+            "runs": self.runs,
+            "writes": [str(p) for p in self.writes],
+            "readme_diff": self.readme_diff,
+            "commit_message": self.message if self.commit else None,
+            "hub": None
+            if card is None
+            else {"repo_id": card.repo_id, "create_pr": card.create_pr, "entries": card.entries},
+            "notes": self.notes,
+        }
+
+
+def _outside_block(text: str) -> str | None:
+    """`text` without what lies between the markers (None when they are broken)."""
+    try:
+        return readme.replace_block(text, "") if text else text
+    except readme.MarkerError:
+        return None
+
 
 def _check_readme_clean(config: Config, readme_path: Path, options: PublishOptions):
-    """The repo (or None), refusing a README with uncommitted edits unless allowed."""
+    """The repo (or None), refusing a README with uncommitted edits outside the markers (orch's
+    own block, perhaps from an interrupted publish, is not the user's) unless allowed."""
     repo = vcs.open_repo(config.root) if options.commit or options.to_hub else None
-    if repo is not None and options.commit and not options.allow_dirty_readme:
-        if readme_path.exists() and vcs.has_uncommitted_changes(repo, readme_path):
+    if repo is None or not options.commit or options.allow_dirty_readme:
+        return repo
+    if readme_path.exists() and vcs.has_uncommitted_changes(repo, readme_path):
+        now = readme_path.read_text(encoding="utf-8")
+        before = vcs.committed_text(repo, readme_path)
+        if (
+            before is None
+            or _outside_block(now) is None
+            or _outside_block(now) != _outside_block(before)
+        ):
             raise PublishError(
                 f"{config.defaults.readme} has uncommitted edits; commit or stash them first "
                 "(or pass --allow-dirty-readme); nothing was changed"
@@ -188,17 +269,37 @@ def _check_readme_clean(config: Config, readme_path: Path, options: PublishOptio
 
 
 def _tables_and_plots(
-    config: Config, runs: list[FetchedRun], readme_path: Path
+    config: Config, loaded: LoadedRuns, chosen: pins.Headline, readme_path: Path
 ) -> tuple[list[readme.RunTable], dict[Path, bytes]]:
+    """A table per pinned run (a trade-off plot each) and a history plot per playbook."""
     plots_dir = results_dir(config) / "plots"
+    by_id = {r.run_id: r for r in loaded.runs}
     tables, pngs = [], {}
-    for r in runs:
-        png_path = plots_dir / f"{r.playbook}.png"
-        if png_path.resolve().parent != plots_dir.resolve():  # belt and braces: names are safe
-            raise PublishError(f"{r.run_id}: plot path {png_path} leaves {plots_dir}")
-        pngs[png_path] = plot.tradeoff_png(r.results, f"{r.playbook}: {r.run_id}")
-        link = _relative_link(png_path, readme_path.parent)
-        tables.append(readme.RunTable(r.run_id, r.playbook, r.results, link))
+    for pb, ids in chosen.pins.items():
+        several = len(ids) > 1
+        history = plots_dir / "history" / f"{pb}.png"
+        runs = [r for r in loaded.runs if r.playbook == pb]
+        pngs[history] = plot.history_png(
+            [(r.run_id, r.started_at, r.results) for r in runs], pb, set(ids)
+        )
+        for i, rid in enumerate(ids):
+            r = by_id[rid]
+            png = plots_dir / "runs" / f"{rid}.png" if several else plots_dir / f"{pb}.png"
+            pngs[png] = plot.tradeoff_png(r.results, f"{pb}: {rid}")
+            last = i == len(ids) - 1
+            tables.append(
+                readme.RunTable(
+                    rid,
+                    pb,
+                    r.results,
+                    _relative_link(png, readme_path.parent),
+                    label=rid if several else None,
+                    history_link=_relative_link(history, readme_path.parent) if last else None,
+                )
+            )
+    for png in pngs:
+        if plots_dir.resolve() not in png.resolve().parents:  # belt and braces: names are safe
+            raise PublishError(f"plot path {png} leaves {plots_dir}")
     return tables, pngs
 
 
@@ -206,7 +307,7 @@ def _card_plan(config: Config, tables: list[readme.RunTable], options: PublishOp
     if not (options.to_hub and config.hub):
         return None
     entries = [
-        (m, k, round(t.results[m][k], 4))
+        (f"{t.key}/{m}", k, round(t.results[m][k], 4))
         for t in tables
         for m in t.methods
         if t.results[m]["cer"] is not None
@@ -218,12 +319,18 @@ def _card_plan(config: Config, tables: list[readme.RunTable], options: PublishOp
 def plan_publish(
     config: Config, run_ids: tuple[str, ...] = (), options: PublishOptions | None = None
 ) -> PublishPlan:
-    """Compute the README, plots, commit and Hub upload for the selected runs; write nothing."""
+    """Compute the README, plots, pins, commit and Hub upload for the selected runs; write
+    nothing."""
     options = options or PublishOptions()
-    runs = select_runs(config, run_ids)
+    loaded = load_runs(config)
+    named = _select(config, loaded, run_ids)  # the checks of invalid files and named runs
+    state_path = results_dir(config) / "plots" / pins.STATE_FILE
+    chosen = pins.choose(
+        loaded.runs, pins.load_pins(state_path), named if run_ids else [], options.replace
+    )
     readme_path = (config.root / config.defaults.readme).resolve()
     _check_readme_clean(config, readme_path, options)
-    tables, pngs = _tables_and_plots(config, runs, readme_path)
+    tables, pngs = _tables_and_plots(config, loaded, chosen, readme_path)
     old = readme_path.read_text(encoding="utf-8") if readme_path.exists() else ""
     try:
         new = readme.replace_block(old, readme.render_block(tables))
@@ -235,8 +342,11 @@ def plan_publish(
             old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{name}", f"b/{name}"
         )
     )
+    files = {**pngs, state_path: chosen.to_json().encode()}
+    changed = [p for p, data in files.items() if not p.exists() or p.read_bytes() != data]
+    run_paths = [results_dir(config) / t.run_id for t in tables]
     return PublishPlan(
-        runs=[r.run_id for r in runs],
+        runs=[t.run_id for t in tables],
         options=options,
         readme_path=readme_path,
         readme_old=old,
@@ -244,44 +354,99 @@ def plan_publish(
         readme_diff=diff,
         message=readme.commit_message(tables),
         pngs=pngs,
-        commit_paths=[readme_path, *pngs, *(r.path for r in runs)],
-        writes=([readme_path] if new != old else [])
-        + [p for p, data in pngs.items() if not p.exists() or p.read_bytes() != data],
+        commit_paths=[readme_path, *files, *run_paths],
+        writes=changed + ([readme_path] if new != old else []),
         tables=tables,
         hub_plan=_card_plan(config, tables, options),
+        notes=chosen.notes,
+        files=files,
+        hub_files={
+            f"{hub.PLOTS}/{p.relative_to(results_dir(config) / 'plots').as_posix()}": p
+            for p in pngs
+        },
     )
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a rewritten file keeps (a new file: what the umask gives), never mkstemp's 0600."""
+    import os
+
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _write(plan: PublishPlan, result: PublishResult) -> None:
+    """Write the changed files in plan order (README.md last), each whole and with its mode."""
+    for path in plan.writes:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = plan.readme_new if path == plan.readme_path else plan.files[path]
+        atomic_write(path, data, mode=_file_mode(path))
+        result.written.append(str(path))
+
+
+def _step(result: PublishResult, code: int, action, *args):
+    """Run one step; on PublishError or OSError record it with `code` and return None."""
+    try:
+        return action(*args)
+    except (PublishError, OSError) as exc:
+        result.error, result.exit_code = str(exc), code
+        return None
+
+
+def check_plan(config: Config, plan: PublishPlan):
+    """Everything that can fail before a change: the README, git for --push, the Hub. Returns
+    (repo, prepared card or None); raises PublishError (nothing changed)."""
+    options = plan.options
+    repo = _check_readme_clean(config, plan.readme_path, options)  # it may have changed since
+    if options.commit and options.push:
+        vcs.check_push(repo)
+    prep = None
+    if options.to_hub and config.hub:
+        links = {_relative_link(p, plan.readme_path.parent): r for r, p in plan.hub_files.items()}
+        prep = hub.prepare_card(
+            config.hub.repo_id,
+            config.hub.repo_type,
+            plan.tables,
+            links,
+            options.create_pr,
+            options.overwrite,
+        )
+    return repo, prep
 
 
 def apply_plan(config: Config, plan: PublishPlan) -> PublishResult:
-    """Write the README and plots, commit (and push) exactly those paths, then upload the card."""
+    """Check, then write, commit, push and upload, in that order (see the module docstring)."""
     options = plan.options
-    repo = _check_readme_clean(config, plan.readme_path, options)  # it may have changed since
-    result = PublishResult(list(plan.runs), plan.message)
-    for path in plan.writes:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, plan.readme_new if path == plan.readme_path else plan.pngs[path])
-        result.written.append(str(path))
+    repo, prep = check_plan(config, plan)
+    result = PublishResult(list(plan.runs), plan.message, notes=list(plan.notes))
+    if _step(result, EXIT_FAILED, _write, plan, result) is None and result.error:
+        result.exit_code = EXIT_WRITTEN if result.written else EXIT_FAILED
+        return result
     if options.commit:
-        result.commit = vcs.commit_only(repo, plan.commit_paths, plan.message)
+        result.commit = _step(
+            result, EXIT_WRITTEN, vcs.commit_only, repo, plan.commit_paths, plan.message
+        )
+        if result.error:
+            return result
         if options.push:
-            result.pushed_to = vcs.push(repo)
+            result.pushed_to = _step(result, EXIT_COMMITTED, vcs.push, repo)
+            if result.error:
+                return result
     if not options.to_hub:
         return result
-    if not config.hub:
+    if prep is None:
         result.hub = "skipped: no hub.repo_id in orch.yaml"
         return result
-    sha = vcs.head_sha(repo) if options.commit else None
-    upload = hub.publish_card(
-        config.hub.repo_id,
-        config.hub.repo_type,
-        plan.readme_new,
-        plan.tables,
-        vcs.commit_url(repo, sha) if sha else None,
-        overwrite=options.overwrite,
-        create_pr=options.create_pr,
-        message=plan.message,
-    )
-    result.hub = upload.pull_request or upload.url
+    sha = vcs.last_commit(repo, [plan.readme_path]) if options.commit else None
+    card = hub.render_card(prep, plan.tables, vcs.commit_url(repo, sha) if sha else None)
+    pngs = {remote: plan.pngs[path] for remote, path in plan.hub_files.items()}
+    upload = _step(result, EXIT_NOT_UPLOADED, hub.upload_card, prep, card, pngs, plan.message)
+    if upload is not None:
+        result.uploaded = upload.files
+        result.hub = upload.pull_request or upload.url or "up to date"
     return result
 
 

@@ -41,6 +41,13 @@ class RunTable:
     playbook: str
     results: dict
     plot_link: str | None = None
+    label: str | None = None  # set when a playbook shows several runs: the run id
+    history_link: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The table's heading and name: the playbook, or `label` when it shows several runs."""
+        return self.label or self.playbook
 
     @property
     def methods(self) -> list[str]:
@@ -63,11 +70,16 @@ class RunTable:
         return best_method(self.results)
 
 
+def num(value: float, digits: int = 3) -> str:
+    """`value` with `digits` decimals; a huge one (a broken rate) in short scientific form."""
+    return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.{digits}g}"
+
+
 def _fmt(value: float | None, digits: int = 3, ci: list | None = None) -> str:
     if value is None:
         return "—"
-    text = f"{value:.{digits}f}"
-    return f"{text} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})" if ci else text
+    text = num(value, digits)
+    return f"{text} ({num(ci[0], digits)}–{num(ci[1], digits)})" if ci else text
 
 
 def _delta(table: RunTable, m: str) -> str:
@@ -84,16 +96,16 @@ def _row(table: RunTable, m: str) -> str:
     if r["cer"] is None:
         cer = f"failed ({r['failures']} of {r['n']})"
     else:
-        point = f"**{r['cer']:.3f}**" if m == table.best else f"{r['cer']:.3f}"
+        point = f"**{num(r['cer'])}**" if m == table.best else num(r["cer"])
         ci = r.get("cer_ci")
-        cer = f"{point} ({ci[0]:.3f}–{ci[1]:.3f})" if ci else point
+        cer = f"{point} ({num(ci[0])}–{num(ci[1])})" if ci else point
     failures = f" ({r['failures']} failed)" if r.get("failures") and r["cer"] is not None else ""
     s_img, rate = r["time_per_image_s"], r["images_per_s"]
     script = f" {_fmt(r.get('wrong_script_rate'))} |" if _has_script(table) else ""
     return (
         f"| {m} | {cer} | {_delta(table, m)} | {_fmt(r['wer'], ci=r.get('wer_ci'))} | "
-        f"{_fmt(r['exact_match'])} | {'—' if s_img is None else f'{s_img:.3f}'} | "
-        f"{'—' if rate is None else f'{rate:.2f}'} | {r['n']}{failures} |{script}"
+        f"{_fmt(r['exact_match'])} | {'—' if s_img is None else num(s_img)} | "
+        f"{'—' if rate is None else num(rate, 2)} | {r['n']}{failures} |{script}"
     )
 
 
@@ -194,7 +206,7 @@ def render_run(table: RunTable) -> str:
     """A Markdown table (one row per method), notes on intervals and sample size, provenance."""
     script = _has_script(table)
     lines = [
-        f"### {table.playbook}",
+        f"### {table.key}",
         "",
         "| method | CER (95% CI) | Δ CER vs baseline | WER (95% CI) | exact match | s/image "
         "| images/s | n |" + (" wrong script |" if script else ""),
@@ -210,6 +222,8 @@ def render_run(table: RunTable) -> str:
     lines += ["", " · ".join(_facts(table))]
     if table.plot_link:
         lines += ["", f"![CER against seconds per image]({table.plot_link})"]
+    if table.history_link:
+        lines += ["", f"![CER of each run of {table.playbook} over time]({table.history_link})"]
     return "\n".join(lines)
 
 
@@ -257,14 +271,39 @@ def _facts(table: RunTable) -> list[str]:
     commit = str(code.get("commit") or "unknown")[:10] + (" (dirty)" if code.get("dirty") else "")
     gpu = run.get("gpu") or f"{run.get('device', 'cpu')} (no GPU)"
     data = run.get("data") if isinstance(run.get("data"), dict) else {}
+    revision = f", revision {md_code(data['revision'])}" if data.get("revision") else ""
     return [
         f"run {md_code(table.run_id)}",
         date,
         f"host {md_text(run.get('host', '?'))}, {md_text(gpu)}",
         f"code {md_code(commit)}",
+        _model_fact(run),
         f"data {md_code(data.get('source', '?'))} ({md_text(data.get('split', '?'))}, "
-        f"n={md_text(data.get('n_samples', '?'))}, seed {md_text(data.get('seed', '?'))})",
+        f"n={md_text(data.get('n_samples', '?'))}, seed {md_text(data.get('seed', '?'))}"
+        f"{revision})",
     ]
+
+
+def adapters_of(run: dict) -> list[dict]:
+    """`[{name, sha256}]` of a run's adapters: `run.model.adapters` (the worker's names and
+    content hashes), else the last path component of each of `run.model.checkpoints`."""
+    model = run.get("model") if isinstance(run.get("model"), dict) else {}
+    listed = model.get("adapters")
+    if isinstance(listed, list) and all(isinstance(a, dict) for a in listed):
+        return [{"name": str(a.get("name") or "?"), "sha256": a.get("sha256")} for a in listed]
+    paths = model.get("checkpoints") if isinstance(model.get("checkpoints"), list) else []
+    return [{"name": str(p).rstrip("/").rsplit("/", 1)[-1], "sha256": None} for p in paths]
+
+
+def _model_fact(run: dict) -> str:
+    """`model `base` + adapters `a` (sha 1a2b3c4d), …` (`hash unknown` when not recorded)."""
+    model = run.get("model") if isinstance(run.get("model"), dict) else {}
+    base = str(model.get("base") or "?").rstrip("/").rsplit("/", 1)[-1]
+    adapters = [
+        f"{md_code(a['name'])} ({'sha ' + str(a['sha256'])[:8] if a['sha256'] else 'hash unknown'})"
+        for a in adapters_of(run)
+    ]
+    return f"model {md_code(base)}" + (f" + adapters {', '.join(adapters)}" if adapters else "")
 
 
 def render_block(tables: list[RunTable]) -> str:

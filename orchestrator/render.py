@@ -194,7 +194,8 @@ def fetch_lines(results) -> list[str]:
 
 def publish_plan_lines(plan) -> list[str]:
     """`orch publish --dry-run`: the README diff, the commit message and the Hub upload."""
-    lines = [plan.readme_diff or "README.md: no change"]
+    lines = [f"note: {n}" for n in plan.notes]
+    lines.append(plan.readme_diff or "README.md: no change")
     lines += [f"  write {w}" for w in plan.writes]
     lines.append(
         f"commit message: {plan.message}" if plan.commit else "git: no commit (--no-commit)"
@@ -210,16 +211,44 @@ def publish_plan_lines(plan) -> list[str]:
 
 
 def publish_lines(res) -> list[str]:
-    """`orch publish`: what was written, committed, pushed and uploaded."""
-    lines = [f"published {', '.join(res.runs)}"]
+    """`orch publish`: each step's outcome in order (what was written, committed, pushed and
+    uploaded); the failed step's error is printed after them, on stderr, by the command."""
+    lines = [f"note: {n}" for n in res.notes]
+    lines.append(f"published {', '.join(res.runs)}")
     lines += [f"  wrote {path}" for path in res.written]
-    lines.append(
-        f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}"
-    )
+    if res.exit_code and res.commit is None and not res.pushed_to:
+        return lines  # failed while writing or committing: the error says so
+    if res.commit is not None or res.exit_code == 0:
+        lines.append(
+            f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}"
+        )
     if res.pushed_to:
         lines.append(f"git: pushed to {res.pushed_to}")
-    lines.append(f"hub: {res.hub}")
+    if res.exit_code:
+        return lines
+    if res.uploaded:
+        lines.append(f"hub: uploaded {', '.join(res.uploaded)}: {res.hub}")
+    elif res.hub == "up to date":
+        lines.append("hub: up to date, nothing uploaded")
+    else:
+        lines.append(f"hub: {res.hub}")
     return lines
+
+
+_AFTER_FAILURE = {
+    4: "nothing was committed or uploaded; the next `orch publish` completes it",
+    5: "the commit is local only and nothing was uploaded; fix the push, then re-run "
+    "`orch publish --push`",
+    6: "git is done; re-run `orch publish` to retry the upload",
+}
+
+
+def publish_error_line(res) -> str | None:
+    """The failed step's error and what it leaves (stderr), or None when every step was done."""
+    if not res.error:
+        return None
+    after = _AFTER_FAILURE.get(res.exit_code)
+    return f"orch: error: {res.error}" + (f"; {after}" if after else "")
 
 
 RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p", "lines needed"] + [

@@ -33,14 +33,20 @@ def has_uncommitted_changes(repo, path: Path) -> bool:
 
 def commit_only(repo, paths: list[Path], message: str) -> str | None:
     """Commit exactly `paths` (new files included); return the sha, or None when unchanged."""
+    import git
+
     rel = [_rel(repo, p) for p in paths]
     if not repo.git.status("--porcelain", "--untracked-files=all", "--", *rel).strip():
         return None
-    repo.git.add("--", *rel)
-    if not repo.head.is_valid():  # first commit: --only needs a HEAD to compare against
-        repo.git.commit("-m", message, "--", *rel)
-    else:
-        repo.git.commit("--only", "-m", message, "--", *rel)
+    try:
+        repo.git.add("--", *rel)
+        if not repo.head.is_valid():  # first commit: --only needs a HEAD to compare against
+            repo.git.commit("-m", message, "--", *rel)
+        else:
+            repo.git.commit("--only", "-m", message, "--", *rel)
+    except git.GitCommandError as exc:
+        why = (exc.stderr or "").strip().splitlines()
+        raise PublishError(f"git: commit failed ({why[-1] if why else exc})") from None
     return repo.head.commit.hexsha
 
 
@@ -49,24 +55,57 @@ def head_sha(repo) -> str | None:
     return repo.head.commit.hexsha if repo.head.is_valid() else None
 
 
-def push(repo) -> str:
-    """Push the current branch to its upstream; PublishError when there is none or it fails."""
+def committed_text(repo, path: Path) -> str | None:
+    """`path`'s text at HEAD, or None when HEAD has no such file (or there is no HEAD)."""
     import git
 
+    if not repo.head.is_valid():
+        return None
+    try:
+        return repo.git.show(f"HEAD:{_rel(repo, path)}", strip_newline_in_stdout=False)
+    except git.GitCommandError:
+        return None
+
+
+def last_commit(repo, paths: list[Path]) -> str | None:
+    """The newest commit that changed any of `paths` (None when none did)."""
+    if not repo.head.is_valid():
+        return None
+    sha = repo.git.log("-1", "--format=%H", "--", *[_rel(repo, p) for p in paths]).strip()
+    return sha or None
+
+
+def check_push(repo):
+    """The (branch, its upstream) `push` would use; PublishError, before anything is committed,
+    on a detached HEAD or a branch with no upstream."""
+    if repo.head.is_detached:
+        raise PublishError(
+            "git: HEAD is detached, so --push has no branch to push; check out a branch "
+            "(or leave out --push); nothing was changed"
+        )
     branch = repo.active_branch
     tracking = branch.tracking_branch()
     if tracking is None:
         raise PublishError(
-            f"branch {branch.name} has no upstream; run `git push -u origin {branch.name}` once"
+            f"git: branch {branch.name} has no upstream; run `git push -u origin {branch.name}` "
+            "once (or leave out --push); nothing was changed"
         )
+    return branch, tracking
+
+
+def push(repo) -> str:
+    """Push the current branch to its upstream; PublishError when there is none or it fails."""
+    import git
+
+    branch, tracking = check_push(repo)
     remote = repo.remote(tracking.remote_name)
     try:
         infos = remote.push(f"{branch.name}:{tracking.remote_head}")
     except git.GitCommandError as exc:
-        raise PublishError(f"git push to {remote.name} failed: {exc.stderr.strip()}") from None
+        raise PublishError(f"git: push to {remote.name} failed: {exc.stderr.strip()}") from None
     for info in infos:
         if info.flags & info.ERROR:
-            raise PublishError(f"git push to {remote.name} failed: {info.summary.strip()}")
+            raise PublishError(f"git: push to {remote.name} failed: {info.summary.strip()}")
     return f"{remote.name}/{tracking.remote_head}"
 
 

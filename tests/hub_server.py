@@ -23,18 +23,34 @@ from urllib.parse import parse_qs, urlparse
 
 @dataclass
 class Repo:
-    """One repository: its README.md (or none) and its current commit."""
+    """One repository: its files (README.md among them, or not), its current commit and every
+    commit made (`files`: path -> bytes of that commit; `content`: its README.md or None).
+    `writable=False` makes the write-access check answer 403."""
 
     readme: bytes | None = None
     sha: str = "0" * 40
     commits: list[dict] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    writable: bool = True
 
-    def commit(self, content: bytes, header: dict, create_pr: bool) -> str:
+    def __post_init__(self) -> None:
+        if self.readme is not None:
+            self.files["README.md"] = self.readme
+
+    def commit(self, files: dict[str, bytes], header: dict, create_pr: bool) -> str:
         """Record a commit and (unless it is a pull request) make it the new main."""
-        sha = hashlib.sha1(self.sha.encode() + content).hexdigest()
-        self.commits.append({"header": header, "content": content, "create_pr": create_pr})
+        sha = hashlib.sha1(self.sha.encode() + repr(sorted(files.items())).encode()).hexdigest()
+        self.commits.append(
+            {
+                "header": header,
+                "files": files,
+                "content": files.get("README.md"),
+                "create_pr": create_pr,
+            }
+        )
         if not create_pr:
-            self.readme, self.sha = content, sha
+            self.files.update(files)
+            self.readme, self.sha = self.files.get("README.md"), sha
         return sha
 
 
@@ -166,8 +182,12 @@ class HubServer:
                         return self._json(
                             404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}
                         )
+                    if rest[:1] == ["auth-check"]:
+                        if rest[1:] == ["write"] and not repo.writable:
+                            return self._json(403, {"error": "no write access"})
+                        return self._json(200, {})
                     if not rest or rest[0] == "revision":
-                        siblings = [{"rfilename": "README.md"}] if repo.readme is not None else []
+                        siblings = [{"rfilename": p} for p in sorted(repo.files)]
                         return self._json(
                             200,
                             {
@@ -202,7 +222,7 @@ class HubServer:
                         if header.get("parentCommit") not in (None, repo.sha):
                             return self._json(412, {"error": "parent commit is not the head"})
                         create_pr = parse_qs(url.query).get("create_pr") == ["1"]
-                        content = base64.b64decode(files[0]["content"])
+                        content = {f["path"]: base64.b64decode(f["content"]) for f in files}
                         sha = repo.commit(content, header, create_pr)
                         pr = f"{hub.url}/{repo_id}/discussions/1" if create_pr else None
                         return self._json(
@@ -216,14 +236,13 @@ class HubServer:
                 if "resolve" in parts:
                     at = parts.index("resolve")
                     repo = hub.repos.get("/".join(parts[:at]))
-                    if repo is None or repo.readme is None or parts[at + 2 :] != ["README.md"]:
+                    data = repo and repo.files.get("/".join(parts[at + 2 :]))
+                    if data is None:
                         return self._json(
                             404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}
                         )
-                    etag = hashlib.sha1(repo.readme).hexdigest()
-                    return self._send(
-                        200, repo.readme, {"ETag": f'"{etag}"', "X-Repo-Commit": repo.sha}
-                    )
+                    etag = hashlib.sha1(data).hexdigest()
+                    return self._send(200, data, {"ETag": f'"{etag}"', "X-Repo-Commit": repo.sha})
                 return self._json(404, {"error": f"not served by the test hub: {url.path}"})
 
             def _dataset(self, parts: list[str]) -> None:
