@@ -31,7 +31,7 @@ from . import fetchlock
 from .backends import FETCH_FILES
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
-from .jobs import collect_status
+from .jobs import collect_status, run_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
 from .shell import join, trusted
@@ -165,7 +165,7 @@ def _fetch_locked(
 ) -> FetchResult:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
     try:
-        with open_host(config.host(record.host)) as host:
+        with open_host(run_host(config, record)) as host:
             _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
         names = _unpack(tmp / ARCHIVE, tmp, record.run_id, config.fetch_max_mb)
         (tmp / ARCHIVE).unlink()

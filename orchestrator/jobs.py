@@ -13,13 +13,13 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from gpu_worker.contract.layout import CodeIdentity
 
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
-from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound
+from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
 from .playbooks import Playbook
 from .records import (
     RunRecord,
@@ -34,6 +34,7 @@ from .scripts import (
     log_follow_script,
     log_tail_script,
     precheck_script,
+    resolve_dir_script,
 )
 from .states import FINISHED, CancelOutcome, RunState
 from .status import RunStatus
@@ -61,6 +62,7 @@ def launch(
         raise ConfigError(
             f"run {run_id}: its playbook has its own `command:`; only gpu_worker runs resume"
         )
+    pin_remote_dir(host)
     pushed = push(config, host)
     if on_push is not None:
         on_push(pushed)
@@ -80,6 +82,30 @@ def launch(
     return record
 
 
+def pin_remote_dir(host: Host) -> None:
+    """Resolve the host's `remote_dir` to an absolute path, on the host, once (a relative one,
+    such as the default `orch` of a host known only from ~/.ssh/config, or `~/x`): every script
+    of the run is then built with that path, so a job that `cd`s into its code still writes its
+    log and exit code in its run folder."""
+    if host.config.remote_dir.startswith("/"):
+        return
+    res = host.run(resolve_dir_script(host.config))
+    found = res.text.strip().splitlines()[-1:] or [""]
+    if not found[0].startswith("/"):
+        raise OrchError(
+            f"{host.name}: remote_dir {host.config.remote_dir!r} did not resolve to an absolute "
+            f"path (got {found[0][:80]!r}); set hosts.{host.name}.remote_dir in orch.yaml"
+        )
+    host.config = replace(host.config, remote_dir=found[0])
+
+
+def run_host(config: Config, record: RunRecord) -> HostConfig:
+    """The host configuration for one run: its host, with the absolute remote_dir the run was
+    started in (a record made before runs kept it: the configured one)."""
+    host = config.host(record.host)
+    return replace(host, remote_dir=record.remote_dir) if record.remote_dir else host
+
+
 def new_record(host: Host, playbook: Playbook, run_id: str, identity: CodeIdentity) -> RunRecord:
     """The local record of a run about to start on `host`."""
     shard = (playbook.data.get("data") or {}).get("shard")
@@ -95,6 +121,7 @@ def new_record(host: Host, playbook: Playbook, run_id: str, identity: CodeIdenti
         backend=host.config.backend,
         shard=shard if count else None,
         num_shards=count,
+        remote_dir=host.config.remote_dir,
     )
 
 
@@ -113,6 +140,7 @@ def remote_record(record: RunRecord) -> dict:
         "parent": record.parent,
         "shard": record.shard,
         "num_shards": record.num_shards,
+        "remote_dir": record.remote_dir,
     }
 
 
@@ -147,23 +175,28 @@ def collect_status_report(
     for it.
     """
     records = {r.run_id: r for r in load_records(config)}
-    wanted: dict[str, list[str] | None] = {}
+    # Runs are asked for where they were started: (host, its absolute remote_dir) (see run_host).
+    wanted: dict[tuple[str, str | None], list[str] | None] = {}
     if run_ids:
         for rid in run_ids:
             rec = find_record(config, rid)
-            wanted.setdefault(rec.host, []).append(rec.run_id)
+            wanted.setdefault((rec.host, rec.remote_dir), []).append(rec.run_id)
     elif host_name:
-        wanted[config.host(host_name).name] = None
+        wanted[(config.host(host_name).name, None)] = None
     else:
         for rec in records.values():
-            wanted.setdefault(rec.host, []).append(rec.run_id)
+            wanted.setdefault((rec.host, rec.remote_dir), []).append(rec.run_id)
 
     unreachable: dict[str, str] = {}
 
-    def ask(name: str) -> list[RunStatus]:
-        ids = wanted[name]
+    def ask(key: tuple[str, str | None]) -> list[RunStatus]:
+        name, remote_dir = key
+        ids = wanted[key]
+        host_cfg = config.host(name)
+        if remote_dir:
+            host_cfg = replace(host_cfg, remote_dir=remote_dir)
         try:
-            with open_host(config.host(name)) as host:
+            with open_host(host_cfg) as host:
                 return host_status(host, ids)
         except HostUnreachable as exc:  # a ConfigError is the user's to fix: exit 2
             unreachable[name] = str(exc)
@@ -231,7 +264,7 @@ def stream_log(
     Following survives a lost connection: it reconnects with backoff and resumes at the byte
     offset it had reached, so nothing is printed twice or skipped.
     """
-    host_cfg: HostConfig = config.host(record.host)
+    host_cfg: HostConfig = run_host(config, record)
     offset = 0
     delay = 1.0
     first = True
@@ -272,7 +305,7 @@ def stream_log(
 
 def cancel(config: Config, record: RunRecord, grace: float = 10.0) -> CancelOutcome:
     """Stop the job: SIGINT, then SIGTERM, then SIGKILL, each after `grace` seconds; mark it."""
-    with open_host(config.host(record.host)) as host:
+    with open_host(run_host(config, record)) as host:
         outcome = backend_for(host.config).cancel(host, record.run_id, grace)
     if outcome == CancelOutcome.MISSING:
         raise JobNotFound(f"run {record.run_id} not found on {record.host}")

@@ -47,6 +47,7 @@ class RunRecord:
     parent: str | None = None
     shard: int | None = None
     num_shards: int | None = None
+    remote_dir: str | None = None  # the host's absolute remote_dir, resolved there at launch
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:

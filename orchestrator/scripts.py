@@ -32,6 +32,12 @@ def run_dir(host: HostConfig, run_id: str) -> Quoted:
     return remote(host.remote_dir, "runs", check_run_id(run_id))
 
 
+def resolve_dir_script(host: HostConfig) -> Quoted:
+    """Make the host's remote_dir and print its absolute, symlink-free path (one line)."""
+    top = remote(host.remote_dir)
+    return trusted(f"mkdir -p -- {top} && cd -- {top} && pwd -P")
+
+
 def env_file(host: HostConfig) -> bytes:
     """The host's `env:` values as a sourceable file. It reaches the host on stdin and is kept
     mode 0600 in the run folder until the job reads it: secrets never appear in a command line

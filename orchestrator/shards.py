@@ -25,7 +25,7 @@ from gpu_worker.contract.fsio import atomic_write
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
-from .jobs import launch, new_record, remote_record
+from .jobs import launch, new_record, pin_remote_dir, remote_record, run_host
 from .playbooks import Playbook
 from .records import RunRecord, check_run_id, new_run_id, save_record
 from .scripts import job_command
@@ -193,6 +193,7 @@ def _submit_array(
 ) -> None:
     """Push once, then submit every shard as one Slurm job array."""
     with open_host(hc) as host:
+        pin_remote_dir(host)
         pushed = push(config, host)
         if on_push is not None:
             on_push(pushed)
@@ -221,7 +222,7 @@ def resume(
     """Start `record`'s run again: on its own host it continues from its predictions; on another
     host it starts that shard afresh (the old host's files stay where they are). A copy fetched
     before is renamed to `results/.<run_id>.before-resume-<time>`."""
-    target = host or config.host(record.host)
+    target = host or run_host(config, record)
     same = target.name == record.host
     from .fetch import results_dir
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -43,8 +44,15 @@ def keygen(path: Path) -> None:
 class SSHServer:
     """One sshd process listening on a random loopback port, with its own keys and tmux dir."""
 
-    def __init__(self, workdir: Path, address: str = "127.0.0.1", netns: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        address: str = "127.0.0.1",
+        netns: str | None = None,
+        home: Path | None = None,
+    ) -> None:
         self.dir = Path(workdir)
+        self.home = home  # root only: bind-mounted over the user's home for sshd and its sessions
         self.address = address
         self.netns = netns
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +100,10 @@ class SSHServer:
             os.makedirs("/run/sshd", exist_ok=True)
         log = open(self.dir / "sshd.log", "ab")
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        if self.home is not None:  # a private mount namespace: the host's home is `home`
+            bind = 'mount --bind "$0" "$1" && shift && exec "$@"'
+            user_home = pwd.getpwuid(os.getuid()).pw_dir
+            prefix += ["unshare", "-m", "sh", "-c", bind, str(self.home), user_home]
         self.proc = subprocess.Popen(
             [*prefix, sshd_binary(), "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log
         )

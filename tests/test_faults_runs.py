@@ -1,0 +1,65 @@
+"""Faults around a run's life on an SSH host (issue 17): a host known only from ~/.ssh/config
+(relative default remote_dir), pushes while runs use their code tree, a full local disk at launch
+and at fetch, bad run records, an absurd `timeout:`. Real sshd, tmux and tmpfs mounts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+
+import pytest
+
+from tests.helpers import add_fake_job, kill_tmux, poll, start_run
+from tests.sshd_server import SSHServer
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespace, tmpfs)")
+JOB = "{steps: 3, sleep: 0.05, exit: 0, corrupt: false, hold: false}"
+
+
+def status_of(orch, run_id: str) -> dict:
+    res = orch("status", "--json", run_id)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)[0]
+
+
+@pytest.fixture
+def lone(project, tmp_path, isolated_home):
+    """Host `lone`: only in ~/.ssh/config, no orch.yaml entry; its sshd's sessions see a fresh
+    empty folder as the user's home (a private mount namespace), so the default relative
+    `remote_dir` (`orch`) lands there."""
+    home = tmp_path / "remote-home"
+    home.mkdir()
+    server = SSHServer(tmp_path / "lone-sshd", home=home).start()
+    server.install_client(isolated_home, "lone")
+    add_fake_job(project, JOB)
+    (project / "playbooks" / "hi.yaml").write_text('command: "echo hi"\n')
+    (project / "playbooks" / "hijob.yaml").write_text(
+        'command: "echo hi; {python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"\n'
+        f"job: {JOB}\n"
+    )
+    yield home
+    kill_tmux(server)
+    server.stop()
+
+
+@ROOT_ONLY
+def test_host_only_in_ssh_config_runs_end_to_end(lone, orch, project):
+    assert "lone" not in (project / "orch.yaml").read_text()
+    plain = start_run(orch, "lone", playbook="hi")
+    ended = poll(lambda: (s := status_of(orch, plain))["state"] != "running" and s, 30)
+    assert ended["state"] != "lost" and ended["exit_code"] == 0, ended
+    assert orch("logs", plain).stdout.strip() == "hi"
+
+    run_id = start_run(orch, "lone", playbook="hijob")
+    done = poll(lambda: (s := status_of(orch, run_id))["state"] != "running" and s, 30)
+    assert done["state"] == "succeeded", done
+    assert orch("logs", run_id, "-n", "2").stdout.splitlines() == ["step 2", "done"]
+    fetched = orch("fetch", run_id)
+    assert fetched.exit_code == 0 and f"{run_id}: fetched (succeeded)" in fetched.stdout
+    got = json.loads((project / "results" / run_id / "results.json").read_text())
+    assert got["baseline"]["cer"] == 0.42
+    record = json.loads((project / ".orch" / "runs" / f"{run_id}.json").read_text())
+    assert record["remote_dir"] == pwd.getpwuid(os.getuid()).pw_dir + "/orch"  # absolute
+    assert (lone / "orch" / "runs" / run_id / "log.txt").read_text().startswith("hi\n")
+    assert not (project / "orch").exists()  # nothing was written relative to anything else
