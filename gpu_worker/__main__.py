@@ -1,7 +1,7 @@
 """`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `score FILE.jsonl`, `tiny DIR`.
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
-written), 2 a usage or playbook error.
+written), 2 a usage or playbook error, 75 another live worker holds the run folder.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+BUSY_EXIT = 75
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(build(args.folder))
         return 0
+    from .outputs import RunFolderBusy
     from .runner import run
     from .schema import method_names
     from .spec import PlaybookError
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = run(args.playbook, args.out, resume=args.resume)
+    except RunFolderBusy as exc:
+        print(f"gpu_worker: error: {exc}", file=sys.stderr)
+        return BUSY_EXIT
     except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2

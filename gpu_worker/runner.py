@@ -28,7 +28,7 @@ from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
 from .data import Samples, sample_indices, shard_indices
 from .fastpath import shapes
-from .outputs import Progress, append_lines, read_jsonl, write_json_atomic
+from .outputs import Progress, append_lines, hold_run_lock, read_jsonl, write_json_atomic
 from .provenance import run_block
 from .spec import PlaybookError, RunSpec, parse_playbook
 
@@ -99,6 +99,7 @@ def run(
     root = root or os.getcwd()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    hold_run_lock(out)  # one worker per run folder, for as long as it lives
     pred_path = out / "predictions.jsonl"
     if pred_path.exists() and pred_path.stat().st_size and not resume:
         raise PlaybookError(f"{pred_path} exists: pass --resume to continue it, or a new --out")

@@ -28,7 +28,7 @@ from gpu_worker.schema import SchemaError, validate_results
 
 from .backends import FETCH_FILES
 from .config import Config
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
 from .jobs import collect_status, run_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
@@ -179,7 +179,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
     if run_ids:
         records = [find_record(config, r) for r in run_ids]
     else:
-        records = [r for r in load_records(config) if not r.fetched]
+        records = [r for r in load_records(config) if not r.fetched and not r.error]
     if not records:
         return []
     statuses = {s.run_id: s for s in collect_status(config, [r.run_id for r in records])}
@@ -188,8 +188,11 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         if rec.run_id not in {r.run_id for r in records}:
             continue
         s = statuses.get(rec.run_id)
-        if s is None:
-            raise JobNotFound(f"run {rec.run_id} not found on {rec.host}")
+        if rec.error:
+            out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
+        elif s is None:
+            why = f"not found on {rec.host} (its run folder is gone)"
+            out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, "unknown", error=why))
         if not s.reachable:
             out.append(FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=s.note))
         elif s.state not in FINISHED:

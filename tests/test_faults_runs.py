@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import subprocess
+import sys
 
 import pytest
 
@@ -63,3 +65,25 @@ def test_host_only_in_ssh_config_runs_end_to_end(lone, orch, project):
     assert record["remote_dir"] == pwd.getpwuid(os.getuid()).pw_dir + "/orch"  # absolute
     assert (lone / "orch" / "runs" / run_id / "log.txt").read_text().startswith("hi\n")
     assert not (project / "orch").exists()  # nothing was written relative to anything else
+
+
+def test_second_worker_refuses_a_run_folder_a_live_worker_holds(tmp_path, tiny_model):
+    from tests.conftest import REPO
+    from tests.test_worker import playbook, predictions
+
+    book = playbook(tmp_path, tiny_model, {"greedy": {"kind": "greedy"}}, n=4)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "gpu_worker", "run", str(book), "--out", str(out)]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    poll(lambda: (out / "predictions.jsonl").is_file(), 120)
+    second = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 75, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"gpu_worker: error: {out}: another worker (pid {first.pid}) is writing to this run "
+        "folder; not starting"
+    ]
+    assert first.wait(120) == 0, first.stderr.read()
+    lines = [(x["index"], x["method"]) for x in predictions(out)]
+    assert len(lines) == len(set(lines)) == 4  # nothing written twice
+    free = subprocess.run(["flock", "-n", str(out / ".lock"), "true"])
+    assert free.returncode == 0  # the lock ended with its worker
