@@ -80,6 +80,12 @@ def _too_big(run_id: str, what: str, max_mb: float) -> OrchError:
     )
 
 
+def local_error(run_id: str, path: Path, exc: OSError) -> OrchError:
+    """A local write that failed (a full disk): exit 1, naming the local path."""
+    where = exc.filename or path
+    return OrchError(f"{run_id}: cannot write {where}: {exc.strerror or exc}; nothing was written")
+
+
 def _download(host: Host, run_id: str, archive: Path, max_mb: float) -> None:
     """Stream the run's files as a tar.gz into `archive`; refuse more than `max_mb`."""
     limit = int(max_mb * MB)
@@ -97,7 +103,10 @@ def _download(host: Host, run_id: str, archive: Path, max_mb: float) -> None:
             nonlocal size
             size += len(chunk)
             if size <= limit:
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:  # said as a local error, not as the link's
+                    raise local_error(run_id, archive, exc) from None
 
         res = host.run(command, timeout=max(host.config.timeout, 600.0), on_stdout=write)
     if size > limit:
@@ -146,8 +155,11 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
     dest = results_dir(config) / check_run_id(record.run_id)
     if dest.exists():
         return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
+    except OSError as exc:
+        raise local_error(record.run_id, dest.parent, exc) from None
     try:
         with open_host(run_host(config, record)) as host:
             _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
@@ -167,6 +179,9 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
         (tmp / "orch-run.json").write_text(json.dumps(asdict(record), indent=1))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; results are shared like any folder
         tmp.rename(dest)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise local_error(record.run_id, tmp, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

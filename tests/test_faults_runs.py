@@ -9,6 +9,7 @@ import os
 import pwd
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,70 @@ def test_second_worker_refuses_a_run_folder_a_live_worker_holds(tmp_path, tiny_m
     assert len(lines) == len(set(lines)) == 4  # nothing written twice
     free = subprocess.run(["flock", "-n", str(out / ".lock"), "true"])
     assert free.returncode == 0  # the lock ended with its worker
+
+
+@pytest.fixture
+def gpuproj(project, box, tmp_path, sshd):
+    """The test project, the fake job playbook and host `gpu` (the loopback sshd)."""
+    add_fake_job(project, "{steps: 3, sleep: 0.05, exit: 0, corrupt: false, big_mb: 0}")
+    (project / "orch.yaml").write_text(
+        f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
+        " timeout: 5}\n"
+    )
+    yield project
+    kill_tmux(sshd)
+
+
+@pytest.fixture
+def full_disk():
+    """full(path, size) mounts a tmpfs of `size` at `path` and fills it; unmounted after."""
+    made: list[Path] = []
+
+    def full(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True
+        )
+        made.append(path)
+        subprocess.run(["dd", "if=/dev/zero", f"of={path}/fill", "bs=4k"], capture_output=True)
+        return path
+
+    yield full
+    for m in reversed(made):
+        subprocess.run(["umount", "-l", str(m)], check=False)
+
+
+def tmux_sessions(server) -> str:
+    env = {"TMUX_TMPDIR": str(server.tmux_dir), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["tmux", "ls"], env=env, capture_output=True, text=True).stdout
+
+
+@ROOT_ONLY
+def test_full_local_disk_at_launch_starts_nothing(gpuproj, orch, tmp_path, full_disk, sshd):
+    runs = full_disk(gpuproj / ".orch" / "runs", "64k")
+    res = orch("run", "job", "--host", "gpu")
+    assert res.exit_code == 1, res.output
+    [line] = res.stderr.strip().splitlines()
+    assert "cannot write the run record" in line and str(runs) in line
+    assert "No space left on device" in line and "nothing was started on gpu" in line
+    assert "orch-job" not in tmux_sessions(sshd)
+    assert not list((tmp_path / "remote" / "runs").glob("job-*"))
+    (runs / "fill").unlink()  # room again: the same command starts and records the job
+    run_id = start_run(orch, "gpu")
+    assert (runs / f"{run_id}.json").is_file()
+
+
+@ROOT_ONLY
+def test_full_local_disk_at_fetch_is_a_local_error(gpuproj, orch, full_disk):
+    run_id = start_run(orch, "gpu", "job.big_mb=2")
+    poll(lambda: status_of(orch, run_id)["state"] == "succeeded", 30)
+    results = full_disk(gpuproj / "results", "8m")
+    res = orch("fetch", run_id)
+    assert res.exit_code == 1, res.output
+    assert "No space left on device" in res.output and str(results) in res.output
+    assert "unreachable" not in res.output
+    assert sorted(p.name for p in results.iterdir()) == ["fill"]  # no half-written folder
+    (results / "fill").unlink()
+    again = orch("fetch", run_id)
+    assert again.exit_code == 0, again.output
+    assert (results / run_id / "results.json").is_file()
