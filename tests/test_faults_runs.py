@@ -93,7 +93,9 @@ def test_second_worker_refuses_a_run_folder_a_live_worker_holds(tmp_path, tiny_m
 @pytest.fixture
 def gpuproj(project, box, tmp_path, sshd):
     """The test project, the fake job playbook and host `gpu` (the loopback sshd)."""
-    add_fake_job(project, "{steps: 3, sleep: 0.05, exit: 0, corrupt: false, big_mb: 0}")
+    add_fake_job(
+        project, "{steps: 3, sleep: 0.05, exit: 0, corrupt: false, big_mb: 0, hold: false}"
+    )
     (project / "orch.yaml").write_text(
         f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
         " timeout: 5}\n"
@@ -155,3 +157,23 @@ def test_full_local_disk_at_fetch_is_a_local_error(gpuproj, orch, full_disk):
     again = orch("fetch", run_id)
     assert again.exit_code == 0, again.output
     assert (results / run_id / "results.json").is_file()
+
+
+def test_push_never_prunes_the_tree_a_live_run_uses(gpuproj, orch, tmp_path):
+    remote = tmp_path / "remote"
+    run_id = start_run(orch, "gpu", "job.hold=true")
+    folder = remote / "runs" / run_id
+    poll(lambda: (folder / "progress.json").is_file(), 30)
+    tree = Path((folder / "tree").read_text().strip())
+    assert tree.parent == remote / ".trees" and tree.is_dir()
+    for i in range(4):  # more pushes than trees kept
+        (gpuproj / "gpu_worker" / "engine.py").write_text(f"VALUE = {i + 10}\n")
+        assert orch("push", "--host", "gpu").exit_code == 0
+    assert (tree / "gpu_worker" / "fake_job.py").is_file()  # the run's code is all still there
+    assert len(list((remote / ".trees").glob("[!.]*"))) == 4  # 3 kept + the one in use
+    (folder / "release").touch()
+    assert poll(lambda: status_of(orch, run_id)["state"] in ("succeeded", "failed"), 30)
+    assert status_of(orch, run_id)["state"] == "succeeded"
+    (gpuproj / "gpu_worker" / "engine.py").write_text("VALUE = 99\n")
+    assert orch("push", "--host", "gpu").exit_code == 0
+    assert not tree.exists()  # pruned once its run ended
