@@ -2,7 +2,8 @@
 `merge --parent ID --playbook NAME --out DIR SHARD_DIR...` (a sharded run's shards into one).
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
-written; or a preflight gate stopped it: no results.json), 2 a usage, playbook or data error.
+written; or a preflight gate stopped it: no results.json), 2 a usage, playbook or data error,
+75 another live worker holds the run folder.
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from .contract.layout import EXIT_BUSY
+
+BUSY_EXIT = EXIT_BUSY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .contract.schema import method_names
     from .contract.spec import PlaybookError
+    from .outputs import RunFolderBusy
     from .preflight import PreflightError
     from .runner import run
     from .summary import failed_methods
@@ -55,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = run(args.playbook, args.out, resume=args.resume)
+    except RunFolderBusy as exc:
+        print(f"gpu_worker: error: {exc}", file=sys.stderr)
+        return BUSY_EXIT
     except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@
 - `progress.json`: `Progress`, rewritten at most every PROGRESS_EVERY_S seconds.
 - `results.json`: written with `write_json_atomic` (temp name in the same folder, then rename),
   like every file the orchestrator reads.
+- `.lock`: `hold_run_lock` takes `flock` on it for the worker's whole life, so a second worker
+  (a resumed run whose first job still runs) refuses the folder instead of writing beside it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,32 @@ from .contract import schema
 from .contract.fsio import write_json_atomic
 
 PROGRESS_EVERY_S = 2.0
+LOCK_FILE = ".lock"
+_held: list = []  # the open lock files: kept until the process exits
+
+
+class RunFolderBusy(Exception):
+    """Another live worker holds the run folder."""
+
+
+def hold_run_lock(out: Path) -> None:
+    """Take the run folder's lock for the rest of this process, or raise `RunFolderBusy`."""
+    import fcntl
+
+    f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held open until the process exits
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip()[:20] or "?"
+        f.close()
+        raise RunFolderBusy(
+            f"{out}: another worker (pid {holder}) is writing to this run folder; not starting"
+        ) from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    _held.append(f)
 
 
 def append_lines(sink, rows: list[dict]) -> None:

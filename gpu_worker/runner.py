@@ -35,7 +35,7 @@ from .contract.fsio import read_jsonl, write_json_atomic
 from .contract.spec import PlaybookError, RunSpec, parse_playbook
 from .data import DataError, Samples, selected_indices
 from .fastpath import shapes
-from .outputs import Progress, append_lines
+from .outputs import Progress, append_lines, hold_run_lock
 from .preflight import check_adapters, check_first_batch
 from .provenance import run_block
 
@@ -106,6 +106,7 @@ def run(
     root = root or os.getcwd()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    hold_run_lock(out)  # one worker per run folder, for as long as it lives
     pred_path = out / "predictions.jsonl"
     if pred_path.exists() and pred_path.stat().st_size and not resume:
         raise PlaybookError(f"{pred_path} exists: pass --resume to continue it, or a new --out")

@@ -30,7 +30,7 @@ from gpu_worker.contract.schema import SchemaError, validate_results
 from . import fetchlock
 from .backends import FETCH_FILES
 from .config import Config
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
 from .jobs import collect_status, run_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
@@ -83,6 +83,12 @@ def _too_big(run_id: str, what: str, max_mb: float) -> OrchError:
     )
 
 
+def local_error(run_id: str, path: Path, exc: OSError) -> OrchError:
+    """A local write that failed (a full disk): exit 1, naming the local path."""
+    where = exc.filename or path
+    return OrchError(f"{run_id}: cannot write {where}: {exc.strerror or exc}; nothing was written")
+
+
 def _download(host: Host, run_id: str, archive: Path, max_mb: float) -> None:
     """Stream the run's files as a tar.gz into `archive`; refuse more than `max_mb`."""
     limit = int(max_mb * MB)
@@ -100,7 +106,10 @@ def _download(host: Host, run_id: str, archive: Path, max_mb: float) -> None:
             nonlocal size
             size += len(chunk)
             if size <= limit:
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:  # said as a local error, not as the link's
+                    raise local_error(run_id, archive, exc) from None
 
         res = host.run(command, timeout=max(host.config.timeout, 600.0), on_stdout=write)
     if size > limit:
@@ -154,6 +163,10 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
     def waiting() -> None:
         log.warning("%s: already being fetched by another orch fetch; waiting", record.run_id)
 
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise local_error(record.run_id, dest.parent, exc) from None
     with fetchlock.run_lock(dest.parent, record.run_id, on_wait=waiting):
         if dest.exists():  # the fetch we waited for brought it
             return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
@@ -163,7 +176,10 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
 def _fetch_locked(
     config: Config, record: RunRecord, state: str, log_tail: list[str], dest: Path
 ) -> FetchResult:
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
+    except OSError as exc:
+        raise local_error(record.run_id, dest.parent, exc) from None
     try:
         with open_host(run_host(config, record)) as host:
             _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
@@ -183,6 +199,9 @@ def _fetch_locked(
         (tmp / "orch-run.json").write_text(json.dumps(asdict(record), indent=1))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; results are shared like any folder
         tmp.rename(dest)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise local_error(record.run_id, tmp, exc) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -195,7 +214,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
     if run_ids:
         records = [find_record(config, r) for r in run_ids]
     else:
-        records = [r for r in load_records(config) if not r.fetched]
+        records = [r for r in load_records(config) if not r.fetched and not r.error]
     if not records:
         return []
     fetchlock.sweep(results_dir(config))  # temp folders of fetches killed earlier
@@ -205,8 +224,11 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         if rec.run_id not in {r.run_id for r in records}:
             continue
         s = statuses.get(rec.run_id)
-        if s is None:
-            raise JobNotFound(f"run {rec.run_id} not found on {rec.host}")
+        if rec.error:
+            out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
+        elif s is None:
+            why = f"not found on {rec.host} (its run folder is gone)"
+            out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, "unknown", error=why))
         if not s.reachable:
             out.append(FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=s.note))
         elif s.state not in FINISHED:

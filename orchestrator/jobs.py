@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from gpu_worker.contract.layout import CodeIdentity
 
-from .backends import Launch, backend_for
+from .backends import Launch, SubmitRefused, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
 from .playbooks import Playbook
@@ -25,6 +25,7 @@ from .records import (
     RunRecord,
     check_run_id,
     find_record,
+    forget_record,
     load_records,
     new_run_id,
     save_record,
@@ -77,9 +78,35 @@ def launch(
         precheck="" if resume or own_command else precheck_script(host.config),
     )
     backend = backend_for(host.config)
-    record.job_id = backend.submit(host, [launch], command, allow_concurrent)[0]
+    if not resume:  # recorded before anything starts: no job without a record (a resumed run
+        save_pending(config, record)  # keeps the record it has until it starts again)
+    try:
+        record.job_id = backend.submit(host, [launch], command, allow_concurrent)[0]
+    except BaseException as exc:
+        if not resume:
+            submit_failed(config, record, exc)
+        raise
     save_record(config, record)
     return record
+
+
+def save_pending(config: Config, record: RunRecord) -> None:
+    """Write the record of a run about to start; a local write error stops the launch."""
+    try:
+        save_record(config, record)
+    except OrchError as exc:
+        raise OrchError(f"{exc}; nothing was started on {record.host}") from None
+
+
+def submit_failed(config: Config, record: RunRecord, exc: BaseException) -> None:
+    """Settle the pending record of a submission that raised `exc`: a scheduler's refusal is
+    recorded as failed; an unanswered host or an interrupt keeps it (the job may have started);
+    any other error started nothing (the launch script cleaned up), so the record goes."""
+    if isinstance(exc, SubmitRefused):
+        record.state, record.error = RunState.FAILED, str(exc)
+        save_record(config, record)
+    elif isinstance(exc, OrchError) and not isinstance(exc, HostUnreachable):
+        forget_record(config, record.run_id)
 
 
 def pin_remote_dir(host: Host) -> None:
@@ -177,14 +204,14 @@ def collect_status_report(
     records = {r.run_id: r for r in load_records(config)}
     # Runs are asked for where they were started: (host, its absolute remote_dir) (see run_host).
     wanted: dict[tuple[str, str | None], list[str] | None] = {}
-    if run_ids:
-        for rid in run_ids:
-            rec = find_record(config, rid)
-            wanted.setdefault((rec.host, rec.remote_dir), []).append(rec.run_id)
-    elif host_name:
+    never: list[RunStatus] = []  # runs the scheduler refused: their record is all there is
+    chosen = [find_record(config, rid) for rid in run_ids]
+    if host_name and not chosen:
         wanted[(config.host(host_name).name, None)] = None
-    else:
-        for rec in records.values():
+    for rec in chosen or ([] if host_name else list(records.values())):
+        if rec.error:
+            never.append(_never_started(rec))
+        else:
             wanted.setdefault((rec.host, rec.remote_dir), []).append(rec.run_id)
 
     unreachable: dict[str, str] = {}
@@ -221,12 +248,27 @@ def collect_status_report(
     for s in results:
         if s.reachable:
             _remember(config, records.get(s.run_id), s)
+    results += never
     order = {rid: r.started_at for rid, r in records.items()}
     runs = sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
     return StatusReport(runs, dict(sorted(unreachable.items())))
 
 
 RECORD_REFRESH_S = 60.0
+
+
+def _never_started(record: RunRecord) -> RunStatus:
+    """The status of a run whose submission was refused (from its record alone)."""
+    return RunStatus(
+        run_id=record.run_id,
+        host=record.host,
+        playbook=record.playbook,
+        state=record.state,
+        note=record.error or "",
+        read_at=time.time(),
+        parent=record.parent,
+        shard=record.shard,
+    )
 
 
 def _remember(config: Config, record: RunRecord | None, s: RunStatus) -> None:

@@ -19,7 +19,7 @@ from gpu_worker.contract.fsio import atomic_write
 from gpu_worker.contract.layout import RUN_ID_RE, CodeIdentity
 
 from .config import Config
-from .errors import ConfigError, JobNotFound
+from .errors import ConfigError, JobNotFound, OrchError
 from .states import RunState
 
 log = logging.getLogger("orchestrator")
@@ -48,6 +48,7 @@ class RunRecord:
     shard: int | None = None
     num_shards: int | None = None
     remote_dir: str | None = None  # the host's absolute remote_dir, resolved there at launch
+    error: str | None = None  # why the run never started (the scheduler refused it)
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:
@@ -84,10 +85,20 @@ def new_run_id(playbook: str) -> str:
 
 
 def save_record(config: Config, record: RunRecord) -> None:
-    """Write a run record atomically, so concurrent readers never see half of it."""
+    """Write a run record atomically, so concurrent readers never see half of it. A local
+    write error (a full disk) is an `OrchError` naming the file, not a traceback."""
     folder = records_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / f"{check_run_id(record.run_id)}.json", json.dumps(record.to_json()))
+    path = folder / f"{check_run_id(record.run_id)}.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(record.to_json()))
+    except OSError as exc:
+        raise OrchError(f"cannot write the run record {path}: {exc.strerror or exc}") from None
+
+
+def forget_record(config: Config, run_id: str) -> None:
+    """Remove a run's record (a launch that started nothing)."""
+    (records_dir(config) / f"{check_run_id(run_id)}.json").unlink(missing_ok=True)
 
 
 def read_record(path: Path) -> RunRecord | None:

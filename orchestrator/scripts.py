@@ -5,8 +5,9 @@ Each takes the host's configuration and plain values and returns `Quoted` shell 
 string replacement. tests/test_scripts.py holds a golden copy of each. The tmux launch wrapper
 and cancel live with their backend (`backends/tmux.py`), Slurm's in `backends/slurm.py`.
 
-On the host, `<remote_dir>/runs/<run_id>/` holds run.json, playbook.yaml, log.txt, pid,
-progress.json, results.json, exit_code, `cancelled` and, until the job has read it, `env`.
+On the host, `<remote_dir>/runs/<run_id>/` holds run.json, playbook.yaml, log.txt, pid, tree
+(the code tree the job runs in), progress.json, results.json, exit_code, `cancelled` and, until
+the job has read it, `env`.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def job_steps(host: HostConfig, command: Quoted) -> list[Quoted]:
         'echo $$ > "$D/pid"',
         f'cd "$(cd {remote(host.remote_dir, "code")} && pwd -P)" 2>> "$D/log.txt" || '
         f"{{ {write_exit_code('1')}; exit 1; }}",
+        'pwd -P > "$D/tree"',  # the code tree this run uses: `orch push` keeps it while it runs
         "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
         f'[ -f "$D/{ENV_FILE}" ] && . "$D/{ENV_FILE}"; rm -f "$D/{ENV_FILE}"',
         f'export {exports} ORCH_RUN_DIR="$D"',

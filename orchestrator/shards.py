@@ -25,7 +25,15 @@ from gpu_worker.contract.fsio import atomic_write
 from .backends import Launch, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
-from .jobs import launch, new_record, pin_remote_dir, remote_record, run_host
+from .jobs import (
+    launch,
+    new_record,
+    pin_remote_dir,
+    remote_record,
+    run_host,
+    save_pending,
+    submit_failed,
+)
 from .playbooks import Playbook
 from .records import RunRecord, check_run_id, new_run_id, save_record
 from .scripts import job_command
@@ -205,7 +213,14 @@ def _submit_array(
             records.append(rec)
             launches.append(Launch(run_id, shard_book.to_yaml(), remote_record(rec)))
         command = job_command(book.command)
-        ids = backend_for(hc).submit(host, launches, command, True)
+        for rec in records:
+            save_pending(config, rec)
+        try:
+            ids = backend_for(hc).submit(host, launches, command, True)
+        except BaseException as exc:
+            for rec in records:
+                submit_failed(config, rec, exc)
+            raise
     for rec, job_id in zip(records, ids, strict=True):
         rec.job_id = job_id
         save_record(config, rec)

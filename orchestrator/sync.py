@@ -10,6 +10,8 @@
   the `code` symlink with a rename: a push cut off half-way leaves the previous tree in place.
 - Swaps on one host are serialised by `flock` on `<remote_dir>/.trees/.lock`, and each push
   first removes what interrupted pushes left (`.trees/.incoming-<pid>` whose shell is gone).
+- Old trees beyond the newest KEEP_TREES are pruned, except a tree a live run works in (its
+  `runs/<id>/tree`): that one goes at the first push after its run ends.
 - `__pycache__/` and `*.pyc` are never sent nor compared (the worker's own bytecode on the host
   would otherwise make every push re-send or delete files).
 - `.orch-identity.json` in the tree records commit, dirty flag and content hash.
@@ -41,6 +43,16 @@ from .transport import Host
 
 DELETE_LIST = ".orch-delete"
 KEEP_TREES = 3
+# The trees live runs use (runs/*/tree, written by the job): a run without an exit code whose
+# wrapper is alive here, or that runs on another node (Slurm: until its exit code appears).
+# A job not yet started resolves `code` when it starts, so it needs no old tree.
+IN_USE = """keep=$(for r in runs/*/; do
+  [ -f "$r/tree" ] && [ ! -f "$r/exit_code" ] || continue
+  p=$(cat "$r/pid" 2>/dev/null || true); n=$(cat "$r/node" 2>/dev/null || true)
+  if kill -0 "$p" 2>/dev/null || { [ -n "$n" ] && [ "$n" != "$(hostname)" ]; }; then
+    t_=$(cat "$r/tree" || true); echo "${t_##*/}"
+  fi
+done)"""
 LOCK_WAIT_S = 60
 ProgressCallback = Callable[[int, int], None]
 
@@ -253,8 +265,10 @@ t={shell.quote(tree_name)}
 mv -T "$new" ".trees/$t"
 ln -sfn ".trees/$t" code.new.$$
 mv -Tf code.new.$$ code
-ls -1t .trees | grep -v '^[.]' | grep -vx "$t" | tail -n +{KEEP_TREES} | \
-  (cd .trees && xargs -r rm -rf --)
+{IN_USE}
+ls -1t .trees | grep -v '^[.]' | grep -vx "$t" | tail -n +{KEEP_TREES} | while IFS= read -r old; do
+  case " $keep " in *" $old "*) ;; *) rm -rf -- ".trees/$old" ;; esac
+done
 """)
 
 

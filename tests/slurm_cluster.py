@@ -189,6 +189,20 @@ class SlurmCluster:
                     proc.wait(5)
         self.procs = []
 
+    def stop_controller(self) -> None:
+        """Stop slurmctld by PID (jobs keep running on slurmd): "Unable to contact slurm
+        controller" until `start_controller`."""
+        for proc in self.procs:
+            if Path(proc.args[0]).name == "slurmctld" and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+        self.procs = [p for p in self.procs if p.poll() is None]
+
+    def start_controller(self) -> None:
+        """Start slurmctld again (it recovers its jobs from StateSaveLocation)."""
+        self._spawn("slurmctld", "-D", "-i", "-f", str(self.conf))
+        self._wait(lambda: self._run("scontrol", "ping").returncode == 0, "slurmctld")
+
     def login_node(self, workdir: Path) -> SSHServer:
         """An sshd whose sessions can run sbatch/squeue/scontrol/scancel against this cluster."""
         server = SSHServer(workdir)

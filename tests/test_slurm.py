@@ -101,7 +101,7 @@ def test_cancel_shows_cancelled(cluster, orch):
     assert orch("cancel", run_id).stdout.strip() == f"{run_id}: finished"
 
 
-def test_sbatch_refusal_is_one_line_error_and_leaves_no_record(cluster, orch, project):
+def test_sbatch_refusal_is_one_line_error_and_leaves_a_failed_record(cluster, orch, project):
     res = orch("run", "job", "--host", "cluster", "--set", "job.steps=1")
     assert res.exit_code == 0
     text = (project / "orch.yaml").read_text().replace("partition: debug", "partition: nosuch")
@@ -110,7 +110,8 @@ def test_sbatch_refusal_is_one_line_error_and_leaves_no_record(cluster, orch, pr
     res = orch("run", "job", "--host", "cluster")
     assert res.exit_code == 1
     assert "sbatch refused the job" in res.stderr and "partition" in res.stderr.lower()
-    assert sorted((project / ".orch" / "runs").glob("*.json")) == before
+    [new] = sorted(set((project / ".orch" / "runs").glob("*.json")) - set(before))
+    assert json.loads(new.read_text())["state"] == "failed"  # recorded, never started
 
 
 def test_job_array_failing_task_shows_failed_with_its_exit_code(cluster, orch):

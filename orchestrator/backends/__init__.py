@@ -1,5 +1,5 @@
 """Job backends: `tmux` (SSH hosts and `local`) and `slurm` (a cluster's login node)."""
 
-from .base import FETCH_FILES, Backend, Launch, backend_for
+from .base import FETCH_FILES, Backend, Launch, SubmitRefused, backend_for
 
-__all__ = ["FETCH_FILES", "Backend", "Launch", "backend_for"]
+__all__ = ["FETCH_FILES", "Backend", "Launch", "SubmitRefused", "backend_for"]

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ..config import HostConfig
+from ..errors import OrchError
 from ..shell import Quoted
 from ..states import CancelOutcome
 
@@ -43,6 +44,10 @@ class Launch:
     playbook_yaml: str
     record: dict
     precheck: str = ""
+
+
+class SubmitRefused(OrchError):
+    """The scheduler refused the job (sbatch failed): nothing runs, the run is recorded failed."""
 
 
 class Backend(ABC):

@@ -18,16 +18,16 @@ import re
 import time
 from dataclasses import dataclass, fields, replace
 
-from gpu_worker.contract.layout import EXIT_SUBMIT
+from gpu_worker.contract.layout import EXIT_BUSY, EXIT_SCHEDULER_DOWN, EXIT_SUBMIT
 
 from ..config import SLURM_FIELDS, SlurmConfig
-from ..errors import ConfigError, OrchError
+from ..errors import ConfigError, HostUnreachable, OrchError
 from ..records import check_run_id
 from ..scripts import ENV_FILE, env_file, job_steps, json_with, run_dir, status_script
 from ..shell import Quoted, join, nest, quote, remote, trusted
 from ..states import CancelOutcome, CheckStatus, RunState
 from ..status import SeenRun, derive_state, parse_status, to_status
-from .base import Backend, Launch
+from .base import Backend, Launch, SubmitRefused
 
 STATES: dict[str, RunState] = {
     "PENDING": RunState.QUEUED,
@@ -49,6 +49,10 @@ STATES: dict[str, RunState] = {
 }
 # Slurm ended the job itself: its word beats the exit code the wrapper managed to write.
 SLURM_DECIDES = ("TIMEOUT", "OUT_OF_MEMORY", "DEADLINE", "CANCELLED", "NODE_FAIL", "PREEMPTED")
+DOWN = "@down"  # a Slurm query failed: the scheduler's view is unknown, never "job gone"
+SUBMIT_FAILED = EXIT_SUBMIT  # sbatch refused the job
+SLURM_DOWN = EXIT_SCHEDULER_DOWN  # the scheduler did not answer
+STILL_QUEUED = EXIT_BUSY  # --resume of a run whose job Slurm still lists
 SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.:,=/+%@-]+$")
 JOB_ID_RE = re.compile(r"^\d+(_\d+)?$")
 
@@ -112,10 +116,21 @@ def batch_script(host, runs_dir: Quoted, run_id_expr: Quoted, command: Quoted) -
 def submit_script(host, runs: list[Launch], batch: Quoted, args: list[str]) -> Quoted:
     """Write each run's folder and the batch file, `sbatch` once, record the job id per run."""
     array = len(runs) > 1
-    lines = ["set -e", f"R={remote(host.config.remote_dir, 'runs')}", 'mkdir -p "$R"']
-    lines.append(f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")')  # the host's env:, from stdin
+    envs = " ".join(f"{run_dir(host.config, launch.run_id)}/{ENV_FILE}" for launch in runs)
+    lines = [
+        "set -e",
+        "ok=",
+        f"R={remote(host.config.remote_dir, 'runs')}",
+        'mkdir -p "$R"',
+        # the secrets never outlive a failed submission, whatever step fails
+        f'cleanup() {{ rm -f "$R/.{ENV_FILE}-$$"; [ -n "$ok" ] || rm -f {envs}; }}',
+        "trap cleanup EXIT",
+        f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")',  # the host's env:, from stdin
+    ]
     for launch in runs:
         d = run_dir(host.config, launch.run_id)
+        if launch.record.get("resume"):
+            lines.append(still_queued_check(d))
         mkdir = "mkdir -p" if launch.record.get("resume") else "mkdir"
         lines += [
             f"{mkdir} {d}",
@@ -123,14 +138,14 @@ def submit_script(host, runs: list[Launch], batch: Quoted, args: list[str]) -> Q
             f'cp -p "$R/.{ENV_FILE}-$$" {d}/{ENV_FILE}',
             f"printf '%s' {quote(launch.playbook_yaml)} > {d}/playbook.yaml",
         ]
-    lines.append(f'rm -f "$R/.{ENV_FILE}-$$"')
     name = f".sbatch-{runs[0].run_id}.sh"
     lines += [
         f"printf '%s' {nest(batch)} > \"$R\"/{quote(name)}",
         "set +e",
         f"out=$(sbatch {join(args)} "
         f'--output="$R"/{quote(_output(runs[0].run_id, array))} "$R"/{quote(name)} 2>&1)',
-        f'if [ $? != 0 ]; then echo "$out"; exit {EXIT_SUBMIT}; fi',
+        f'if [ $? != 0 ]; then echo "$out"; exit {SUBMIT_FAILED}; fi',
+        "ok=1",
         "jid=${out%%;*}",
     ]
     for i, launch in enumerate(runs):
@@ -139,6 +154,19 @@ def submit_script(host, runs: list[Launch], batch: Quoted, args: list[str]) -> Q
         lines.append(f"{record} > {run_dir(host.config, launch.run_id)}/run.json")
     lines.append('echo "$jid"')
     return trusted("\n".join(lines) + "\n")
+
+
+def still_queued_check(d: Quoted) -> str:
+    """Shell lines refusing to resume the run in folder `d` while Slurm still lists its job
+    (exit STILL_QUEUED) or cannot say (exit SLURM_DOWN): one job per run folder, ever."""
+    job = f'sed -n \'s/.*"slurm_job": *"\\([0-9_]*\\)".*/\\1/p\' {d}/run.json'
+    return f"""job=$({job} 2>/dev/null || true)
+if [ -n "$job" ]; then
+  if ! q=$(squeue -h -r -u "$(id -un)" -o %i 2>&1); then
+    printf '%s\\n' "$q" | head -n 1; exit {SLURM_DOWN}
+  fi
+  if printf '%s\\n' "$q" | grep -qx -- "$job"; then echo "$job"; exit {STILL_QUEUED}; fi
+fi"""
 
 
 def _output(first_run_id: str, array: bool) -> str:
@@ -155,14 +183,22 @@ def poll_script(host, run_ids: list[str] | None) -> Quoted:
     slurm = f"""cd {remote(host.config.remote_dir, "runs")} 2>/dev/null || exit 0
 ids=$(sed -n 's/.*"slurm_job": *"\\([0-9]*\\).*/\\1/p' {records} 2>/dev/null | sort -u)
 if [ -n "$ids" ]; then
-  squeue -h -r -u "$(id -un)" -o '@sq %i|%T|%r' 2>/dev/null
+  if sq=$(squeue -h -r -u "$(id -un)" -o '@sq %i|%T|%r' 2>&1); then
+    [ -z "$sq" ] || printf '%s\\n' "$sq"
+  else
+    echo "{DOWN} squeue: $(printf '%s' "$sq" | head -n 1)"
+  fi
   list=$(echo $ids | tr ' ' ,)
   if acct=$(sacct -n -X -P -j "$list" -o JobID,State,ExitCode,Reason 2>/dev/null) &&
      [ -n "$acct" ]; then
     printf '%s\\n' "$acct" | sed 's/^/@sa /'
   else
     alt=$(echo $ids | tr ' ' '|')
-    scontrol show job -o 2>/dev/null | grep -E "JobId=($alt) " | sed 's/^/@sc /'
+    if sc=$(scontrol show job -o 2>&1); then
+      printf '%s\\n' "$sc" | grep -E "JobId=($alt) " | sed 's/^/@sc /'
+    else
+      echo "{DOWN} scontrol: $(printf '%s' "$sc" | head -n 1)"
+    fi
   fi
 fi
 """
@@ -276,8 +312,19 @@ class SlurmBackend(Backend):
         args = sbatch_args(settings, f"orch-{parent}", len(runs) if len(runs) > 1 else None)
         script = submit_script(host, runs, batch, args)
         res = host.run(script, stdin=env_file(host.config), check=False)
-        if res.exit_code == EXIT_SUBMIT:
-            raise OrchError(f"{host.name}: sbatch refused the job: {res.text.strip()[-300:]}")
+        said = res.text.strip()
+        if res.exit_code == SUBMIT_FAILED:
+            raise SubmitRefused(f"{host.name}: sbatch refused the job: {said[-300:]}")
+        if res.exit_code == SLURM_DOWN:
+            raise HostUnreachable(
+                f"{host.name}: Slurm did not answer ({said[:200]}); not resuming until it "
+                "confirms the run's job ended"
+            )
+        if res.exit_code == STILL_QUEUED:
+            raise OrchError(
+                f"{host.name}: Slurm job {said} of this run is still queued or running; "
+                "wait for it or `orch cancel` it first"
+            )
         res.check()
         jid = res.text.strip().splitlines()[-1]
         if not JOB_ID_RE.match(jid):
@@ -287,6 +334,12 @@ class SlurmBackend(Backend):
     def poll(self, host, run_ids: list[str] | None) -> list:
         """The runs' files and Slurm's states in one round trip (see `slurm_state`)."""
         res = host.run(poll_script(host, run_ids))
+        down = [line for line in res.text.splitlines() if line.startswith(DOWN + " ")]
+        if down:  # a run Slurm did not report on is unknown, not lost: say so, exit 3
+            raise HostUnreachable(
+                f"{host.name}: Slurm did not answer ({down[0][len(DOWN) + 1 :][:200]}); "
+                "the runs' states are unknown until it does"
+            )
         read_at = time.time()
         dump = parse_status(res.text, read_at)
         slurm = parse_slurm(res.text)
@@ -320,6 +373,7 @@ job=$(sed -n 's/.*"slurm_job": *"\\([0-9_]*\\)".*/\\1/p' "$D/run.json")
 [ -n "$job" ] || {{ echo missing; exit 0; }}
 touch "$D/cancelled"
 scancel "$job" || exit 1
+rm -f "$D/{ENV_FILE}"  # a job cancelled before it started never read its secrets
 echo cancelled
 """
         return CancelOutcome(host.run(script).text.strip())
