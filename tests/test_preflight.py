@@ -195,4 +195,12 @@ def test_wrong_script_rate_in_results(tmp_path):
     assert letters > 50
     assert results["ori"]["wrong_script_rate"] == outside / letters < 0.2
     stored = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert stored["ori"]["wrong_script_rate"] == results["ori"]["wrong_script_rate"]
+    rate = stored["ori"]["wrong_script_rate"]
+    assert rate == results["ori"]["wrong_script_rate"]
+    from orchestrator import readme
+
+    text = readme.render_run(readme.RunTable("r1", "t", stored))
+    assert "| images/s | n | wrong script |" in text
+    assert f"| 8 | {rate:.3f} |" in text
+    row = {"method": "ori", **stored["ori"], "wrong_script_rate": rate}
+    assert readme.view_cells(row)[-1] == f"{rate:.3f}"  # the `orch results` column
