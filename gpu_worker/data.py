@@ -265,11 +265,32 @@ def _pick_split(loaded, spec: DataSpec):
     if not isinstance(loaded, (datasets.DatasetDict, dict)):
         return loaded
     if spec.split not in loaded:
-        raise DataError(
-            f"data.split: '{spec.split}' not in {spec.source} (splits: {', '.join(loaded)}); "
-            "set data.split, or data.holdout to hold out rows of a split"
-        )
+        raise _no_split(spec, list(loaded))
     return loaded[spec.split]
+
+
+def _no_split(spec: DataSpec, names: list[str]) -> DataError:
+    return DataError(
+        f"data.split: '{spec.split}' not in {spec.source} (splits: {', '.join(names)}); "
+        "set data.split, or data.holdout to hold out rows of a split"
+    )
+
+
+def _load_split(path: str, spec: DataSpec):
+    """`datasets.load_dataset(path, split=...)`; a split it lacks is a DataError naming those
+    it has (read from the library's own message: no second lookup)."""
+    import ast
+    import re
+
+    import datasets
+
+    try:
+        return datasets.load_dataset(path, split=spec.split)
+    except ValueError as exc:
+        found = re.search(r"Unknown split .*Should be one of (\[.*\])", str(exc))
+        if not found:
+            raise
+        raise _no_split(spec, [str(n) for n in ast.literal_eval(found.group(1))]) from None
 
 
 def offline() -> bool:
@@ -290,12 +311,11 @@ def hub_snapshot(name: str) -> str | None:
 
 def _load_hub(spec: DataSpec):
     """A Hub dataset's split: online through `datasets`; offline from the local caches."""
-    import datasets
 
     if not offline():
-        return _pick_split(datasets.load_dataset(spec.source), spec)
+        return _load_split(spec.source, spec)
     try:
-        return _pick_split(datasets.load_dataset(spec.source), spec)
+        return _load_split(spec.source, spec)
     except DataError:
         raise
     except Exception:  # noqa: BLE001 - not in the datasets cache: try the hub's snapshot
@@ -306,7 +326,7 @@ def _load_hub(spec: DataSpec):
             f"data.source: {spec.source}: not in the local Hugging Face cache and the host is "
             "offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); download it first, or use a folder"
         )
-    return _pick_split(datasets.load_dataset(folder), spec)
+    return _load_split(folder, spec)
 
 
 def holdout_split(n_rows: int, holdout: dict) -> tuple[list[int], list[int]]:

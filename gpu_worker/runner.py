@@ -188,7 +188,7 @@ def _decode(
 
             def record(new: list[dict], rate: float, name: str = method.name, gate=gate) -> None:
                 _annotate(spec, samples, new, log)
-                if gate[0]:
+                if gate[0] and any("error" not in line for line in new):  # a decoded batch
                     check_first_batch(name, new, spec.data.script)
                     gate[0] = False
                 append_lines(sink, new)

@@ -10,6 +10,7 @@ import pytest
 
 from gpu_worker import precheck
 from orchestrator import scripts
+from tests.conftest import SAMPLES
 from tests.sshd_server import free_port
 from tests.test_jobs import demo_project
 
@@ -104,7 +105,7 @@ def _checkpoints(folder, steps):
 def _doc(base, ckpts, **methods):
     return {
         "model": {"base": str(base), "checkpoints": str(ckpts)},
-        "data": {"source": "data/sample"},
+        "data": {"source": str(SAMPLES)},
         "methods": methods or {"baseline": {"kind": "greedy"}},
     }
 
