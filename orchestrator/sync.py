@@ -204,7 +204,10 @@ def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
             f"find . -name __pycache__ -prune -o -type f ! -name {ident} ! -name '*.pyc' "
             "-print0 | xargs -0 -r sha256sum; "
             f"echo '#identity'; cat {ident} 2>/dev/null || true"
-        )
+        ),
+        # hashing a big tree (push.include data) takes time; a dead link is still noticed by
+        # the keepalive within the host's timeout, as for the swap and for fetch
+        timeout=max(host.config.timeout, 600.0),
     )
     text, _, ident = res.text.partition("#identity\n")
     manifest = {}
