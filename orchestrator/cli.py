@@ -192,6 +192,12 @@ def setup(state: State, host_name: str | None) -> None:
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
 @click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
+@click.option("--queue", is_flag=True, help="On a busy host, wait there for its jobs to end.")
+@click.option(
+    "--after",
+    metavar="RUN",
+    help="Queue on the host behind RUN (or latest:PLAYBOOK); start only if it succeeds.",
+)
 @click.pass_obj
 def run(
     state: State,
@@ -203,6 +209,8 @@ def run(
     overrides: tuple[str, ...],
     follow: bool,
     allow_concurrent: bool,
+    queue: bool,
+    after: str | None,
 ) -> None:
     """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
@@ -210,11 +218,21 @@ def run(
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
     Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
+    Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
     """
     from .start import RunRequest, start_run
 
     req = RunRequest(
-        playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent
+        playbook,
+        host_name,
+        overrides,
+        shards,
+        resume_id,
+        shard,
+        follow,
+        allow_concurrent,
+        queue,
+        after,
     )
     started = start_run(state.config(), req, lambda r: show_push(r, False))
     if started.sharded is not None:

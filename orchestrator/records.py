@@ -48,6 +48,7 @@ class RunRecord:
     parent: str | None = None
     shard: int | None = None
     num_shards: int | None = None
+    after: str | None = None  # the run this one was queued after (`orch run --after`)
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:

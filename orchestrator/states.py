@@ -29,6 +29,7 @@ class RunState(Word):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"
+    SKIPPED = "skipped"  # queued `--after` a run that did not succeed: never started
 
     @property
     def finished(self) -> bool:
@@ -36,7 +37,9 @@ class RunState(Word):
         return self in FINISHED
 
 
-FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST})
+FINISHED = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST, RunState.SKIPPED}
+)
 
 
 class CancelOutcome(Word):
