@@ -323,24 +323,39 @@ def cancel(state: State, run_id: str, grace: float) -> None:
 
 @cli.command()
 @click.argument("runs", nargs=-1)
+@click.option(
+    "--outputs",
+    "outputs",
+    is_flag=False,
+    flag_value="*",
+    default=None,
+    metavar="[GLOB]",
+    help="Also bring back the named runs' playbook `outputs:` (matching GLOB) into "
+    "results/<run_id>/outputs/; resumes where it stopped.",
+)
 @json_option
 @click.pass_obj
-def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
+def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: bool) -> None:
     """Copy finished runs' results, predictions, log and playbook into results/<run_id>/.
 
+    \b
     Example: orch fetch
+    Example: orch fetch train-20261124-101200-ab12 --outputs 'checkpoints/checkpoint-500/*'
     """
     from .fetch import fetch as fetch_runs
     from .fetch import fetch_exit_code
     from .merge import merge_fetched
     from .shards import expand
 
+    if outputs is not None and not runs:
+        raise OrchError("--outputs needs the RUN whose outputs to fetch")
     results = fetch_runs(state.config(), expand(state.config(), runs))
     results += merge_fetched(state.config(), runs)
+    got = fetch_run_outputs(state.config(), runs, outputs) if outputs is not None else []
     if as_json:
-        json_out([r.to_json() for r in results])
+        json_out([r.to_json() for r in results + got])
     else:
-        echo(render.fetch_lines(results))
+        echo(render.fetch_lines(results) + render.outputs_lines(got))
     sys.exit(fetch_exit_code(results))
 
 
@@ -402,6 +417,14 @@ def results(state: State, as_json: bool) -> None:
     if not comparison.rows:
         return click.echo("no fetched results; run `orch fetch`")
     table(render.results_table(comparison.rows))
+
+
+def fetch_run_outputs(config, runs: tuple[str, ...], pattern: str) -> list:
+    """`fetch --outputs`: each named run's outputs (see `orchestrator/artifacts.py`)."""
+    from .artifacts import fetch_outputs
+    from .records import find_record
+
+    return [fetch_outputs(config, find_record(config, rid), pattern) for rid in runs]
 
 
 def main() -> None:

@@ -73,6 +73,7 @@ class RunStatus:
     metrics: dict = field(default_factory=dict)  # a `command:` job's last reported metrics
     after: str | None = None  # the run this one is queued after
     outputs: list = field(default_factory=list)  # [{path, size}] listed when the run ended
+    own_command: bool = False  # a `command:` job: its results.json is optional
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -244,5 +245,6 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
         error=error,
         after=info.get("after"),
         outputs=info.get("outputs") if isinstance(info.get("outputs"), list) else [],
+        own_command=bool(info.get("own_command")),
     )
     return replace(status, **_log_fields(seen, state, elapsed))
