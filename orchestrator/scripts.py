@@ -126,9 +126,9 @@ def job_steps(
 ) -> list[Quoted]:
     """The job's shell steps once `$D` (the run folder) and ORCH_RUN_ID are set, shared by the
     tmux wrapper and the Slurm batch script: pid, the `wait` steps (a queued run), cd into the
-    code, the env file, the command (all of it, `a; b` included) with its output appended to
-    log.txt, then its progress lines (progress.txt), its `outputs` listed in run.json, and its
-    status to exit_code. No secret is part of this text (see `env_file`)."""
+    code, the env file, the command (all of it, `a; b` and `exit N` included, in a subshell)
+    with its output appended to log.txt, then its progress lines (progress.txt), its `outputs`
+    listed in run.json, and its status to exit_code. No secret is part of this text (see `env_file`)."""
     if not isinstance(command, Quoted):
         raise TypeError("the job's command must be built by orchestrator.shell")
     exports = " ".join(f"{k}={quote(v)}" for k, v in JOB_ENV.items())
@@ -142,7 +142,7 @@ def job_steps(
         f'export {exports} ORCH_RUN_DIR="$D"',
         python_setup(host),
         "export ORCH_PYTHON",
-        f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
+        f'( {command}\n) >> "$D/log.txt" 2>&1 < /dev/null',  # a subshell: `exit N` ends it only
         "code=$?",
         f'[ -f "$D/progress.json" ] || {extract_script(chr(34) + "$D/log.txt" + chr(34))} '
         f'> "$D/{PROGRESS_TXT}"',

@@ -87,6 +87,7 @@ def parse(tagged: dict[str, str]) -> LogProgress | None:
 
 def eta(progress: LogProgress, elapsed_s: float | None) -> float | None:
     """Seconds left at the run's average pace so far (start-up included, so approximate)."""
-    if not progress.step or progress.total is None or not elapsed_s or elapsed_s <= 0:
+    if not progress.step or progress.total is None or elapsed_s is None:
         return None
+    elapsed_s = max(elapsed_s, 1.0)  # the host's clock is read in whole seconds
     return max(0.0, (progress.total - progress.step) * elapsed_s / progress.step)

@@ -142,7 +142,8 @@ def test_batch_and_submit_scripts_quote_paths_and_exit_with_the_job_code():
     assert "code=$?" in lines
     runs = [launch_of(f"p-s{i}", {"command": "x", "slurm": {"partition": "gpu"}}) for i in (0, 1)]
     script = SlurmBackend().submit_script(host, runs, Options())
-    assert 'sbatch --parsable --job-name=orch-p --partition=gpu --array=0-1 --output="$R"/p-s%a' in script
+    want = 'sbatch --parsable --job-name=orch-p --partition=gpu --array=0-1 --output="$R"/p-s%a'
+    assert want in script
     assert "R='/srv/my runs;x/runs'" in script and "D='/srv/my runs;x/runs/p-s1'" in script
     assert '"slurm_job": \' "$job_1" > "$D/.run.json.tmp"' in script and "exit 64" in script
     after = RunRecord("t-1", "hpc", "t", 1.0, backend="slurm", job_id="41")
