@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator import jobs, playbooks  # noqa: E402
+from orchestrator.backends import Options  # noqa: E402
 from orchestrator.config import load_config  # noqa: E402
 from orchestrator.transport import open_host  # noqa: E402
 from tests.sshd_server import SSHServer  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> None:
         for h in HOSTS:
             for _ in range(2):
                 with open_host(cfg.host(h)) as host:
-                    jobs.launch(cfg, host, book, allow_concurrent=True)
+                    jobs.launch_one(cfg, host, book, Options(allow_concurrent=True))
         ssh = ["ssh", "-F", str(home / ".ssh" / "config"), "-o", "BatchMode=yes"]
         ssh += ["-o", f"UserKnownHostsFile={home / '.ssh' / 'known_hosts'}", "h1", "true"]
         orch_cli = [sys.executable, "-m", "orchestrator", "status", "--host", "h1"]

@@ -192,6 +192,12 @@ def setup(state: State, host_name: str | None) -> None:
 )
 @click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
 @click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
+@click.option("--queue", is_flag=True, help="On a busy host, wait there for its jobs to end.")
+@click.option(
+    "--after",
+    metavar="RUN",
+    help="Queue on the host behind RUN (or latest:PLAYBOOK); start only if it succeeds.",
+)
 @click.pass_obj
 def run(
     state: State,
@@ -203,6 +209,8 @@ def run(
     overrides: tuple[str, ...],
     follow: bool,
     allow_concurrent: bool,
+    queue: bool,
+    after: str | None,
 ) -> None:
     """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
@@ -210,11 +218,21 @@ def run(
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
     Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
+    Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
     """
     from .start import RunRequest, start_run
 
     req = RunRequest(
-        playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent
+        playbook,
+        host_name,
+        overrides,
+        shards,
+        resume_id,
+        shard,
+        follow,
+        allow_concurrent,
+        queue,
+        after,
     )
     started = start_run(state.config(), req, lambda r: show_push(r, False))
     if started.sharded is not None:
@@ -313,12 +331,24 @@ def cancel(state: State, run_id: str, grace: float) -> None:
 
 @cli.command()
 @click.argument("runs", nargs=-1)
+@click.option(
+    "--outputs",
+    "outputs",
+    is_flag=False,
+    flag_value="*",
+    default=None,
+    metavar="[GLOB]",
+    help="Also bring back the named runs' playbook `outputs:` (matching GLOB) into "
+    "results/<run_id>/outputs/; resumes where it stopped.",
+)
 @json_option
 @click.pass_obj
-def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
+def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: bool) -> None:
     """Copy finished runs' results, predictions, log and playbook into results/<run_id>/.
 
+    \b
     Example: orch fetch
+    Example: orch fetch train-20261124-101200-ab12 --outputs 'checkpoints/checkpoint-500/*'
     """
     from .fetch import FetchResult, fetch_exit_code
     from .fetch import fetch as fetch_runs
@@ -326,16 +356,19 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
     from .shards import split
     from .states import FetchOutcome
 
+    if outputs is not None and not runs:
+        raise OrchError("--outputs needs the RUN whose outputs to fetch")
     ids, unstarted = split(state.config(), runs) if runs else ((), [])
     results = fetch_runs(state.config(), ids) if ids or not runs else []
     results += [
         FetchResult(s.run_id, FetchOutcome.NOT_FINAL, s.state, error=s.note) for s in unstarted
     ]
     results += merge_fetched(state.config(), runs)
+    got = fetch_run_outputs(state.config(), runs, outputs) if outputs is not None else []
     if as_json:
-        json_out([r.to_json() for r in results])
+        json_out([r.to_json() for r in results + got])
     else:
-        echo(render.fetch_lines(results))
+        echo(render.fetch_lines(results) + render.outputs_lines(got))
     sys.exit(fetch_exit_code(results))
 
 
@@ -425,6 +458,14 @@ def results(state: State, as_json: bool) -> None:
     if not comparison.rows:
         return click.echo("no fetched results; run `orch fetch`")
     table(render.results_table(comparison.rows))
+
+
+def fetch_run_outputs(config, runs: tuple[str, ...], pattern: str) -> list:
+    """`fetch --outputs`: each named run's outputs (see `orchestrator/artifacts.py`)."""
+    from .artifacts import fetch_outputs
+    from .records import find_record
+
+    return [fetch_outputs(config, find_record(config, rid), pattern) for rid in runs]
 
 
 def main() -> None:

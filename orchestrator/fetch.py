@@ -4,8 +4,10 @@ The host sends the run's files as one tar stream; they are unpacked into a tempo
 to the destination, results.json is checked against the contract schema, and only then is the
 folder renamed into place. A corrupt results.json, a cut connection or an interrupt leaves nothing
 behind (a lost link is outcome "unreachable", exit 3). A failed run's log is still fetched.
-Only a run whose exit code is written is fetched (and marked fetched for good): a run being
-cancelled or one that is lost is reported, not copied half-way. Re-fetching is a no-op.
+A `command:` job's results.json is optional (validated when present); `--outputs` is
+`artifacts.py`. Only a run whose exit code is written is fetched (and marked fetched for good):
+a run being cancelled or one that is lost is reported, not copied half-way. Re-fetching is a
+no-op.
 
 The archive is streamed to a file in that temporary folder, never held in memory, and a run whose
 files are larger than orch.yaml's `fetch: {max_mb: ...}` (default 4096) is refused, compressed
@@ -153,9 +155,16 @@ def _umask() -> int:
     return mask
 
 
-def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]) -> FetchResult:
+def fetch_run(
+    config: Config,
+    record: RunRecord,
+    state: str,
+    log_tail: list[str],
+    results_required: bool = True,
+) -> FetchResult:
     """Copy one finished run into results/<run_id>/ (see the module docstring), holding the
-    run's fetch lock (orchestrator/fetchlock.py): a second fetch of the run waits for the first."""
+    run's fetch lock (orchestrator/fetchlock.py): a second fetch of the run waits for the first.
+    A `command:` job (`results_required` false) may have no results.json."""
     dest = results_dir(config) / check_run_id(record.run_id)
     if dest.exists():
         return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
@@ -170,11 +179,16 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
     with fetchlock.run_lock(dest.parent, record.run_id, on_wait=waiting):
         if dest.exists():  # the fetch we waited for brought it
             return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
-        return _fetch_locked(config, record, state, log_tail, dest)
+        return _fetch_locked(config, record, state, log_tail, dest, results_required)
 
 
 def _fetch_locked(
-    config: Config, record: RunRecord, state: str, log_tail: list[str], dest: Path
+    config: Config,
+    record: RunRecord,
+    state: str,
+    log_tail: list[str],
+    dest: Path,
+    results_required: bool,
 ) -> FetchResult:
     try:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
@@ -193,7 +207,7 @@ def _fetch_locked(
                     f"{record.run_id}: results.json on {record.host} is invalid ({exc}); "
                     "nothing was written"
                 ) from None
-        elif state == "succeeded":
+        elif state == "succeeded" and results_required:
             raise OrchError(f"{record.run_id}: no results.json on {record.host}")
         record.fetched = True
         (tmp / "orch-run.json").write_text(json.dumps(asdict(record), indent=1))
@@ -238,7 +252,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
             out.append(FetchResult(rec.run_id, FetchOutcome.NOT_FINAL, s.state, error=why))
         else:
             try:
-                out.append(fetch_run(config, rec, s.state, s.log_tail))
+                out.append(fetch_run(config, rec, s.state, s.log_tail, not s.own_command))
             except HostUnreachable as exc:
                 out.append(
                     FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=str(exc))

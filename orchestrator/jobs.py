@@ -13,14 +13,14 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from gpu_worker.contract.layout import CodeIdentity
 
-from .backends import Launch, SubmitRefused, backend_for
+from .backends import Launch, Options, SubmitRefused, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
-from .playbooks import Playbook
+from .playbooks import Resolved
 from .records import (
     RunRecord,
     check_run_id,
@@ -30,64 +30,74 @@ from .records import (
     new_run_id,
     save_record,
 )
-from .scripts import (
-    job_command,
-    log_follow_script,
-    log_tail_script,
-    precheck_script,
-    resolve_dir_script,
-)
+from .scripts import log_follow_script, log_tail_script, resolve_dir_script
 from .states import FINISHED, CancelOutcome, RunState
 from .status import RunStatus
 from .sync import push
 from .transport import Host, open_host
 
+DEFAULT_OPTIONS = Options()
+
 
 def launch(
     config: Config,
     host: Host,
-    playbook: Playbook,
+    runs: list[tuple[str, Resolved]],
+    options: Options = DEFAULT_OPTIONS,
     *,
-    allow_concurrent: bool = False,
     on_push: Callable | None = None,
-    run_id: str | None = None,
     resume: bool = False,
     parent: str | None = None,
-) -> RunRecord:
-    """Push, then start the resolved playbook through the host's backend (tmux or Slurm).
+) -> list[RunRecord]:
+    """Push, then start the resolved playbooks (`(run_id, playbook)` pairs) in one submission
+    through the host's backend (tmux or Slurm; several runs on Slurm: one job array), and save
+    their records. The only launch: single runs, shards and resumes all come through here.
 
-    `run_id` and `resume` re-start an existing run in its folder, continuing its predictions;
-    `parent` marks the run as one shard of a sharded run (see `orchestrator/shards.py`).
+    `resume` re-starts existing runs in their folders, continuing their predictions; `parent`
+    marks the runs as shards of a sharded run (see `orchestrator/shards.py`).
     """
-    if resume and "command" in playbook.data:
+    if resume and any(book.own_command for _, book in runs):
         raise ConfigError(
-            f"run {run_id}: its playbook has its own `command:`; only gpu_worker runs resume"
+            f"run {runs[0][0]}: its playbook has its own `command:`; only gpu_worker runs resume"
         )
     pin_remote_dir(host)
     pushed = push(config, host)
     if on_push is not None:
         on_push(pushed)
-    record = new_record(host, playbook, run_id or new_run_id(playbook.name), pushed.identity)
-    record.parent = parent
-    command = job_command(playbook.command, resume=resume)
-    own_command = "command" in playbook.data  # need not use the worker: nothing to check
-    launch = Launch(
-        record.run_id,
-        playbook.to_yaml(),
-        {**remote_record(record), "resume": resume},
-        precheck="" if resume or own_command else precheck_script(host.config),
-    )
-    backend = backend_for(host.config)
+    after = options.after.run_id if options.after else None
+    launches = [
+        Launch(new_record(host, book, run_id, pushed.identity, parent, after), book, resume)
+        for run_id, book in runs
+    ]
     if not resume:  # recorded before anything starts: no job without a record (a resumed run
-        save_pending(config, record)  # keeps the record it has until it starts again)
+        for launch_ in launches:  # keeps the record it has until it starts again)
+            save_pending(config, launch_.record)
     try:
-        record.job_id = backend.submit(host, [launch], command, allow_concurrent)[0]
+        records = backend_for(host.config).submit(host, launches, options)
     except BaseException as exc:
         if not resume:
-            submit_failed(config, record, exc)
+            for launch_ in launches:
+                submit_failed(config, launch_.record, exc)
         raise
-    save_record(config, record)
-    return record
+    for record in records:
+        save_record(config, record)
+    return records
+
+
+def launch_one(
+    config: Config,
+    host: Host,
+    book: Resolved,
+    options: Options = DEFAULT_OPTIONS,
+    *,
+    on_push: Callable | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    parent: str | None = None,
+) -> RunRecord:
+    """`launch` of one run (a new id unless `run_id`)."""
+    runs = [(run_id or new_run_id(book.name), book)]
+    return launch(config, host, runs, options, on_push=on_push, resume=resume, parent=parent)[0]
 
 
 def save_pending(config: Config, record: RunRecord) -> None:
@@ -133,42 +143,32 @@ def run_host(config: Config, record: RunRecord) -> HostConfig:
     return replace(host, remote_dir=record.remote_dir) if record.remote_dir else host
 
 
-def new_record(host: Host, playbook: Playbook, run_id: str, identity: CodeIdentity) -> RunRecord:
+def new_record(
+    host: Host,
+    book: Resolved,
+    run_id: str,
+    identity: CodeIdentity,
+    parent: str | None = None,
+    after: str | None = None,
+) -> RunRecord:
     """The local record of a run about to start on `host`."""
-    shard = (playbook.data.get("data") or {}).get("shard")
-    count = (playbook.data.get("data") or {}).get("num_shards")
+    shard = (book.doc.get("data") or {}).get("shard")
+    count = (book.doc.get("data") or {}).get("num_shards")
     return RunRecord(
         run_id=check_run_id(run_id),
         host=host.name,
-        playbook=playbook.name,
+        playbook=book.name,
         started_at=time.time(),
-        overrides=list(playbook.overrides),
+        overrides=list(book.overrides),
         code=identity,
         hourly_rate=host.config.hourly_rate,
         backend=host.config.backend,
+        parent=parent,
         shard=shard if count else None,
         num_shards=count,
         remote_dir=host.config.remote_dir,
+        after=after,
     )
-
-
-def remote_record(record: RunRecord) -> dict:
-    """What run.json on the host says about a run (so any laptop can find it)."""
-    return {
-        "run_id": record.run_id,
-        "playbook": record.playbook,
-        "state": RunState.RUNNING,
-        "started_at": record.started_at,
-        "host": record.host,
-        "hourly_rate": record.hourly_rate,
-        "overrides": record.overrides,
-        "code": asdict(record.code) if record.code else None,
-        "backend": record.backend,
-        "parent": record.parent,
-        "shard": record.shard,
-        "num_shards": record.num_shards,
-        "remote_dir": record.remote_dir,
-    }
 
 
 def host_status(host: Host, run_ids: list[str] | None) -> list[RunStatus]:

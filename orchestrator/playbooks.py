@@ -14,9 +14,10 @@ import yaml
 from gpu_worker.contract import spec
 from gpu_worker.contract.layout import model_paths
 
-from .config import Config
+from .config import Config, HostConfig
 from .errors import ConfigError
 from .names import check_name
+from .runrefs import resolve_refs
 from .yamlfile import load_yaml
 
 
@@ -53,21 +54,35 @@ DEFAULT_COMMAND = "{python} -m gpu_worker run {playbook} --out {out}"
 
 
 @dataclass(frozen=True)
-class Playbook:
-    """A playbook with `--set` overrides applied; `data` is what the worker receives."""
+class Resolved:
+    """A playbook with `--set` overrides applied: `doc` is what the host receives (the full
+    spec of a gpu_worker playbook; a `command:` playbook as written), `spec` its typed form
+    (None for a playbook with its own `command`)."""
 
     name: str
-    data: dict
+    doc: dict
+    spec: spec.RunSpec | None = None
     overrides: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()  # runs whose folders model.checkpoints names (`runrefs.py`)
+
+    @property
+    def own_command(self) -> bool:
+        """Whether the playbook runs its own `command:` instead of the worker."""
+        return self.spec is None
 
     @property
     def command(self) -> str:
         """The command template: playbook `command`, else the gpu_worker default."""
-        return str(self.data.get("command") or DEFAULT_COMMAND)
+        return str(self.doc.get("command") or DEFAULT_COMMAND)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The playbook's `outputs:` (paths or globs relative to the run folder)."""
+        return tuple(self.doc.get("outputs") or ())
 
     def to_yaml(self) -> str:
         """The resolved playbook as YAML."""
-        return yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
+        return yaml.safe_dump(self.doc, sort_keys=False, allow_unicode=True)
 
 
 def apply_override(data: dict, assignment: str, label: str) -> None:
@@ -93,8 +108,11 @@ def apply_override(data: dict, assignment: str, label: str) -> None:
     node[parts[-1]] = value
 
 
-def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playbook:
-    """Load a playbook, apply `--set` overrides (playbook < command line) and resolve it into
+def resolve(
+    config: Config, name: str, overrides: tuple[str, ...] = (), host: HostConfig | None = None
+) -> Resolved:
+    """Load a playbook, apply `--set` overrides (playbook < command line), resolve its
+    `model.checkpoints: {run: ...}` references for `host` (see `runrefs.py`) and resolve it into
     the full spec the worker receives (every default filled in, validated here, before anything
     is pushed). A playbook with its own `command` is sent as written."""
     path = playbook_path(config, name)
@@ -102,12 +120,29 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
     for assignment in overrides:
         apply_override(data, assignment, path.name)
     check_names(data, path)
-    if "command" not in data:
-        try:
-            data = spec.parse_playbook(data, path.stem).doc
-        except spec.PlaybookError as exc:
-            raise ConfigError(f"{path.name}: {exc}") from None
-    return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
+    check_outputs(data.get("outputs"), path)
+    refs = resolve_refs(config, data, host, path.name)
+    if "command" in data:
+        return Resolved(name=path.stem, doc=data, overrides=tuple(overrides), refs=refs)
+    try:
+        parsed = spec.parse_playbook(data, path.stem)
+    except spec.PlaybookError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from None
+    return Resolved(path.stem, parsed.doc, parsed, tuple(overrides), refs)
+
+
+def check_outputs(outputs: object, path: Path) -> None:
+    """`outputs:` is a list of paths or globs inside the run folder."""
+    if outputs is None:
+        return
+    if not isinstance(outputs, list) or not all(isinstance(o, str) and o for o in outputs):
+        raise ConfigError(f"{path.name}: outputs: expected a list of paths like [checkpoints/]")
+    for item in outputs:
+        if item.startswith(("/", "~")) or ".." in Path(item).parts:
+            raise ConfigError(
+                f"{path.name}: outputs: '{item}' must be a path inside the run folder "
+                "(relative, no '..')"
+            )
 
 
 def check_names(data: dict, path: Path) -> None:

@@ -49,6 +49,7 @@ class RunRecord:
     num_shards: int | None = None
     remote_dir: str | None = None  # the host's absolute remote_dir, resolved there at launch
     error: str | None = None  # why the run never started (the scheduler refused it)
+    after: str | None = None  # the run this one was queued after (`orch run --after`)
 
     @classmethod
     def from_json(cls, data: dict) -> RunRecord:

@@ -110,7 +110,8 @@ STATUS_COLUMNS = ["run", "host", "playbook", "state", "progress", "method", "img
 
 
 def _status_row(s) -> list[str]:
-    state = s.state if s.reachable else f"unreachable (last: {s.state})"
+    state = f"{s.state} (after {s.after})" if s.state == "queued" and s.after else str(s.state)
+    state = state if s.reachable else f"unreachable (last: {state})"
     rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
     eta = ("~" if s.eta_approximate and s.eta_s is not None else "") + age(s.eta_s)
     return [
@@ -137,12 +138,20 @@ def status_notes(statuses) -> list[str]:
     """What follows the table: why a run is queued/lost/failed/unreachable, a failed run's log."""
     lines = []
     for s in statuses:
-        if s.note and (not s.reachable or s.state in ("failed", "lost", "queued", "not started")):
+        noted = ("failed", "lost", "queued", "not started", "skipped")
+        if s.note and (not s.reachable or s.state in noted):
             lines.append(f"{s.run_id}: {s.note}")
+        if getattr(s, "metrics", None):
+            said = " ".join(f"{k}={_metric(v)}" for k, v in s.metrics.items())
+            lines.append(f"{s.run_id}: step {s.done}/{s.total}: {said}")
         if s.state == "failed" and s.log_tail:
             lines.append(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
             lines.extend(s.log_tail)
     return lines
+
+
+def _metric(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def no_runs_line(unreachable: dict[str, str]) -> str:
@@ -190,6 +199,15 @@ def fetch_lines(results) -> list[str]:
         if r.state == "failed" and r.log_tail and str(r.outcome) == "fetched":
             lines.extend(f"  {line}" for line in r.log_tail)
     return lines
+
+
+def outputs_lines(results) -> list[str]:
+    """`orch fetch --outputs`: per run, files sent and files already complete."""
+    return [
+        f"{r.run_id}: outputs -> {r.path}: {r.fetched} file(s) fetched "
+        f"({r.bytes / (1 << 20):.1f} MB), {r.complete} already complete"
+        for r in results
+    ]
 
 
 def publish_plan_lines(plan) -> list[str]:

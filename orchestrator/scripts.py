@@ -7,7 +7,9 @@ and cancel live with their backend (`backends/tmux.py`), Slurm's in `backends/sl
 
 On the host, `<remote_dir>/runs/<run_id>/` holds run.json, playbook.yaml, log.txt, pid, tree
 (the code tree the job runs in), progress.json, results.json, exit_code, `cancelled` and, until
-the job has read it, `env`.
+the job has read it, `env`; a `command:` job's progress.txt (`trainlog.py`); a queued run's
+`waiting` (the run ids it waits for, until it starts) or `skipped` (the run it was queued after
+did not succeed).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from gpu_worker.contract.layout import EXIT_PRECHECK
 
 from .config import HostConfig
 from .records import check_run_id
-from .shell import Quoted, quote, remote, trusted
+from .shell import Quoted, join, quote, remote, trusted
+from .trainlog import PROGRESS_TXT, extract_script
 
 ENV_FILE = "env"
 LOG_TAIL_LINES = 10
 PRECHECK_EXIT = EXIT_PRECHECK  # a model folder or adapter is missing
 SESSION_PREFIX = "orch-"
+SKIPPED_EXIT = 78  # exit_code of a run skipped because the run it was queued after failed
 JOB_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -87,6 +91,25 @@ fi
 """)
 
 
+def refs_check(host: HostConfig, run_ids: tuple[str, ...]) -> Quoted:
+    """Shell lines refusing the launch (PRECHECK_EXIT, the problem on stdout) when a run the
+    playbook's model.checkpoints names has no folder on this host."""
+    lines = []
+    for r in run_ids:
+        said = quote(f"model.checkpoints: run {r}: no run folder on this host")
+        lines.append(f"[ -d {run_dir(host, r)} ] || {{ echo {said}; exit {PRECHECK_EXIT}; }}")
+    return trusted("\n".join(lines))
+
+
+def checked_command(command: Quoted) -> Quoted:
+    """`command` preceded by the pre-check, for a run that waits on the host (its checkpoints
+    may not exist at launch): a problem ends the job with PRECHECK_EXIT, the lines in log.txt."""
+    return trusted(
+        'if "$ORCH_PYTHON" -m gpu_worker.precheck "$D"/playbook.yaml; then\n'
+        f"{command}\nelse (exit {PRECHECK_EXIT}); fi"
+    )
+
+
 PLACEHOLDERS = {
     "{python}": trusted('"$ORCH_PYTHON"'),
     "{playbook}": trusted('"$D"/playbook.yaml'),
@@ -103,16 +126,25 @@ def job_command(template: str, *, resume: bool = False) -> Quoted:
     return trusted(text + " --resume" if resume else text)
 
 
-def job_steps(host: HostConfig, command: Quoted) -> list[Quoted]:
+def job_steps(
+    host: HostConfig,
+    command: Quoted,
+    *,
+    wait: tuple[Quoted, ...] = (),
+    outputs: tuple[str, ...] = (),
+) -> list[Quoted]:
     """The job's shell steps once `$D` (the run folder) and ORCH_RUN_ID are set, shared by the
-    tmux wrapper and the Slurm batch script: pid, cd into the code, the env file, the command
-    (all of it, `a; b` included) with its output appended to log.txt, its status to exit_code.
-    No secret is part of this text (see `env_file`)."""
+    tmux wrapper and the Slurm batch script: pid, the `wait` steps (a queued run), cd into the
+    code, the env file, the command (all of it, `a; b` and `exit N` included, in a subshell)
+    with its output appended to log.txt, then its progress lines (progress.txt), its `outputs`
+    listed in run.json, and its status to exit_code. No secret is part of this text (see
+    `env_file`)."""
     if not isinstance(command, Quoted):
         raise TypeError("the job's command must be built by orchestrator.shell")
     exports = " ".join(f"{k}={quote(v)}" for k, v in JOB_ENV.items())
     lines = [
         'echo $$ > "$D/pid"',
+        *wait,
         f'cd "$(cd {remote(host.remote_dir, "code")} && pwd -P)" 2>> "$D/log.txt" || '
         f"{{ {write_exit_code('1')}; exit 1; }}",
         'pwd -P > "$D/tree"',  # the code tree this run uses: `orch push` keeps it while it runs
@@ -121,18 +153,57 @@ def job_steps(host: HostConfig, command: Quoted) -> list[Quoted]:
         f'export {exports} ORCH_RUN_DIR="$D"',
         python_setup(host),
         "export ORCH_PYTHON",
-        f'{{ {command}\n}} >> "$D/log.txt" 2>&1 < /dev/null',
+        f'( {command}\n) >> "$D/log.txt" 2>&1 < /dev/null',  # a subshell: `exit N` ends it only
         "code=$?",
+        f'[ -f "$D/progress.json" ] || {extract_script(chr(34) + "$D/log.txt" + chr(34))} '
+        f'> "$D/{PROGRESS_TXT}"',
+        *([list_outputs(outputs)] if outputs else []),
         write_exit_code("$code"),
         "exit $code",
     ]
     return [trusted(line) for line in lines]
 
 
-def job_script(host: HostConfig, run_id: str, command: Quoted) -> Quoted:
+OUTPUTS_MAX_FILES = 10000
+_LIST_OUTPUTS = """import glob, json, os, sys
+d, found = sys.argv[1], {}
+for pattern in sys.argv[2:]:
+    for hit in sorted(glob.glob(os.path.join(d, pattern))):
+        one = [(os.path.dirname(hit), [], [os.path.basename(hit)])]
+        walk = os.walk(hit) if os.path.isdir(hit) else one
+        for top, _, names in walk:
+            for name in sorted(names):
+                p = os.path.join(top, name)
+                if os.path.isfile(p) and not os.path.islink(p) and len(found) < MAX:
+                    found[os.path.relpath(p, d)] = os.path.getsize(p)
+run = json.load(open(os.path.join(d, "run.json")))
+run["outputs"] = [{"path": k, "size": v} for k, v in sorted(found.items())]
+tmp = os.path.join(d, ".run.json.tmp")
+with open(tmp, "w") as f:
+    json.dump(run, f)
+os.replace(tmp, os.path.join(d, "run.json"))
+""".replace("MAX", str(OUTPUTS_MAX_FILES))
+
+
+def list_outputs(outputs: tuple[str, ...]) -> Quoted:
+    """Shell line adding `outputs: [{path, size}]` (files under the playbook's `outputs:`
+    patterns, relative to the run folder) to run.json, atomically; errors go to log.txt."""
+    return trusted(
+        f'"$ORCH_PYTHON" -c {quote(_LIST_OUTPUTS)} "$D" {join(outputs)} >> "$D/log.txt" 2>&1'
+    )
+
+
+def job_script(
+    host: HostConfig,
+    run_id: str,
+    command: Quoted,
+    *,
+    wait: tuple[Quoted, ...] = (),
+    outputs: tuple[str, ...] = (),
+) -> Quoted:
     """What tmux runs: `job_steps` for the run folder of `run_id`."""
     head = [f"D={run_dir(host, run_id)}", f"export ORCH_RUN_ID={quote(run_id)}"]
-    return trusted("\n".join(head + job_steps(host, command)))
+    return trusted("\n".join(head + job_steps(host, command, wait=wait, outputs=outputs)))
 
 
 def status_script(host: HostConfig, run_ids: list[str] | None) -> Quoted:
@@ -150,9 +221,16 @@ def status_script(host: HostConfig, run_ids: list[str] | None) -> Quoted:
     return trusted(f"""cd {remote(host.remote_dir, "runs")} 2>/dev/null || exit 0
 echo "@now $(date +%s)"
 tmux ls -F '@alive #{{session_name}}' 2>/dev/null
-grep -H '' {each("run.json")} {each("progress.json")} {each("exit_code")} 2>/dev/null
-grep -c '' {each("results.json")} {each("cancelled")} 2>/dev/null | sed 's/^/@has /'
+grep -H '' {each("run.json")} {each("progress.json")} {each("exit_code")} \\
+  {each("waiting")} {each(PROGRESS_TXT)} 2>/dev/null
+grep -c '' {each("results.json")} {each("cancelled")} {each("skipped")} 2>/dev/null |
+  sed 's/^/@has /'
 stat -c '@ended %n %Y' {each("exit_code")} 2>/dev/null
+for f in {each("log.txt")}; do
+  d=${{f%/log.txt}}
+  [ -f "$f" ] && [ ! -f "$d/exit_code" ] && [ ! -f "$d/progress.json" ] &&
+    {{ {extract_script('"$f"')} | sed "s|^|@prog $d |"; }}
+done
 for f in {each("exit_code")}; do
   d=${{f%/exit_code}}
   [ -f "$f" ] && read -r code < "$f" && [ "$code" != 0 ] &&

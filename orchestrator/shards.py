@@ -17,29 +17,20 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from gpu_worker.contract import spec
 from gpu_worker.contract.fsio import atomic_write
 
-from .backends import Launch, backend_for
+from .backends import Options
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
-from .jobs import (
-    launch,
-    new_record,
-    pin_remote_dir,
-    remote_record,
-    run_host,
-    save_pending,
-    submit_failed,
-)
-from .playbooks import Playbook
-from .records import RunRecord, check_run_id, new_run_id, save_record
-from .scripts import job_command
+from .jobs import launch, launch_one, run_host
+from .playbooks import Resolved
+from .records import RunRecord, check_run_id, new_run_id
 from .states import RunState
 from .status import RunStatus
-from .sync import push
 from .transport import open_host
 
 
@@ -137,20 +128,23 @@ def forget_unstarted(config: Config, parent_id: str) -> bool:
     return True
 
 
-def shard_playbook(book: Playbook, shard: int, num_shards: int) -> Playbook:
-    """The playbook with `data.shard` and `data.num_shards` set."""
-    data = copy.deepcopy(book.data)
-    section = data.setdefault("data", {})
+def shard_playbook(book: Resolved, shard: int, num_shards: int) -> Resolved:
+    """The playbook with `data.shard` and `data.num_shards` set (its spec checked again)."""
+    doc = copy.deepcopy(book.doc)
+    section = doc.setdefault("data", {})
     if not isinstance(section, dict):
         raise ConfigError(f"{book.name}: data: expected a mapping")
     section.update(shard=shard, num_shards=num_shards)
-    return Playbook(name=book.name, data=data, overrides=book.overrides)
+    if book.spec is None:
+        return replace(book, doc=doc)
+    parsed = spec.parse_playbook(doc, book.name)
+    return replace(book, doc=parsed.doc, spec=parsed)
 
 
 def launch_sharded(
     config: Config,
     hosts: list[HostConfig],
-    book: Playbook,
+    book: Resolved,
     shards: int | None = None,
     allow_concurrent: bool = False,
     on_push: Callable | None = None,
@@ -168,7 +162,10 @@ def launch_sharded(
     save_parent(config, run)
     if len(hosts) == 1:
         try:
-            _submit_array(config, hosts[0], book, run, on_push)
+            with open_host(hosts[0]) as host:
+                shard_books = [shard_playbook(book, i, count) for i in range(count)]
+                runs = list(zip(run.shards, shard_books, strict=True))
+                launch(config, host, runs, Options(True), on_push=on_push, parent=parent)
         except BaseException:  # nothing was submitted: leave no parent behind
             (shards_dir(config) / f"{parent}.json").unlink(missing_ok=True)
             raise
@@ -177,11 +174,11 @@ def launch_sharded(
     def start(i: int) -> str | None:
         try:
             with open_host(hosts[i]) as host:
-                launch(
+                launch_one(
                     config,
                     host,
                     shard_playbook(book, i, count),
-                    allow_concurrent=allow_concurrent,
+                    Options(allow_concurrent),
                     on_push=on_push,
                     run_id=run.shards[i],
                     parent=parent,
@@ -196,39 +193,9 @@ def launch_sharded(
     return run
 
 
-def _submit_array(
-    config: Config, hc: HostConfig, book: Playbook, run: ShardedRun, on_push: Callable | None
-) -> None:
-    """Push once, then submit every shard as one Slurm job array."""
-    with open_host(hc) as host:
-        pin_remote_dir(host)
-        pushed = push(config, host)
-        if on_push is not None:
-            on_push(pushed)
-        records, launches = [], []
-        for i, run_id in enumerate(run.shards):
-            shard_book = shard_playbook(book, i, run.num_shards)
-            rec = new_record(host, shard_book, run_id, pushed.identity)
-            rec.parent = run.parent
-            records.append(rec)
-            launches.append(Launch(run_id, shard_book.to_yaml(), remote_record(rec)))
-        command = job_command(book.command)
-        for rec in records:
-            save_pending(config, rec)
-        try:
-            ids = backend_for(hc).submit(host, launches, command, True)
-        except BaseException as exc:
-            for rec in records:
-                submit_failed(config, rec, exc)
-            raise
-    for rec, job_id in zip(records, ids, strict=True):
-        rec.job_id = job_id
-        save_record(config, rec)
-
-
 def resume(
     config: Config,
-    book: Playbook,
+    book: Resolved,
     record: RunRecord,
     host: HostConfig | None,
     on_push: Callable | None = None,
@@ -244,11 +211,11 @@ def resume(
     if record.num_shards:
         book = shard_playbook(book, record.shard or 0, record.num_shards)
     with open_host(target) as h:
-        new = launch(
+        new = launch_one(
             config,
             h,
             book,
-            allow_concurrent=allow_concurrent,
+            Options(allow_concurrent),
             on_push=on_push,
             run_id=record.run_id,
             resume=same,

@@ -30,6 +30,7 @@ class RunState(Word):
     CANCELLED = "cancelled"
     LOST = "lost"
     NOT_STARTED = "not started"  # a shard whose launch failed or was killed (no run record)
+    SKIPPED = "skipped"  # queued `--after` a run that did not succeed: never started
 
     @property
     def finished(self) -> bool:
@@ -37,7 +38,9 @@ class RunState(Word):
         return self in FINISHED
 
 
-FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST})
+FINISHED = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST, RunState.SKIPPED}
+)
 
 
 class CancelOutcome(Word):

@@ -1,16 +1,20 @@
 """What a host said about its runs: the status script's output parsed, and each run's state.
 
 States are derived, never guessed: cancelled marker (`cancelling` while the session is alive
-without an exit code) > exit_code (0 and results.json -> succeeded, else failed) > tmux session
-alive (running) > neither (lost). A run file that cannot be read is reported in the run's
-`error`, never turned into silence.
+without an exit code) > skipped marker (queued after a run that did not succeed) > exit_code (0
+-> succeeded, else failed; a gpu_worker run also needs its results.json, a `command:` job's exit
+status alone is its state) > tmux session alive (queued while it waits for other runs, else
+running) > neither (lost). A run file that cannot be read is reported in the run's `error`,
+never turned into silence. A `command:` job's progress and last metrics come from its log
+(`trainlog.py`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
+from . import trainlog
 from .scripts import SESSION_PREFIX
 from .states import FINISHED, RunState
 
@@ -24,6 +28,9 @@ class SeenRun:
     exit: int | None = None  # exit_code (-1: unreadable)
     results: bool = False  # results.json exists
     cancelled: bool = False  # the `cancelled` marker exists
+    skipped: bool = False  # the `skipped` marker exists
+    waiting: list[str] | None = None  # the run ids a queued run still waits for
+    log_progress: dict[str, str] = field(default_factory=dict)  # trainlog's tagged lines
     alive: bool = False  # its tmux session is alive
     ended: float | None = None  # exit_code's mtime
     log: list[str] = field(default_factory=list)  # a failed run's last log lines
@@ -63,6 +70,10 @@ class RunStatus:
     parent: str | None = None
     shard: int | None = None
     error: str = ""  # a run file on the host that could not be read
+    metrics: dict = field(default_factory=dict)  # a `command:` job's last reported metrics
+    after: str | None = None  # the run this one is queued after
+    outputs: list = field(default_factory=list)  # [{path, size}] listed when the run ended
+    own_command: bool = False  # a `command:` job: its results.json is optional
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -85,7 +96,7 @@ def _file_line(runs: dict[str, SeenRun], line: str) -> None:
     """One `<run_id>/<file>:<content>` line of `grep -H`."""
     path, sep, content = line.partition(":")
     run_id, _, leaf = path.partition("/")
-    if not sep or leaf not in ("run.json", "progress.json", "exit_code"):
+    if not sep or leaf not in ("run.json", "progress.json", "exit_code", "waiting", "progress.txt"):
         return
     if leaf != "run.json" and run_id not in runs:
         return
@@ -94,6 +105,10 @@ def _file_line(runs: dict[str, SeenRun], line: str) -> None:
         seen.info = _read_json(seen, leaf, content)
     elif leaf == "progress.json":
         seen.progress = _read_json(seen, leaf, content)
+    elif leaf == "waiting":
+        seen.waiting = content.split()
+    elif leaf == "progress.txt":
+        _tagged(seen, content)
     else:
         code = content.strip()
         if code.lstrip("-").isdigit():
@@ -101,6 +116,13 @@ def _file_line(runs: dict[str, SeenRun], line: str) -> None:
         else:
             seen.exit = -1
             seen.errors.append(f"exit_code: '{code[:20]}' is not a number")
+
+
+def _tagged(seen: SeenRun, line: str) -> None:
+    """One of trainlog's tagged lines (`P ...`, `H ...`, `T ...`)."""
+    tag, _, rest = line.partition(" ")
+    if tag in ("P", "H", "T"):
+        seen.log_progress[tag] = rest
 
 
 def parse_status(text: str, default_now: float) -> StatusDump:
@@ -115,13 +137,17 @@ def parse_status(text: str, default_now: float) -> StatusDump:
         elif tag == "@has":
             path = rest.rpartition(":")[0]
             run_id, _, leaf = path.partition("/")
-            if run_id in runs and leaf in ("results.json", "cancelled"):
+            if run_id in runs and leaf in ("results.json", "cancelled", "skipped"):
                 setattr(runs[run_id], leaf.removesuffix(".json"), True)
         elif tag == "@ended":
             path, _, mtime = rest.rpartition(" ")
             run_id = path.partition("/")[0]
             if run_id in runs and mtime.isdigit():
                 runs[run_id].ended = float(mtime)
+        elif tag == "@prog":
+            run_id, _, tagged = rest.partition(" ")
+            if run_id in runs:
+                _tagged(runs[run_id], tagged)
         elif tag == "@log":
             run_id, _, text_line = rest.partition(" ")
             if run_id in runs:
@@ -139,13 +165,50 @@ def derive_state(seen: SeenRun) -> RunState:
         if seen.exit is None and seen.alive:
             return RunState.CANCELLING
         return RunState.CANCELLED
+    if seen.skipped:
+        return RunState.SKIPPED
     if seen.exit is not None:
-        return RunState.SUCCEEDED if seen.exit == 0 and seen.results else RunState.FAILED
-    return RunState.RUNNING if seen.alive else RunState.LOST
+        needs_results = not seen.info.get("own_command")
+        ok = seen.exit == 0 and (seen.results or not needs_results)
+        return RunState.SUCCEEDED if ok else RunState.FAILED
+    if not seen.alive:
+        return RunState.LOST
+    return RunState.QUEUED if seen.waiting is not None else RunState.RUNNING
 
 
 def _number(value: object) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _note(state: RunState, seen: SeenRun) -> str:
+    """Why a run is in its state, when the state alone does not say."""
+    after = seen.info.get("after")
+    if state == RunState.FAILED and seen.exit == 0:
+        return "exit 0 but no results.json"
+    if state == RunState.LOST:
+        return "no tmux session and no exit code: host rebooted or job killed"
+    if state == RunState.SKIPPED:
+        return f"not started: run {after} did not succeed"
+    if state == RunState.QUEUED and seen.waiting is not None:
+        behind = " ".join(w for w in seen.waiting if w != after)
+        parts = [f"after {after}" if after else "", f"behind {behind}" if behind else ""]
+        return ", ".join(p for p in parts if p)
+    return ""
+
+
+def _log_fields(seen: SeenRun, state: RunState, elapsed: float | None) -> dict:
+    """done, total, ETA and metrics of a `command:` job from its log (none: empty)."""
+    said = trainlog.parse(seen.log_progress) if not seen.progress else None
+    if said is None:
+        return {}
+    eta = trainlog.eta(said, elapsed) if state == RunState.RUNNING else None
+    return {
+        "done": said.step,
+        "total": said.total,
+        "metrics": said.metrics,
+        "eta_s": eta,
+        "eta_approximate": eta is not None,
+    }
 
 
 def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: float) -> RunStatus:
@@ -156,14 +219,10 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
     end = seen.ended if state in FINISHED else None
     elapsed = ((end or now) - started) if started is not None else None
     rate = _number(info.get("hourly_rate"))
-    note = ""
-    if state == RunState.FAILED and seen.exit == 0:
-        note = "exit 0 but no results.json"
-    elif state == RunState.LOST:
-        note = "no tmux session and no exit code: host rebooted or job killed"
+    note = _note(state, seen)
     updated = _number(prog.get("updated_at"))
     error = "; ".join(seen.errors)
-    return RunStatus(
+    status = RunStatus(
         run_id=run_id,
         host=host_name,
         playbook=str(info.get("playbook", "?")),
@@ -184,4 +243,8 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
         parent=info.get("parent"),
         shard=info.get("shard"),
         error=error,
+        after=info.get("after"),
+        outputs=info.get("outputs") if isinstance(info.get("outputs"), list) else [],
+        own_command=bool(info.get("own_command")),
     )
+    return replace(status, **_log_fields(seen, state, elapsed))

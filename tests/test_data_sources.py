@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from gpu_worker import precheck
+from gpu_worker.contract.spec import DataSpec
 from gpu_worker.data import DataError, Samples, holdout_split, is_path_like, selected_indices
 from gpu_worker.runner import run
-from gpu_worker.spec import DataSpec
 from tests.conftest import REPO, SAMPLES
 from tests.hub_server import DatasetRepo, HubServer, Repo
 from tests.test_bad_input import _one_line, _remote_state
@@ -159,7 +159,7 @@ datasets.load_dataset("someone/arrow")
 READ = """
 import json
 from gpu_worker.data import Samples, DataError
-from gpu_worker.spec import DataSpec
+from gpu_worker.contract.spec import DataSpec
 out = {}
 for name in ("someone/snap", "someone/arrow"):
     s = Samples(DataSpec(source=name, split="train"))

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends import Launch
-from orchestrator.backends.slurm import poll_script
-from orchestrator.backends.tmux import cancel_script, launch_script
+from gpu_worker.contract import spec
+from orchestrator.backends import Launch, Options
+from orchestrator.backends.slurm import SlurmBackend, poll_script
+from orchestrator.backends.tmux import TmuxBackend, cancel_script
 from orchestrator.config import HostConfig
+from orchestrator.playbooks import Resolved
+from orchestrator.records import RunRecord
 from orchestrator.scripts import (
     env_file,
     job_command,
@@ -43,12 +46,29 @@ def golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"{name} changed; see this file's docstring"
 
 
+BOOK = {"model": {"base": "m"}, "data": {"source": "d"}, "methods": {"b": {"kind": "greedy"}}}
+
+
+def launch_of(run_id: str, doc: dict | None = None, **record) -> Launch:
+    """A Launch of `doc` (a gpu_worker playbook by default) for run `run_id`."""
+    parsed = spec.parse_playbook(doc or BOOK, "p") if doc is None or "command" not in doc else None
+    book = Resolved("p", parsed.doc if parsed else doc, parsed)
+    return Launch(RunRecord(run_id, "gpu", "p", 1000.0, **record), book)
+
+
 def builders():
-    launch = Launch("p-1", "name: p\n", {"run_id": "p-1", "state": "running"}, "")
+    launch = launch_of("p-1")
+    queued = Options(after=RunRecord("t-0", "gpu", "t", 900.0))
+    command = launch_of("c-1", {"command": "train.py --out {out}", "outputs": ["checkpoints/"]})
+    slurm = LocalHost(HostConfig("hpc", "h", remote_dir="/srv/my runs;x", backend="slurm"))
     return {
         "job_script.golden": job_script(HOST, "p-1", COMMAND),
         "precheck.golden": precheck_script(HOST),
-        "launch_tmux.golden": launch_script(LocalHost(HOST), launch, COMMAND, False),
+        "launch_tmux.golden": TmuxBackend().submit_script(LocalHost(HOST), [launch], Options()),
+        "launch_tmux_after.golden": TmuxBackend().submit_script(LocalHost(HOST), [command], queued),
+        "launch_slurm.golden": SlurmBackend().submit_script(
+            slurm, [launch_of(f"p-s{i}") for i in (0, 1)], Options(allow_concurrent=True)
+        ),
         "status.golden": status_script(HOST, ["p-1", "q-2"]),
         "status_all.golden": status_script(HOST, None),
         "poll_slurm.golden": poll_script(LocalHost(HOST), ["p-1"]),

@@ -119,12 +119,14 @@ def test_resources_refuse_values_that_are_not_plain_words(bad):
 
 
 def test_batch_and_submit_scripts_quote_paths_and_exit_with_the_job_code():
-    from orchestrator.backends import Launch
-    from orchestrator.backends.slurm import batch_script, submit_script
+    from orchestrator.backends import Options
+    from orchestrator.backends.slurm import SlurmBackend, batch_script
     from orchestrator.config import HostConfig
+    from orchestrator.records import RunRecord
     from orchestrator.scripts import job_command
     from orchestrator.shell import quote, remote, trusted
     from orchestrator.transport import LocalHost
+    from tests.test_scripts import launch_of
 
     host = LocalHost(HostConfig("hpc", "h", remote_dir="/srv/my runs;x", backend="slurm"))
     runs_dir = remote(host.config.remote_dir, "runs")
@@ -133,13 +135,17 @@ def test_batch_and_submit_scripts_quote_paths_and_exit_with_the_job_code():
     lines = batch.splitlines()
     assert lines[0] == "#!/bin/bash"
     assert lines[1].startswith("D='/srv/my runs;x/runs'/p-s\"$SLURM_ARRAY_TASK_ID\"; ")
-    assert lines[-3:] == [
-        "code=$?",
+    assert lines[-2:] == [
         'echo $code > "$D/exit_code.tmp" && mv -f "$D/exit_code.tmp" "$D/exit_code"',
         "exit $code",
     ]
-    runs = [Launch(f"p-s{i}", f"data: {{shard: {i}}}\n", {"run_id": f"p-s{i}"}) for i in (0, 1)]
-    script = submit_script(host, runs, batch, ["--parsable", "--partition=gpu", "--array=0-1"])
-    assert 'sbatch --parsable --partition=gpu --array=0-1 --output="$R"/p-s%a/slurm.out' in script
-    assert "R='/srv/my runs;x/runs'" in script and "mkdir '/srv/my runs;x/runs/p-s1'" in script
-    assert '\'{"run_id": "p-s1", "slurm_job": \' "${jid}_1" > ' in script and "exit 64" in script
+    assert "code=$?" in lines
+    runs = [launch_of(f"p-s{i}", {"command": "x", "slurm": {"partition": "gpu"}}) for i in (0, 1)]
+    script = SlurmBackend().submit_script(host, runs, Options())
+    want = 'sbatch --parsable --job-name=orch-p --partition=gpu --array=0-1 --output="$R"/p-s%a'
+    assert want in script
+    assert "R='/srv/my runs;x/runs'" in script and "D='/srv/my runs;x/runs/p-s1'" in script
+    assert '"slurm_job": \' "$job_1" > "$D/.run.json.tmp"' in script and "exit 64" in script
+    after = RunRecord("t-1", "hpc", "t", 1.0, backend="slurm", job_id="41")
+    queued = SlurmBackend().submit_script(host, runs[:1], Options(after=after))
+    assert "--dependency=afterok:41 --kill-on-invalid-dep=yes" in queued

@@ -116,12 +116,12 @@ def test_orch_run_resolves_the_full_spec(project):
         "model: {base: ./m}\ndata: {source: data/sample}\nmethods:\n  beam: {kind: beam}\n"
     )
     book = playbooks.resolve(load_config(), "ocr", ("model.dtype=bfloat16",))
-    assert book.data == spec.parse_playbook(book.data).doc  # full: resolves to itself
-    assert book.data["model"]["dtype"] == "bfloat16"
-    assert book.data["methods"]["beam"]["num_beams"] == 5
-    assert yaml.safe_load(book.to_yaml()) == book.data
+    assert book.doc == spec.parse_playbook(book.doc).doc  # full: resolves to itself
+    assert book.doc["model"]["dtype"] == "bfloat16"
+    assert book.doc["methods"]["beam"]["num_beams"] == 5
+    assert yaml.safe_load(book.to_yaml()) == book.doc
     (project / "playbooks" / "job.yaml").write_text("command: echo hi\njob: {steps: 1}\n")
-    assert playbooks.resolve(load_config(), "job").data == {
+    assert playbooks.resolve(load_config(), "job").doc == {
         "command": "echo hi",
         "job": {"steps": 1},
     }

@@ -120,3 +120,48 @@ def best_method(results: dict) -> str | None:
             if cer < best_cer:
                 best, best_cer = name, cer
     return best
+
+
+# -- the progress line of a `command:` job ---------------------------------------------------
+# A training command reports progress by printing lines like
+#   orch-progress step=120 total=500 loss=0.41 eval_cer=0.38
+# (space-separated key=value after the word; `step` and `total` integers, other values numbers
+# or short strings without spaces; the last such line in log.txt counts).
+PROGRESS_WORD = "orch-progress"
+PROGRESS_VALUE_MAX = 40
+
+
+def progress_line(step: int, total: int | None = None, **metrics: float | int | str) -> str:
+    """The line a `command:` job prints to report its progress (see above)."""
+    pairs = {"step": int(step), **({"total": int(total)} if total is not None else {}), **metrics}
+    for key, value in pairs.items():
+        text = str(value)
+        if not key.isidentifier() or not text or any(c.isspace() for c in text):
+            raise ValueError(f"{PROGRESS_WORD}: {key}={value!r} is not a key=value word")
+    return " ".join([PROGRESS_WORD, *(f"{k}={v}" for k, v in pairs.items())])
+
+
+def parse_progress_line(line: str) -> dict[str, int | float | str] | None:
+    """The key=values of one progress line (`step`/`total` as int, numbers as float, short
+    strings kept; malformed words skipped), or None when `line` is not one."""
+    words = line.strip().split()
+    if not words or words[0] != PROGRESS_WORD:
+        return None
+    out: dict[str, int | float | str] = {}
+    for word in words[1:]:
+        key, sep, raw = word.partition("=")
+        if not sep or not key.isidentifier() or not raw:
+            continue
+        if key in ("step", "total"):
+            if raw.isdigit():
+                out[key] = int(raw)
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            if len(raw) <= PROGRESS_VALUE_MAX:
+                out[key] = raw
+            continue
+        if math.isfinite(number):
+            out[key] = number
+    return out

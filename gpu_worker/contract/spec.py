@@ -44,6 +44,7 @@ SECTIONS: dict[str, dict[str, object] | None] = {
     "description": None,
     "command": None,
     "job": None,  # settings of a playbook with its own `command` (tests' fake job)
+    "outputs": None,  # paths or globs in the run folder listed and fetched (`orch fetch --outputs`)
     "model": {
         "base": None,
         "checkpoints": None,

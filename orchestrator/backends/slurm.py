@@ -1,8 +1,10 @@
 """The Slurm backend: a `backend: slurm` host is a cluster's login node reached over SSH.
 
-`submit` writes each run's folder (playbook.yaml, run.json), a batch script, and calls
-`sbatch --parsable` once: several runs of one submission (the shards of a sharded run, named
-`<parent>-s<i>`) become one job array, task i running shard i. Resources come from orch.yaml's
+The launch sequence is the base's (`base.Backend.submit`: folders, pre-check, run.json); the
+start step writes a batch script and calls `sbatch --parsable` once: several runs of one
+submission (the shards of a sharded run, named `<parent>-s<i>`) become one job array, task i
+running shard i; a run queued `--after` another gets `--dependency=afterok:<job>` (Slurm drops
+it when that job fails: state `skipped`). Resources come from orch.yaml's
 `hosts.<name>.slurm` overlaid by the playbook's `slurm:` section, and go on sbatch's command line
 (shell-quoted). The batch script runs the same wrapper as tmux: log.txt, exit_code.
 
@@ -22,12 +24,12 @@ from gpu_worker.contract.layout import EXIT_BUSY, EXIT_SCHEDULER_DOWN, EXIT_SUBM
 
 from ..config import SLURM_FIELDS, SlurmConfig
 from ..errors import ConfigError, HostUnreachable, OrchError
-from ..records import check_run_id
-from ..scripts import ENV_FILE, env_file, job_steps, json_with, run_dir, status_script
+from ..records import RunRecord, check_run_id
+from ..scripts import ENV_FILE, job_steps, run_dir, status_script
 from ..shell import Quoted, join, nest, quote, remote, trusted
 from ..states import CancelOutcome, CheckStatus, RunState
 from ..status import SeenRun, derive_state, parse_status, to_status
-from .base import Backend, Launch, SubmitRefused
+from .base import Backend, Launch, Options, SubmitRefused
 
 STATES: dict[str, RunState] = {
     "PENDING": RunState.QUEUED,
@@ -98,9 +100,11 @@ def sbatch_args(settings: dict[str, str], job_name: str, array_size: int | None)
     return args
 
 
-def batch_script(host, runs_dir: Quoted, run_id_expr: Quoted, command: Quoted) -> Quoted:
+def batch_script(
+    host, runs_dir: Quoted, run_id_expr: Quoted, command: Quoted, outputs: tuple[str, ...] = ()
+) -> Quoted:
     """The batch script: the run's folder from `run_id_expr`, then the same steps as the tmux
-    wrapper (`jobs.job_steps`).
+    wrapper (`scripts.job_steps`).
 
     `run_id_expr` is shell text giving the run id (e.g. `'p-s'"$SLURM_ARRAY_TASK_ID"`). The
     script exits with the command's exit code, so Slurm's state and exit code are the job's.
@@ -110,50 +114,33 @@ def batch_script(host, runs_dir: Quoted, run_id_expr: Quoted, command: Quoted) -
         f'D={runs_dir}/{run_id_expr}; export ORCH_RUN_ID="${{D##*/}}"',
         'hostname > "$D/node"',
     ]
-    return trusted("\n".join(head + job_steps(host.config, command) + [""]))
+    return trusted("\n".join(head + job_steps(host.config, command, outputs=outputs) + [""]))
 
 
-def submit_script(host, runs: list[Launch], batch: Quoted, args: list[str]) -> Quoted:
-    """Write each run's folder and the batch file, `sbatch` once, record the job id per run."""
+def sbatch_script(runs: list[Launch], batch: Quoted, args: list[str]) -> Quoted:
+    """Write the batch file into `$R` (the runs folder), `sbatch` it once (exit 64 with sbatch's
+    words when it refuses), and set `job_<i>` to run i's job (or array task) id."""
     array = len(runs) > 1
-    envs = " ".join(f"{run_dir(host.config, launch.run_id)}/{ENV_FILE}" for launch in runs)
-    lines = [
-        "set -e",
-        "ok=",
-        f"R={remote(host.config.remote_dir, 'runs')}",
-        'mkdir -p "$R"',
-        # the secrets never outlive a failed submission, whatever step fails
-        f'cleanup() {{ rm -f "$R/.{ENV_FILE}-$$"; [ -n "$ok" ] || rm -f {envs}; }}',
-        "trap cleanup EXIT",
-        f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")',  # the host's env:, from stdin
-    ]
-    for launch in runs:
-        d = run_dir(host.config, launch.run_id)
-        if launch.record.get("resume"):
-            lines.append(still_queued_check(d))
-        mkdir = "mkdir -p" if launch.record.get("resume") else "mkdir"
-        lines += [
-            f"{mkdir} {d}",
-            f"rm -f {d}/exit_code {d}/cancelled {d}/pid",
-            f'cp -p "$R/.{ENV_FILE}-$$" {d}/{ENV_FILE}',
-            f"printf '%s' {quote(launch.playbook_yaml)} > {d}/playbook.yaml",
-        ]
     name = f".sbatch-{runs[0].run_id}.sh"
-    lines += [
+    lines = [
         f"printf '%s' {nest(batch)} > \"$R\"/{quote(name)}",
         "set +e",
         f"out=$(sbatch {join(args)} "
         f'--output="$R"/{quote(_output(runs[0].run_id, array))} "$R"/{quote(name)} 2>&1)',
         f'if [ $? != 0 ]; then echo "$out"; exit {SUBMIT_FAILED}; fi',
-        "ok=1",
+        "set -e",
         "jid=${out%%;*}",
     ]
-    for i, launch in enumerate(runs):
-        job = f"${{jid}}_{i}" if array else "$jid"
-        record = json_with(launch.record, "slurm_job", job, string=True)
-        lines.append(f"{record} > {run_dir(host.config, launch.run_id)}/run.json")
-    lines.append('echo "$jid"')
-    return trusted("\n".join(lines) + "\n")
+    lines += [f'job_{i}="${{jid}}_{i}"' if array else f'job_{i}="$jid"' for i in range(len(runs))]
+    return trusted("\n".join(lines))
+
+
+def dependency_args(after: RunRecord) -> list[str]:
+    """sbatch's options for a run queued after `after`: it starts when that job succeeds, and
+    Slurm drops it (skipped) when that job fails or is cancelled."""
+    if after.backend != "slurm" or not after.job_id or not JOB_ID_RE.match(after.job_id):
+        raise ConfigError(f"--after {after.run_id}: not a Slurm job of this host (no job id)")
+    return [f"--dependency=afterok:{after.job_id}", "--kill-on-invalid-dep=yes"]
 
 
 def still_queued_check(d: Quoted) -> str:
@@ -269,6 +256,10 @@ def slurm_state(base_state: RunState, seen: SeenRun, job: SlurmJob | None) -> tu
     if seen.cancelled:
         return RunState.CANCELLED, ""
     word = job.state if job else ""
+    after = seen.info.get("after")
+    never = job is not None and "DependencyNeverSatisfied" in job.reason
+    if after and seen.exit is None and (word == "CANCELLED" or never):
+        return RunState.SKIPPED, f"not started: run {after} did not succeed"
     if word in SLURM_DECIDES:
         note = f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
         if word in ("TIMEOUT", "PREEMPTED", "NODE_FAIL"):
@@ -282,7 +273,8 @@ def slurm_state(base_state: RunState, seen: SeenRun, job: SlurmJob | None) -> tu
     if state == RunState.SUCCEEDED:
         return RunState.FAILED, "Slurm: COMPLETED but the job left no exit code"
     if state == RunState.QUEUED:
-        return state, f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
+        said = f"Slurm: {word}" + (f" ({job.reason})" if job.reason else "")
+        return state, (f"after {after}; " if after else "") + said
     return state, f"Slurm: {word}" if state != RunState.RUNNING else ""
 
 
@@ -290,28 +282,34 @@ class SlurmBackend(Backend):
     """Runs as Slurm batch jobs (arrays for sharded runs), submitted on the login node."""
 
     name = "slurm"
+    job_key = "slurm_job"
+    job_key_is_string = True
 
-    def submit(
-        self, host, runs: list[Launch], command: Quoted, allow_concurrent: bool
-    ) -> list[str]:
-        """One sbatch call; returns `<job>` or `<job>_<task>` per run."""
-        import yaml
-
-        playbook = yaml.safe_load(runs[0].playbook_yaml) or {}
-        settings = resources(host.config.slurm, playbook)
-        parent = runs[0].run_id.removesuffix("-s0") if len(runs) > 1 else runs[0].run_id
-        if len(runs) > 1:
-            expected = [f"{parent}-s{i}" for i in range(len(runs))]
-            if [r.run_id for r in runs] != expected:
-                raise OrchError(f"a job array needs runs named {parent}-s0..s{len(runs) - 1}")
+    def _start(self, host, launches: list[Launch], options: Options) -> Quoted:
+        """One sbatch call: a job array for several runs, `--dependency` for `--after`."""
+        settings = resources(host.config.slurm, launches[0].resolved.doc)
+        parent = launches[0].run_id.removesuffix("-s0") if len(launches) > 1 else launches[0].run_id
+        if len(launches) > 1:
+            expected = [f"{parent}-s{i}" for i in range(len(launches))]
+            if [r.run_id for r in launches] != expected:
+                raise OrchError(f"a job array needs runs named {parent}-s0..s{len(launches) - 1}")
             run_id_expr = trusted(quote(f"{parent}-s") + '"$SLURM_ARRAY_TASK_ID"')
         else:
             run_id_expr = quote(parent)
         runs_dir = remote(host.config.remote_dir, "runs")
-        batch = batch_script(host, runs_dir, run_id_expr, command)
-        args = sbatch_args(settings, f"orch-{parent}", len(runs) if len(runs) > 1 else None)
-        script = submit_script(host, runs, batch, args)
-        res = host.run(script, stdin=env_file(host.config), check=False)
+        command = self.command_for(launches[0], options)
+        batch = batch_script(host, runs_dir, run_id_expr, command, launches[0].resolved.outputs)
+        args = sbatch_args(settings, f"orch-{parent}", len(launches) if len(launches) > 1 else None)
+        if options.after is not None:
+            args += dependency_args(options.after)
+        return sbatch_script(launches, batch, args)
+
+    def _job_id(self, host, printed: str) -> str:
+        if not JOB_ID_RE.match(printed):
+            raise OrchError(f"{host.name}: sbatch answered '{printed[:80]}', not a job id")
+        return printed
+
+    def _refused(self, host, launches: list[Launch], res) -> None:
         said = res.text.strip()
         if res.exit_code == SUBMIT_FAILED:
             raise SubmitRefused(f"{host.name}: sbatch refused the job: {said[-300:]}")
@@ -325,11 +323,15 @@ class SlurmBackend(Backend):
                 f"{host.name}: Slurm job {said} of this run is still queued or running; "
                 "wait for it or `orch cancel` it first"
             )
-        res.check()
-        jid = res.text.strip().splitlines()[-1]
-        if not JOB_ID_RE.match(jid):
-            raise OrchError(f"{host.name}: sbatch answered '{jid[:80]}', not a job id")
-        return [f"{jid}_{i}" for i in range(len(runs))] if len(runs) > 1 else [jid]
+
+    def _guard(self, host, launches: list[Launch], options: Options) -> Quoted:
+        """A resumed run is refused while Slurm still lists its job or cannot say."""
+        checks = [
+            still_queued_check(run_dir(host.config, launch.run_id))
+            for launch in launches
+            if launch.resume
+        ]
+        return trusted("\n".join(checks) or ":")
 
     def poll(self, host, run_ids: list[str] | None) -> list:
         """The runs' files and Slurm's states in one round trip (see `slurm_state`)."""

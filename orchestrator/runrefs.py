@@ -1,0 +1,81 @@
+"""References to other runs: `model.checkpoints: {run: RUN_ID, path: checkpoints}` in a playbook
+and `orch run --after RUN`.
+
+A reference names a run by id (or an unambiguous prefix) or as `latest:PLAYBOOK` (the newest
+local record of that playbook). A checkpoints reference resolves, here on the laptop, to the
+remote folder `<remote_dir>/runs/<id>/<path>` of that run, which must have run on the host the
+new run goes to (a clear error otherwise); the launch pre-check then checks on the host that the
+run's folder is there. The playbook's other `checkpoints` entries are kept as written.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from .config import Config, HostConfig
+from .errors import ConfigError, JobNotFound
+from .records import RunRecord, find_record, load_records
+
+LATEST = "latest:"
+DEFAULT_PATH = "checkpoints"
+
+
+def find_run(config: Config, ref: str) -> RunRecord:
+    """The run `ref` names: a run id (or prefix), or `latest:PLAYBOOK`."""
+    if not ref.startswith(LATEST):
+        return find_record(config, ref)
+    playbook = ref.removeprefix(LATEST)
+    runs = [r for r in load_records(config) if r.playbook == playbook]
+    if not runs:
+        raise JobNotFound(f"{ref}: no run of playbook '{playbook}' in .orch/runs")
+    return max(runs, key=lambda r: r.started_at)
+
+
+def remote_runs_dir(host: HostConfig) -> str:
+    """`<remote_dir>/runs` as the worker reads a path (a relative remote_dir is under ~)."""
+    rd = host.remote_dir.rstrip("/")
+    return f"{rd if rd.startswith(('/', '~')) else '~/' + rd}/runs"
+
+
+def _ref_path(config: Config, ref: dict, host: HostConfig, where: str) -> tuple[str, str]:
+    """(remote folder, run id) of one `{run: ..., path: ...}` entry."""
+    unknown = sorted(set(ref) - {"run", "path"})
+    if unknown or not isinstance(ref.get("run"), str):
+        raise ConfigError(
+            f"{where}: model.checkpoints: expected {{run: RUN_ID or latest:PLAYBOOK, "
+            f"path: {DEFAULT_PATH}}}, got {ref}"
+        )
+    path = str(ref.get("path") or DEFAULT_PATH)
+    if path.startswith(("/", "~")) or ".." in PurePosixPath(path).parts:
+        raise ConfigError(f"{where}: model.checkpoints.path: '{path}': not inside the run folder")
+    record = find_run(config, ref["run"])
+    if record.host != host.name:
+        raise ConfigError(
+            f"{where}: model.checkpoints: run {record.run_id} ran on {record.host}, not on "
+            f"{host.name}; run this playbook with --host {record.host}"
+        )
+    return f"{remote_runs_dir(host)}/{record.run_id}/{path.rstrip('/')}", record.run_id
+
+
+def resolve_refs(config: Config, doc: dict, host: HostConfig | None, where: str) -> tuple[str, ...]:
+    """Replace the `{run: ...}` entries of `doc`'s model.checkpoints (in place) by the remote
+    folders they name; the ids of the runs referenced."""
+    model = doc.get("model")
+    if not isinstance(model, dict):
+        return ()
+    given = model.get("checkpoints")
+    items = given if isinstance(given, list) else [given]
+    if not any(isinstance(i, dict) for i in items):
+        return ()
+    if host is None:
+        raise ConfigError(f"{where}: model.checkpoints: {{run: ...}} needs one host (--host)")
+    paths, runs = [], []
+    for item in items:
+        if isinstance(item, dict):
+            path, run_id = _ref_path(config, item, host, where)
+            paths.append(path)
+            runs.append(run_id)
+        else:
+            paths.append(item)
+    model["checkpoints"] = paths if isinstance(given, list) else paths[0]
+    return tuple(dict.fromkeys(runs))
