@@ -75,7 +75,10 @@ def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], N
         prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
         dtype=str(spec.model["dtype"]),
         lora=spec.lora,
+        prompt_format=str(spec.model["prompt_format"]),
     )
+    for note in engine.notes:
+        log(note)
     rows = n_images * sum(m.needs_model for m in spec.methods)
     if shapes.want_compile(spec.compile, engine.device, rows):
         if engine.mode != "fast":

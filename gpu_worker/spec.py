@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from .ensemble import RULES
 from .fastpath.shapes import COMPILE_SETTINGS
 from .metrics import NORMAL_FORMS
+from .prompts import PromptError, check_template
 from .schema import RUN_KEY, did_you_mean
 from .stats import DEFAULT_RESAMPLES
 
@@ -34,6 +35,7 @@ SECTIONS: dict[str, dict[str, object] | None] = {
         "checkpoints": None,
         "tiny": None,
         "prompt": None,  # None: the engine's DEFAULT_PROMPT
+        "prompt_format": "chat",  # chat | raw (`prompt` then a template holding {image})
         "device": "auto",
         "dtype": "auto",
     },
@@ -325,6 +327,10 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     _check_shard(data)
     _check_scoring(scoring, methods)
     _check_generation(gen)
+    try:
+        check_template(model["prompt"], model["prompt_format"])
+    except PromptError as exc:
+        raise PlaybookError(str(exc)) from None
     canonical = json.dumps(full, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
         name=full["name"],
