@@ -27,6 +27,7 @@ from . import eta, schema, summary
 from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
 from .data import Samples, sample_indices, shard_indices
+from .decoding import lora_path
 from .fastpath import shapes
 from .outputs import Progress, append_lines, read_jsonl, write_json_atomic
 from .provenance import run_block
@@ -124,6 +125,9 @@ def run(
     results = summary.summarize_run(spec, lines)
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
+    for method in spec.methods:
+        if progress.paths.get(method.name):
+            results[method.name]["lora_path"] = progress.paths[method.name]
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
     write_json_atomic(out / "results.json", schema.validate_results(results))
@@ -155,7 +159,9 @@ def _decode(
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
             pending = [i for i in indices if (i, method.name) not in done]
-            log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}")
+            path = progress.paths[method.name] = lora_path(engine, method)
+            via = f", LoRA path: {path}" if path else ""
+            log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}{via}")
 
             def record(new: list[dict], rate: float, name: str = method.name) -> None:
                 append_lines(sink, new)

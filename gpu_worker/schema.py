@@ -7,9 +7,12 @@ the reserved key ``run`` holds provenance (run id, playbook, host, versions, cod
 prediction); ``failures`` says how many of them failed. A method with no scored sample
 (``failures == n``) has null rates and timings (``NULLABLE``);
 a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) and
-``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``).
+``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``), and a method that
+ran a model ``lora_path``: how it ran its checkpoints (``merged``, ``stacked``, ``base`` or
+``peft (why)``).
 
-progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds).
+progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds),
+and ``lora_path`` of the current method when it runs a model.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ RUN_KEY = "run"
 IDENTITY_FILE = ".orch-identity.json"  # the pushed tree's identity, written by `orch push`
 METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s", "images_per_s")
 NULLABLE = ("cer", "wer", "exact_match", "time_per_image_s", "images_per_s")
+LORA_PATHS = ("merged", "stacked", "base", "peft")  # how a method ran its checkpoints
 PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")
 
 
@@ -75,6 +79,9 @@ def _validate_method(name: str, body: dict) -> None:
                 )
             continue
         _number(body[field], f"results.{name}.{field}", integer=field in ("n", "failures"))
+    path = body.get("lora_path")
+    if path is not None and (not isinstance(path, str) or not path.startswith(LORA_PATHS)):
+        raise SchemaError(f"results.{name}.lora_path: expected one of {LORA_PATHS}, got {path!r}")
     for field in ("warmup_s", "wall_s"):  # optional: timing of the run that wrote it
         if field in body:
             _number(body[field], f"results.{name}.{field}")

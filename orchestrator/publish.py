@@ -325,6 +325,7 @@ def comparison_rows(config: Config) -> Comparison:
                     "p_value": vs.get("p_value"),
                     "significant": vs.get("significant"),
                     "lines_needed": vs.get("lines_needed"),
+                    "lora_path": body.get("lora_path"),
                 }
             )
     return Comparison(rows, [f"{why}; left out" for why in loaded.invalid.values()])

@@ -215,6 +215,11 @@ def _facts(table: RunTable) -> list[str]:
     commit = str(code.get("commit") or "unknown")[:10] + (" (dirty)" if code.get("dirty") else "")
     gpu = run.get("gpu") or f"{run.get('device', 'cpu')} (no GPU)"
     data = run.get("data") if isinstance(run.get("data"), dict) else {}
+    paths = [
+        f"{md_text(m)} {md_text(table.results[m]['lora_path'])}"
+        for m in method_names(table.results)
+        if isinstance(table.results[m], dict) and table.results[m].get("lora_path")
+    ]
     return [
         f"run {md_code(table.run_id)}",
         date,
@@ -222,7 +227,7 @@ def _facts(table: RunTable) -> list[str]:
         f"code {md_code(commit)}",
         f"data {md_code(data.get('source', '?'))} ({md_text(data.get('split', '?'))}, "
         f"n={md_text(data.get('n_samples', '?'))}, seed {md_text(data.get('seed', '?'))})",
-    ]
+    ] + ([f"LoRA path: {', '.join(paths)}"] if paths else [])
 
 
 def render_block(tables: list[RunTable]) -> str:

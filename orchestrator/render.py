@@ -119,7 +119,7 @@ def _status_row(s) -> list[str]:
         s.playbook,
         str(state),
         f"{s.done}/{s.total}" if s.total is not None else "-",
-        s.method or "-",
+        (s.method or "-") + (f" ({s.lora_path})" if s.lora_path else ""),
         rate,
         eta,
         age(s.updated_age_s),
@@ -228,6 +228,7 @@ RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p"
     "s/image",
     "images/s",
     "n",
+    "LoRA path",
 ]
 
 
@@ -241,6 +242,7 @@ def results_table(rows: list[dict]) -> Table:
         [
             [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))]
             + view_cells(r)
+            + [str(r.get("lora_path") or "-")]
             for r in rows
         ],
     )

@@ -63,6 +63,7 @@ class RunStatus:
     parent: str | None = None
     shard: int | None = None
     error: str = ""  # a run file on the host that could not be read
+    lora_path: str | None = None  # how the current method runs its checkpoints (merged, ...)
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -171,6 +172,7 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
         done=prog.get("done"),
         total=prog.get("total"),
         method=prog.get("method"),
+        lora_path=prog.get("lora_path") if isinstance(prog.get("lora_path"), str) else None,
         images_per_s=prog.get("images_per_s"),
         eta_s=prog.get("eta_s") if state == RunState.RUNNING else None,
         eta_approximate=bool(prog.get("eta_approximate")),
