@@ -65,6 +65,23 @@ def resolve_checkpoints(method: Method, adapters: list[str]) -> list[str]:
     return list(method.checkpoints)
 
 
+def lora_path(engine, method: Method) -> str | None:
+    """How `method` runs its checkpoints on `engine`: `merged` (one adapter folded into the
+    weights), `stacked` (several at once), `base` (no adapter), or `peft (why)`; None when it
+    uses no model."""
+    if engine is None or not method.needs_model:
+        return None
+    if method.kind in ("ensemble", "combined"):
+        uses_adapter = True
+    else:
+        uses_adapter = bool(engine.adapters) and method.adapter != "base"
+    if not uses_adapter:
+        return "base"
+    if engine.mode == "peft":
+        return f"peft ({engine.peft_reason})"
+    return "stacked" if method.kind in ("ensemble", "combined") else "merged"
+
+
 def decode_batch(engine, method: Method, images: list, max_new_tokens: int, first_index: int):
     """Predictions for `images` with `method` on a loaded engine: one batched generate call.
 

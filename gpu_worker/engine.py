@@ -29,10 +29,10 @@ from transformers.processing_utils import ProcessorMixin
 
 from .checkpoints import adapter_names, expand_checkpoints
 from .fastpath import shapes
+from .prompts import DEFAULT_PROMPT, check_template, prompt_text
 
 __all__ = ["Engine", "expand_checkpoints", "load", "pick_device"]
 
-DEFAULT_PROMPT = "Extract the text in this image."
 PREFETCH_KEEP = 4
 COMPILED_GRAPHS = 64
 _READY_LOCK = threading.Lock()
@@ -94,6 +94,9 @@ class Engine:
     compiled: bool = False
     batch_size: int = 8
     compile_backend: str | None = None
+    prompt_format: str = "chat"
+    peft_reason: str | None = None  # why the peft path decodes (None: the fast path)
+    notes: list[str] = field(default_factory=list)  # what loading changed (e.g. a resize)
     _ready: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -130,15 +133,7 @@ class Engine:
 
     def preprocess(self, images: list, prompt: str | None = None):
         """The processor's batch for `images` on the CPU (padded to a bucket when static)."""
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": prompt or self.prompt}],
-            }
-        ]
-        text = self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        text = prompt_text(self.processor, prompt or self.prompt, self.prompt_format)
         rows = self._padded(images)
         extra = {"pad_to_multiple_of": shapes.PAD_TO} if self.static else {}
         return self.processor(
@@ -294,15 +289,22 @@ def load(
     prompt: str = DEFAULT_PROMPT,
     dtype: str = "auto",
     lora: str = "fast",
+    prompt_format: str = "chat",
 ) -> Engine:
     """Load `base` once with every checkpoint, named after its folder.
 
-    `lora="fast"` reads the checkpoints into a `fastpath.lora.LoraBank` (falling back to peft,
-    with a warning, for a feature it does not support); `lora="peft"` attaches them as peft
-    adapters (`PeftModel.from_pretrained` for the first, `load_adapter` for the rest).
+    Every checkpoint is read and renamed for the loaded model first (`fastpath.adapters`: any
+    transformers 4.4x–5.x layout, safetensors or `.bin`; a tensor that lands nowhere, or trained
+    embeddings, is a `LoadError`); adapters carrying the base's embedding rows resize the model
+    to their vocabulary, as their training stack did. `lora="fast"` puts them in a
+    `fastpath.lora.LoraBank` (falling back to peft, with a warning, for a feature it does not
+    support); `lora="peft"` attaches them as peft adapters, state dicts set and checked here.
     """
     from transformers import AutoModelForImageTextToText
 
+    from .fastpath.adapters import embedding_plan, key_renamer, read_checkpoint
+
+    check_template(prompt, prompt_format)
     device = pick_device(device)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -312,24 +314,65 @@ def load(
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=torch_dtype)
     model.to(device).eval()
     names = adapter_names(checkpoints)
-    bank = None
+    rename = key_renamer(model)
+    files = [read_checkpoint(c, model, rename) for c in checkpoints]
+    notes = []
+    vocab = embedding_plan(files, model)
+    if vocab is not None and vocab != model.get_input_embeddings().weight.shape[0]:
+        notes.append(f"vocabulary resized to {vocab} rows, as the adapters' training stack did")
+        model.resize_token_embeddings(vocab, mean_resizing=False)
+    bank, why = None, "generation.lora: peft"
     if checkpoints and lora == "fast":
         from .fastpath.lora import Unsupported, load_bank
 
         try:
-            bank = load_bank(model, list(checkpoints), names)
+            bank = load_bank(model, list(checkpoints), names, files)
         except Unsupported as exc:
+            why = str(exc)
             warnings.warn(f"{exc}; decoding with peft instead", stacklevel=2)
     if checkpoints and bank is None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, checkpoints[0], adapter_name=names[0])
-        for path, name in zip(checkpoints[1:], names[1:], strict=True):
-            model.load_adapter(path, adapter_name=name)
+        model = _attach_peft(model, list(checkpoints), names, files)
         model.to(device).eval()
     return Engine(
-        model=model, processor=processor, device=device, adapters=names, prompt=prompt, bank=bank
-    )
+        model=model, processor=processor, device=device, adapters=names, prompt=prompt, bank=bank,
+        prompt_format=prompt_format, peft_reason=None if bank else why, notes=notes,
+    )  # fmt: skip
+
+
+def _attach_peft(model, checkpoints: list[str], names: list[str], files: list) -> object:
+    """peft adapters from the renamed state dicts; every tensor checked in place afterwards."""
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+
+    from .fastpath.adapters import PREFIX, LoadError
+
+    peft_model = None
+    for path, name, file in zip(checkpoints, names, files, strict=True):
+        config = PeftConfig.from_pretrained(path)
+        config.inference_mode = True
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+        state = {
+            f"{PREFIX}{m}.lora_{ab}.weight": t for m, p in file.lora.items() for ab, t in p.items()
+        }
+        state.update({PREFIX + k: v for k, v in file.other.items()})
+        result = set_peft_model_state_dict(peft_model, state, adapter_name=name)
+        stray = [k for k in result.unexpected_keys if f".{name}." in k or "lora_" in k]
+        if stray:
+            raise LoadError(f"{file.path}: tensor {stray[0]} matches no module of the model")
+        inner = peft_model.base_model.model
+        for module, pair in file.lora.items():
+            layer = inner.get_submodule(module)
+            for ab, tensor in pair.items():
+                got = (
+                    getattr(layer, f"lora_{ab}", {}).get(name) if hasattr(layer, "lora_A") else None
+                )
+                if got is None or not torch.equal(
+                    got.weight.detach().cpu(), tensor.to(got.weight.dtype)
+                ):
+                    raise LoadError(f"{file.path}: lora_{ab} of {module} did not load into peft")
+    return peft_model
 
 
 def versions() -> dict[str, str]:

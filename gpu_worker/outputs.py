@@ -72,6 +72,7 @@ class Progress:
     rate: float = 0.0
     last_write: float = field(default=0.0)
     tracker: eta.Tracker = field(default_factory=lambda: eta.Tracker({}))
+    paths: dict[str, str | None] = field(default_factory=dict)  # method -> its LoRA path
 
     def update(self, done: int, method: str, rate: float, force: bool = False) -> None:
         """Record progress; write the file when due (or `force`)."""
@@ -88,5 +89,7 @@ class Progress:
                 "eta_approximate": estimate.approximate,
                 "updated_at": time.time(),
             }
+            if self.paths.get(self.method):
+                doc["lora_path"] = self.paths[self.method]
             write_json_atomic(self.path, schema.validate_progress(doc))
             self.last_write = now

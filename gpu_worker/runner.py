@@ -34,6 +34,7 @@ from .contract import schema
 from .contract.fsio import read_jsonl, write_json_atomic
 from .contract.spec import PlaybookError, RunSpec, parse_playbook
 from .data import DataError, Samples, selected_indices
+from .decoding import lora_path
 from .fastpath import shapes
 from .outputs import Progress, append_lines, hold_run_lock
 from .preflight import check_adapters, check_first_batch
@@ -82,7 +83,10 @@ def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], N
         prompt=str(spec.model.get("prompt") or engine_mod.DEFAULT_PROMPT),
         dtype=str(spec.model["dtype"]),
         lora=spec.lora,
+        prompt_format=str(spec.model["prompt_format"]),
     )
+    for note in engine.notes:
+        log(note)
     rows = n_images * sum(m.needs_model for m in spec.methods)
     if shapes.want_compile(spec.compile, engine.device, rows):
         if engine.mode != "fast":
@@ -134,6 +138,9 @@ def run(
     results = summary.summarize_run(spec, lines)
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
+    for method in spec.methods:
+        if progress.paths.get(method.name):
+            results[method.name]["lora_path"] = progress.paths[method.name]
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
     results["run"]["preflight"] = gates
@@ -183,7 +190,9 @@ def _decode(
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
             pending = [i for i in indices if (i, method.name) not in done]
-            log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}")
+            path = progress.paths[method.name] = lora_path(engine, method)
+            via = f", LoRA path: {path}" if path else ""
+            log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}{via}")
             gate = [spec.preflight and len(pending) == len(indices)]  # resumed: checked before
 
             def record(new: list[dict], rate: float, name: str = method.name, gate=gate) -> None:

@@ -493,6 +493,7 @@ def comparison_rows(config: Config) -> Comparison:
                     "significant": vs.get("significant"),
                     "lines_needed": vs.get("lines_needed"),
                     "wrong_script_rate": body.get("wrong_script_rate"),
+                    "lora_path": body.get("lora_path"),
                 }
             )
     return Comparison(rows, [f"{why}; left out" for why in loaded.invalid.values()])

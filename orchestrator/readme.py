@@ -272,6 +272,11 @@ def _facts(table: RunTable) -> list[str]:
     gpu = run.get("gpu") or f"{run.get('device', 'cpu')} (no GPU)"
     data = run.get("data") if isinstance(run.get("data"), dict) else {}
     revision = f", revision {md_code(data['revision'])}" if data.get("revision") else ""
+    paths = [
+        f"{md_text(m)} {md_text(table.results[m]['lora_path'])}"
+        for m in method_names(table.results)
+        if isinstance(table.results[m], dict) and table.results[m].get("lora_path")
+    ]
     return [
         f"run {md_code(table.run_id)}",
         date,
@@ -281,7 +286,7 @@ def _facts(table: RunTable) -> list[str]:
         f"data {md_code(data.get('source', '?'))} ({md_text(data.get('split', '?'))}, "
         f"n={md_text(data.get('n_samples', '?'))}, seed {md_text(data.get('seed', '?'))}"
         f"{revision})",
-    ]
+    ] + ([f"LoRA path: {', '.join(paths)}"] if paths else [])
 
 
 def adapters_of(run: dict) -> list[dict]:

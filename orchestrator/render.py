@@ -120,7 +120,7 @@ def _status_row(s) -> list[str]:
         s.playbook,
         str(state),
         f"{s.done}/{s.total}" if s.total is not None else "-",
-        s.method or "-",
+        (s.method or "-") + (f" ({s.lora_path})" if s.lora_path else ""),
         rate,
         eta,
         age(s.updated_age_s),
@@ -276,6 +276,7 @@ RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p"
     "images/s",
     "n",
     "wrong script",
+    "LoRA path",
 ]
 
 
@@ -289,6 +290,7 @@ def results_table(rows: list[dict]) -> Table:
         [
             [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))]
             + view_cells(r)
+            + [str(r.get("lora_path") or "-")]
             for r in rows
         ],
     )

@@ -74,6 +74,7 @@ class RunStatus:
     after: str | None = None  # the run this one is queued after
     outputs: list = field(default_factory=list)  # [{path, size}] listed when the run ended
     own_command: bool = False  # a `command:` job: its results.json is optional
+    lora_path: str | None = None  # how the current method runs its checkpoints (merged, ...)
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -230,6 +231,7 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
         done=prog.get("done"),
         total=prog.get("total"),
         method=prog.get("method"),
+        lora_path=prog.get("lora_path") if isinstance(prog.get("lora_path"), str) else None,
         images_per_s=prog.get("images_per_s"),
         eta_s=prog.get("eta_s") if state == RunState.RUNNING else None,
         eta_approximate=bool(prog.get("eta_approximate")),

@@ -9,9 +9,12 @@ prediction); ``failures`` says how many of them failed. A method with no scored 
 a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) and
 ``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``), a method may carry
 ``wrong_script_rate`` (share of predicted letters outside ``data.script``, a fraction or null) and
-``groups`` (``scoring.group_by``: per group value ``cer wer n`` and the intervals).
+``groups`` (``scoring.group_by``: per group value ``cer wer n`` and the intervals), and a method
+that ran a model ``lora_path``: how it ran its checkpoints (``merged``, ``stacked``, ``base`` or
+``peft (why)``).
 
-progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds).
+progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds),
+and ``lora_path`` of the current method when it runs a model.
 
 `best_method` is the one rule for "best": the lowest corpus CER among methods with a rate; a
 method with no scored sample (null rates) is never best. Ties go to the earlier method.
@@ -25,6 +28,7 @@ from typing import Any
 RUN_KEY = "run"
 METHOD_FIELDS = ("cer", "wer", "exact_match", "n", "failures", "time_per_image_s", "images_per_s")
 NULLABLE = ("cer", "wer", "exact_match", "time_per_image_s", "images_per_s")
+LORA_PATHS = ("merged", "stacked", "base", "peft")  # how a method ran its checkpoints
 PROGRESS_FIELDS = ("done", "total", "method", "images_per_s", "eta_s", "updated_at")
 
 
@@ -71,6 +75,9 @@ def _validate_method(name: str, body: dict) -> None:
                 )
             continue
         _number(body[field], f"results.{name}.{field}", integer=field in ("n", "failures"))
+    path = body.get("lora_path")
+    if path is not None and (not isinstance(path, str) or not path.startswith(LORA_PATHS)):
+        raise SchemaError(f"results.{name}.lora_path: expected one of {LORA_PATHS}, got {path!r}")
     for field in ("warmup_s", "wall_s"):  # optional: timing of the run that wrote it
         if field in body:
             _number(body[field], f"results.{name}.{field}")

@@ -37,6 +37,8 @@ SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 NO_SCRIPT = "none"
 SWITCHES = ("on", "off")
+PROMPT_FORMATS = ("chat", "raw")  # model.prompt_format (prompts.py renders them)
+IMAGE_FIELD = "{image}"  # where a raw prompt template puts the image
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {
@@ -50,6 +52,7 @@ SECTIONS: dict[str, dict[str, object] | None] = {
         "checkpoints": None,
         "tiny": None,
         "prompt": None,  # None: the engine's DEFAULT_PROMPT
+        "prompt_format": "chat",  # chat | raw (`prompt` then a template holding {image})
         "device": "auto",
         "dtype": "auto",
     },
@@ -329,6 +332,20 @@ def _no_key(parts: list[str], depth: int, choices: object) -> str:
     return f"no key '{'.'.join(parts[:depth])}'{did_you_mean(parts[depth - 1], choices)}"
 
 
+def check_template(prompt: object, prompt_format: object) -> None:
+    """Raise PlaybookError when `prompt` cannot be used with `prompt_format` (`raw` needs a
+    template holding `{image}`)."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise PlaybookError(
+            f"model.prompt_format: '{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}"
+        )
+    if prompt_format == "raw" and (not isinstance(prompt, str) or IMAGE_FIELD not in prompt):
+        raise PlaybookError(
+            "model.prompt: with model.prompt_format: raw it is a template holding {image} "
+            '(e.g. "{image} "), got ' + repr(prompt)
+        )
+
+
 def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     """Resolve and validate a playbook into a RunSpec (errors name the field)."""
     full = resolve(doc, name)
@@ -353,6 +370,7 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     _check_scoring(scoring, methods)
     _check_gates(scoring)
     _check_generation(gen)
+    check_template(model["prompt"], model["prompt_format"])
     canonical = json.dumps(full, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
         name=full["name"],

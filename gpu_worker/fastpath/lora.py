@@ -1,6 +1,8 @@
 """LoRA checkpoints without peft: read them, merge one into the base in place, or stack several.
 
-- `read_adapter(folder, model)` reads `adapter_config.json` + `adapter_model.safetensors`:
+- `read_adapter(folder, model)` reads `adapter_config.json` + the weights (safetensors or
+  `.bin`, any transformers 4.4x–5.x key layout: `adapters.py`; a tensor matching no module is a
+  `LoadError`):
   per target module A `[r, in]`, B `[out, r]` and scaling (`lora_alpha / r`, or `/ sqrt(r)` with
   rsLoRA; `rank_pattern` / `alpha_pattern` honoured). Anything this plain form cannot express
   (DoRA, biases, `modules_to_save`, non-Linear targets, the vision tower: its rows are patches,
@@ -27,15 +29,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-PREFIX = "base_model.model."
+from .adapters import AdapterFile, LoadError, Unsupported, key_renamer, read_checkpoint
+
+__all__ = ["LoadError", "LoraBank", "Unsupported", "load_bank", "read_adapter"]
+
 VISION = "visual."  # Qwen2.5-VL's vision tower: stacked rows there are patches, not adapter-major
 UNSUPPORTED_FLAGS = ("use_dora", "lora_bias", "fan_in_fan_out", "use_qalora", "use_bdlora")
-UNSUPPORTED_SETTINGS = ("modules_to_save", "layer_replication", "trainable_token_indices",
-                        "target_parameters")  # fmt: skip
-
-
-class Unsupported(ValueError):
-    """A checkpoint uses a LoRA feature the plain fast path does not implement."""
+UNSUPPORTED_SETTINGS = (
+    "modules_to_save",
+    "layer_replication",
+    "trainable_token_indices",
+    "target_parameters",
+)
 
 
 @dataclass
@@ -68,37 +73,33 @@ def check_config(config: dict, where: str) -> None:
         raise Unsupported(f"{where}: bias={config['bias']} is not supported by the fast path")
 
 
-def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) -> Adapter:
-    """Read a peft LoRA checkpoint folder against `model` (its module names, Linear only)."""
-    from safetensors.torch import load_file
-
+def read_adapter(
+    folder: str | Path, model: nn.Module, name: str | None = None, file: AdapterFile | None = None
+) -> Adapter:
+    """A peft LoRA checkpoint folder against `model` (Linear only). `file`: its tensors, already
+    read and renamed by `adapters.read_checkpoint` (read here when not given)."""
     folder = Path(folder)
     config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
     check_config(config, str(folder / "adapter_config.json"))
-    weights_path = folder / "adapter_model.safetensors"
-    if not weights_path.is_file():
-        raise Unsupported(f"{folder}: no adapter_model.safetensors")
-    tensors = load_file(str(weights_path))
-    pairs: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        match = re.fullmatch(r"(.+)\.lora_([AB])\.weight", key.removeprefix(PREFIX))
-        if not match:
-            raise Unsupported(f"{weights_path}: tensor {key} is not a LoRA A/B weight")
-        pairs.setdefault(match.group(1), {})[match.group(2)] = value
+    if file is None:
+        file = read_checkpoint(folder, model, key_renamer(model))
+    if file.other:
+        raise Unsupported(f"{file.path}: {next(iter(file.other))}: a full weight in the adapter")
     layers = {}
-    for module_name, ab in pairs.items():
-        try:
-            module = model.get_submodule(module_name)
-        except AttributeError:
-            raise Unsupported(f"{weights_path}: the model has no module {module_name}") from None
+    for module_name, ab in file.lora.items():
+        module = model.get_submodule(module_name)
+        where = f"{file.path}: {module_name}"
         if module_name.startswith(VISION) or f".{VISION}" in module_name:
-            raise Unsupported(f"{weights_path}: {module_name}: LoRA on the vision tower")
+            raise Unsupported(f"{where}: LoRA on the vision tower")
         if not isinstance(module, nn.Linear) or set(ab) != {"A", "B"}:
-            raise Unsupported(f"{weights_path}: {module_name} is not a Linear with lora_A and B")
+            raise Unsupported(f"{where} is not a Linear with lora_A and B")
         a, b = ab["A"], ab["B"]
         r = a.shape[0]
         if a.shape[1] != module.in_features or b.shape != (module.out_features, r):
-            raise Unsupported(f"{weights_path}: {module_name} shapes do not match the model")
+            raise LoadError(
+                f"{where}: LoRA shapes {tuple(a.shape)}, {tuple(b.shape)} do not "
+                "match the model's: the adapter belongs to another base model"
+            )
         alpha = _pattern_value(config.get("alpha_pattern"), module_name, config["lora_alpha"])
         scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
         layers[module_name] = (a, b, float(scaling))
@@ -206,6 +207,12 @@ class LoraBank:
         return StackedLoRALinear(base, a_all, b_all, scaling)
 
 
-def load_bank(model: nn.Module, folders: list[str], names: list[str]) -> LoraBank:
+def load_bank(
+    model: nn.Module, folders: list[str], names: list[str], files: list[AdapterFile] | None = None
+) -> LoraBank:
     """Read every checkpoint folder into one LoraBank (raises Unsupported to keep peft)."""
-    return LoraBank(model, [read_adapter(f, model, n) for f, n in zip(folders, names, strict=True)])
+    files = files or [None] * len(folders)
+    return LoraBank(
+        model,
+        [read_adapter(f, model, n, a) for f, n, a in zip(folders, names, files, strict=True)],
+    )
