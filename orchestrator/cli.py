@@ -164,7 +164,7 @@ def setup(state: State, host_name: str | None) -> None:
 
     with connected(state, host_name) as (cfg, host):
         show_push(sync.push(cfg, host), False)
-        res = envsetup.setup_env(cfg, host)
+        res = envsetup.setup_env(host)
     click.echo(render.setup_line(res))
 
 

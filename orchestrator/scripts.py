@@ -19,6 +19,7 @@ from gpu_worker.contract.layout import EXIT_PRECHECK
 from .config import HostConfig
 from .records import check_run_id
 from .shell import Quoted, quote, remote, trusted
+from .worker import worker_dir
 
 ENV_FILE = "env"
 LOG_TAIL_LINES = 10
@@ -57,11 +58,13 @@ def json_with(doc: dict, key: str, shell_value: str, *, string: bool = False) ->
 
 
 def python_setup(host: HostConfig) -> Quoted:
-    """Shell lines setting ORCH_PYTHON: the host's venv, else its configured interpreter."""
+    """Shell lines setting ORCH_PYTHON (the host's venv, else its configured interpreter) and
+    putting this orch's shipped worker (`worker.worker_dir`) first on PYTHONPATH."""
     venv_python = remote(host.remote_dir, "venv", "bin", "python")
     return trusted(
         f"ORCH_PYTHON={venv_python}\n"
-        f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {quote(host.python)})'
+        f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {quote(host.python)})\n'
+        f'export PYTHONPATH={worker_dir(host.remote_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"'
     )
 
 
