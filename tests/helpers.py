@@ -13,8 +13,10 @@ FAKE_JOB = "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"
 
 
 def orch_cmd(*args: str) -> list[str]:
-    """The orch CLI as a separate process (for what must outlive or race the test)."""
-    return [sys.executable, "-m", "orchestrator", *args]
+    """The orch CLI as a separate process (for what must outlive or race the test). `-P`: the
+    project's folder is not on sys.path (as for the installed `orch` script), so a project's
+    own `gpu_worker/` never shadows orch's."""
+    return [sys.executable, "-P", "-m", "orchestrator", *args]
 
 
 def start_run(orch, host: str, *sets: str, playbook: str = "job") -> str:
