@@ -1,12 +1,11 @@
-"""The files a run writes in its output folder, and the one reader of predictions files.
+"""The files a run writes in its output folder while it runs.
 
 - `predictions.jsonl`: one JSON object per line (per image and method), appended and flushed
-  per batch. `read_jsonl` is the one reader of such files (the worker's resume, `score`, the
-  orchestrator's shard merge): blank lines are skipped, a bad line is a ValueError naming the
-  file and line; with `repair_tail` a torn last line (killed mid-write) is cut off instead.
+  per batch (`append_lines`); read back with `contract.fsio.read_jsonl` (resume, `score`, the
+  shard merge).
 - `progress.json`: `Progress`, rewritten at most every PROGRESS_EVERY_S seconds.
-- `results.json`: written with `write_json_atomic` (temp name in the same folder, then rename),
-  like every file the orchestrator reads.
+- `results.json`: written with `contract.fsio.write_json_atomic` (temp name in the same folder,
+  then rename), like every file the orchestrator reads.
 - `.lock`: `hold_run_lock` takes `flock` on it for the worker's whole life, so a second worker
   (a resumed run whose first job still runs) refuses the folder instead of writing beside it.
 """

@@ -1,6 +1,7 @@
 """The `run` block of results.json: what ran, where, on what code and data, and the
 recommendation. Library versions and the GPU name come from `engine.py` (imported only when a
-model was loaded); the pushed code's identity from the file `orch push` writes."""
+model was loaded); the pushed code's identity from the file `orch push` writes, the worker's
+(orch version and content hash) from the file shipped beside this package (`run.worker`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import stats, summary
-from .contract.layout import IDENTITY_FILE
+from .contract.layout import IDENTITY_FILE, WORKER_FILE
 from .contract.spec import RunSpec
 from .data import selection_hash
 
@@ -39,6 +40,7 @@ def run_block(
         "gpu": _engine_info(engine, "gpu_name"),
         "versions": _engine_info(engine, "versions") or {},
         "code": code_identity(root, log),
+        "worker": worker_identity(),
         "model": {"base": model[0], "checkpoints": model[1]},
         "data": {
             "source": data.source,
@@ -86,3 +88,14 @@ def code_identity(root: str, log: Callable[[str], None] = print) -> dict | None:
         log(f"warning: {path}: expected a JSON object; run.code left empty")
         return None
     return doc
+
+
+def worker_identity() -> dict:
+    """This worker's identity as shipped by orch (`{version, content_hash}`), or
+    `{"version": "unshipped"}` when the package runs from elsewhere (a checkout, a test)."""
+    path = Path(__file__).resolve().parent.parent / WORKER_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"version": "unshipped", "path": str(path.parent)}
+    return doc if isinstance(doc, dict) else {"version": "unshipped", "path": str(path.parent)}

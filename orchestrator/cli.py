@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from . import config as config_mod
 from . import render
 from .console import (
     OrchGroup,
@@ -49,15 +48,17 @@ def cli(ctx: click.Context, config_path: Path | None, verbose: bool) -> None:
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing orch.yaml.")
 def init(force: bool) -> None:
-    """Write a commented starter orch.yaml in the current folder.
+    """Write orch.yaml, playbooks/example.yaml and .gitignore entries here.
 
     Example: orch init
     """
-    path = Path.cwd() / config_mod.CONFIG_NAME
-    if path.exists() and not force:
-        raise OrchError(f"{path.name} already exists; use --force to overwrite it")
-    path.write_text(config_mod.STARTER, encoding="utf-8")
-    click.echo(f"wrote {path}")
+    from .project import init_project
+
+    res = init_project(Path.cwd(), force)
+    for name in res.written:
+        click.echo(f"wrote {name}")
+    for name in res.kept:
+        click.echo(f"kept {name}")
 
 
 @cli.group()
@@ -164,7 +165,7 @@ def setup(state: State, host_name: str | None) -> None:
 
     with connected(state, host_name) as (cfg, host):
         show_push(sync.push(cfg, host), False)
-        res = envsetup.setup_env(cfg, host)
+        res = envsetup.setup_env(host)
     click.echo(render.setup_line(res))
 
 

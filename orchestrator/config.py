@@ -21,7 +21,6 @@ from .yamlfile import load_yaml
 CONFIG_NAME = "orch.yaml"
 LOCAL_HOST = "local"
 DEFAULT_TIMEOUT = 15.0
-DEFAULT_PUSH_PATHS = ("gpu_worker", "playbooks", "setup.cfg", "pyproject.toml")
 DEFAULT_FETCH_MAX_MB = 4096.0
 
 STARTER = """\
@@ -56,7 +55,7 @@ hosts:
 #   pair: [gpu1, gpu2]     # `orch run validation --host pair`: one shard per host
 
 # push:
-#   include: [data/sample]   # pushed in addition to gpu_worker/ and playbooks/
+#   include: [data/sample]   # pushed even if git ignores it (all tracked files are pushed)
 
 # fetch:
 #   max_mb: 4096           # `orch fetch` refuses a run whose files are larger than this

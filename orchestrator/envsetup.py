@@ -1,17 +1,18 @@
 """`orch setup`: a worker virtual environment at `<remote_dir>/venv` on the host.
 
 The venv sees system site-packages (GPU boxes ship CUDA torch; pip leaves it alone) and gets the
-`worker` extra's requirements from setup.cfg. A stamp of python + requirements makes re-runs cheap.
+`worker` extra's requirements from orch's own package metadata (`worker.requirements`), never
+from the user's project. The worker itself is shipped to `<remote_dir>/worker/<hash>/`
+(`worker.ship`) and put on PYTHONPATH by every job, so the venv holds only its packages. A stamp
+of python + requirements makes re-runs cheap.
 """
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 from dataclasses import dataclass
 
-from .config import Config
-from .errors import ConfigError
+from . import worker
 from .shell import join, quote, remote, trusted
 from .transport import Host
 
@@ -26,23 +27,11 @@ class SetupResult:
     changed: bool
 
 
-def worker_requirements(config: Config) -> list[str]:
-    """The `worker` extra of the project's setup.cfg."""
-    path = config.root / "setup.cfg"
-    parser = configparser.ConfigParser()
-    parser.read(path, encoding="utf-8")
-    try:
-        raw = parser["options.extras_require"]["worker"]
-    except KeyError:
-        raise ConfigError(
-            f"{path.name}: options.extras_require.worker: missing; list the worker's packages there"
-        ) from None
-    return [line.strip() for line in raw.splitlines() if line.strip()]
-
-
-def setup_env(config: Config, host: Host) -> SetupResult:
-    """Create or update the host's worker venv; a no-op when nothing changed."""
-    reqs = worker_requirements(config)
+def setup_env(host: Host) -> SetupResult:
+    """Ship the worker and create or update the host's worker venv; a no-op when nothing
+    changed."""
+    worker.ship(host)
+    reqs = worker.requirements()
     stamp = hashlib.sha256("\n".join([host.config.python, *reqs]).encode()).hexdigest()
     venv = remote(host.remote_dir, "venv")
     py = quote(host.config.python)

@@ -1,4 +1,5 @@
-"""Playbooks: YAML job descriptions under `playbooks/`, loaded with `yaml.safe_load` only.
+"""Playbooks: YAML job descriptions under the project's `playbooks/` (then those bundled with
+orch, `bundled_playbooks/`), loaded with `yaml.safe_load` only.
 
 A playbook names the model (`model.base`, `model.checkpoints`), the data and the methods to run.
 Relative local paths in a playbook are relative to the pushed code folder on the host.
@@ -20,14 +21,17 @@ from .names import check_name
 from .runrefs import resolve_refs
 from .yamlfile import load_yaml
 
+BUNDLED = Path(__file__).parent / "bundled_playbooks"  # shipped inside the orch package
+
 
 def playbook_path(config: Config, name: str) -> Path:
-    """The file of a playbook given by name (`quickwin`) or path (`playbooks/quickwin.yaml`)."""
+    """The file of a playbook given by name (`quickwin`) or path (`playbooks/quickwin.yaml`):
+    the project's `playbooks/` first, then the ones bundled with orch."""
     candidates = [Path(name), config.root / name, config.root / "playbooks" / f"{name}.yaml"]
-    for c in candidates:
+    for c in [*candidates, BUNDLED / f"{name}.yaml"]:
         if c.is_file():
             return c
-    known = sorted(p.stem for p in (config.root / "playbooks").glob("*.yaml"))
+    known = sorted({p.stem for d in (config.root / "playbooks", BUNDLED) for p in d.glob("*.yaml")})
     raise ConfigError(
         f"playbook '{name}' not found; known: {', '.join(known) or 'none in playbooks/'}"
     )

@@ -23,6 +23,7 @@ from .config import HostConfig
 from .records import check_run_id
 from .shell import Quoted, join, quote, remote, trusted
 from .trainlog import PROGRESS_TXT, extract_script
+from .worker import worker_dir
 
 ENV_FILE = "env"
 LOG_TAIL_LINES = 10
@@ -68,11 +69,13 @@ def json_with(doc: dict, key: str, shell_value: str, *, string: bool = False) ->
 
 
 def python_setup(host: HostConfig) -> Quoted:
-    """Shell lines setting ORCH_PYTHON: the host's venv, else its configured interpreter."""
+    """Shell lines setting ORCH_PYTHON (the host's venv, else its configured interpreter) and
+    putting this orch's shipped worker (`worker.worker_dir`) first on PYTHONPATH."""
     venv_python = remote(host.remote_dir, "venv", "bin", "python")
     return trusted(
         f"ORCH_PYTHON={venv_python}\n"
-        f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {quote(host.python)})'
+        f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {quote(host.python)})\n'
+        f'export PYTHONPATH={worker_dir(host.remote_dir)}"${{PYTHONPATH:+:$PYTHONPATH}}"'
     )
 
 

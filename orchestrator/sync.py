@@ -1,9 +1,10 @@
-"""`orch push`: send the worker code to `<remote_dir>/code/`, incrementally and atomically.
+"""`orch push`: send the project to `<remote_dir>/code/` (the job's working directory),
+incrementally and atomically, and this orch's worker beside it (`worker.ship`).
 
-- The file list is what git would ship (`git ls-files -co --exclude-standard`) under the push
-  paths (gpu_worker/, playbooks/, setup.cfg, pyproject.toml), plus orch.yaml's
-  `push.include` (sent even if git ignores it), minus `.orchignore` patterns (which add to
-  .gitignore rather than replacing it).
+- The file list is what git would ship (`git ls-files -co --exclude-standard`: every tracked
+  file and every untracked one git does not ignore), plus orch.yaml's `push.include` (sent even
+  if git ignores it), minus `.orchignore` patterns (which add to .gitignore rather than
+  replacing it), minus orch's own files (`.orch/`, orch.yaml, the results folder).
 - One remote command lists the remote tree's sha256s; only new or changed files travel, in one
   gzip'd tar stream over the same connection, together with the list of files to delete.
 - The host unpacks into a fresh tree (hard links to the current one, then the changes) and swaps
@@ -36,8 +37,8 @@ from typing import IO
 
 from gpu_worker.contract.layout import EXIT_BUSY, IDENTITY_FILE, CodeIdentity
 
-from . import shell
-from .config import DEFAULT_PUSH_PATHS, Config
+from . import shell, worker
+from .config import CONFIG_NAME, Config
 from .errors import ConfigError, OrchError, RemoteCommandError
 from .transport import Host
 
@@ -126,8 +127,19 @@ def _walk(root: Path, top: str) -> list[str]:
     for folder, dirs, files in os.walk(start):
         dirs[:] = [d for d in dirs if d not in (".git", "__pycache__")]
         for f in files:
-            found.append((Path(folder) / f).relative_to(root).as_posix())
+            found.append((Path(folder) / f).relative_to(root).as_posix().removeprefix("./"))
     return found
+
+
+def _never_pushed(config: Config) -> tuple[str, ...]:
+    """orch's own files in the project: `.orch/` (records, the `local` host's tree), orch.yaml
+    (the laptop's hosts and their `env:` values: one host never sees another's) and the fetched
+    results, which the host never needs."""
+    results = (config.root / config.defaults.results_dir).resolve()
+    own = (".orch", CONFIG_NAME)
+    if results.is_relative_to(config.root.resolve()) and results != config.root.resolve():
+        own += (results.relative_to(config.root.resolve()).as_posix(),)
+    return own
 
 
 def list_files(config: Config) -> list[str]:
@@ -140,15 +152,13 @@ def list_files(config: Config) -> list[str]:
                 f"orch.yaml: push.include: '{extra}' does not exist inside {root}; fix or remove it"
             )
     try:
-        listed = _git(
-            root, "ls-files", "-co", "--exclude-standard", "-z", "--", *DEFAULT_PUSH_PATHS
-        )
+        listed = _git(root, "ls-files", "-co", "--exclude-standard", "-z")
         files = {f for f in listed.split("\0") if f}
     except NotARepo:  # walk, honouring a top-level .gitignore
         gitignore = _ignore_spec(root, ".gitignore")
-        files = {
-            f for top in DEFAULT_PUSH_PATHS for f in _walk(root, top) if not gitignore.match_file(f)
-        }
+        files = {f for f in _walk(root, ".") if not gitignore.match_file(f)}
+    never = _never_pushed(config)
+    files = {f for f in files if not any(f == n or f.startswith(n + "/") for n in never)}
     for extra in config.push_include:
         files.update(_walk(root, extra))
     orchignore = _ignore_spec(root, ".orchignore")
@@ -317,6 +327,8 @@ def push(
 ) -> PushResult:
     """Bring `<remote_dir>/code` up to date with the local file list; see the module docstring."""
     started = time.monotonic()
+    if not dry_run:
+        worker.ship(host)
     with ThreadPoolExecutor(1) as pool:  # hash locally while the host lists its tree
         local_job = pool.submit(local_manifest, config)
         remote, remote_identity = remote_manifest(host)
@@ -382,7 +394,7 @@ def watch(
 
     changed = threading.Event()
     root = config.root.resolve()
-    tops = tuple(DEFAULT_PUSH_PATHS) + tuple(config.push_include) + (".orchignore",)
+    never = (".git", *_never_pushed(config))
 
     class Handler(FileSystemEventHandler):
         def on_any_event(self, event) -> None:
@@ -391,15 +403,15 @@ def watch(
                     rel = Path(os.fsdecode(p)).resolve().relative_to(root).as_posix()
                 except ValueError:
                     continue
-                if any(rel == t or rel.startswith(t.rstrip("/") + "/") for t in tops):
+                if not any(rel == n or rel.startswith(n + "/") for n in never):
                     changed.set()
 
     observer = Observer()
     handler = Handler()
-    observer.schedule(handler, str(root), recursive=False)  # top-level files (setup.cfg, ...)
-    for top in tops:  # only the pushed folders: never .git/ or .orch/ (where local pushes land)
-        if (root / top).is_dir():
-            observer.schedule(handler, str(root / top), recursive=True)
+    observer.schedule(handler, str(root), recursive=False)  # top-level files
+    for top in sorted(root.iterdir()):  # every folder but .git/ and orch's own (.orch/, results)
+        if top.is_dir() and top.name not in never:
+            observer.schedule(handler, str(top), recursive=True)
     observer.start()
     try:
         on_push(push(config, host))

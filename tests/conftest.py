@@ -72,7 +72,7 @@ def project(tmp_path, monkeypatch) -> Path:
             """
         )
     )
-    (root / "notes.txt").write_text("not pushed\n")
+    (root / "notes.txt").write_text("notes\n")
     (root / ".gitignore").write_text("*.log\n")
     (root / "orch.yaml").write_text("defaults:\n  host: local\n")
     git(root, "init", "-q")

@@ -13,8 +13,10 @@ FAKE_JOB = "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"
 
 
 def orch_cmd(*args: str) -> list[str]:
-    """The orch CLI as a separate process (for what must outlive or race the test)."""
-    return [sys.executable, "-m", "orchestrator", *args]
+    """The orch CLI as a separate process (for what must outlive or race the test). `-P`: the
+    project's folder is not on sys.path (as for the installed `orch` script), so a project's
+    own `gpu_worker/` never shadows orch's."""
+    return [sys.executable, "-P", "-m", "orchestrator", *args]
 
 
 def start_run(orch, host: str, *sets: str, playbook: str = "job") -> str:
@@ -57,22 +59,16 @@ def kill_tmux(server) -> None:
 
 
 def worker_checkout(root, tmp_path, sshd, monkeypatch, playbooks: dict[str, str] | None = None):
-    """A git project at `root` holding this repository's worker and sample data (and its
-    playbooks, or `playbooks`: name -> YAML text), with host `gpu` on the session sshd; the cwd
-    while the test runs. A generator for fixtures (`yield from`); kills the host's tmux after."""
+    """A git project at `root` holding this repository's sample data (and `playbooks`: name ->
+    YAML text; none: orch's bundled ones), no worker code (orch ships its own), with host `gpu`
+    on the session sshd; the cwd while the test runs. A generator for fixtures (`yield from`);
+    kills the host's tmux after."""
     from tests.conftest import REPO, git
 
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO / "gpu_worker", root / "gpu_worker", ignore=ignore)
     shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
-    if playbooks is None:
-        shutil.copytree(REPO / "playbooks", root / "playbooks")
-        for name in ("setup.cfg", "pyproject.toml"):
-            shutil.copy(REPO / name, root / name)
-    else:
-        (root / "playbooks").mkdir()
-        for name, text in playbooks.items():
-            (root / "playbooks" / f"{name}.yaml").write_text(text)
+    (root / "playbooks").mkdir()  # None: orch's bundled playbooks; the worker is orch's own
+    for name, text in (playbooks or {}).items():
+        (root / "playbooks" / f"{name}.yaml").write_text(text)
     (root / "orch.yaml").write_text(
         f"hosts:\n  gpu: {{host: box, remote_dir: {tmp_path / 'remote'}, python: {sys.executable},"
         f" timeout: 10}}\npush: {{include: [data/sample]}}\n"

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
@@ -83,6 +84,12 @@ def test_init_writes_a_starter_that_loads(tmp_path, monkeypatch, orch):
     again = orch("init")
     assert again.exit_code == 1 and "already exists" in again.stderr
     assert (tmp_path / "orch.yaml").read_text() == text
+    assert (tmp_path / ".gitignore").read_text() == ".orch/\n__pycache__/\n"
+    example = yaml.safe_load((tmp_path / "playbooks" / "example.yaml").read_text())
+    assert "{python}" in example["command"] and example["name"] == "example"
+    (tmp_path / ".gitignore").write_text("*.log")  # a user's own file gains only what is missing
+    assert orch("init", "--force").exit_code == 0
+    assert (tmp_path / ".gitignore").read_text() == "*.log\n.orch/\n__pycache__/\n"
 
 
 def test_local_host_is_built_in(tmp_path, monkeypatch):

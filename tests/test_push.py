@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from gpu_worker.contract.layout import IDENTITY_FILE
-from orchestrator import sync
+from orchestrator import sync, worker
 from orchestrator.config import load_config
 from orchestrator.errors import HostUnreachable
 from orchestrator.transport import open_host
 from tests.conftest import git
+from tests.helpers import orch_cmd
 from tests.needs import TESSERACT_MISSING
 
 
@@ -40,13 +41,16 @@ def test_incremental_push(project, gpu, tmp_path, orch, host):
     remote = tmp_path / "remote" if host == "gpu" else project / ".orch" / "local"
     first = push_json(orch, host)
     assert sorted(first["sent"]) == [
+        ".gitignore",
         "gpu_worker/__init__.py",
         "gpu_worker/engine.py",
+        "notes.txt",
         "playbooks/demo.yaml",
         "setup.cfg",
     ]
     assert remote_tree(remote)["gpu_worker/engine.py"] == "VALUE = 1\n"
-    assert "notes.txt" not in remote_tree(remote)  # outside the push paths
+    assert "orch.yaml" not in remote_tree(remote)  # the laptop's config (host addresses, env:)
+    assert not any(p.startswith(".orch/") for p in remote_tree(remote))  # orch's own state
     ident = json.loads((remote / "code" / IDENTITY_FILE).read_text())
     assert ident["commit"] == git(project, "rev-parse", "HEAD").strip() and not ident["dirty"]
 
@@ -96,7 +100,7 @@ def test_orchignore_adds_to_gitignore_and_include_adds_files(project, orch):
 def test_dry_run_changes_nothing(project, gpu, tmp_path, orch):
     res = orch("push", "--host", gpu, "--dry-run")
     assert res.exit_code == 0, res.output
-    assert "would send 4 file(s)" in res.stdout and "  send   gpu_worker/engine.py" in res.stdout
+    assert "would send 6 file(s)" in res.stdout and "  send   gpu_worker/engine.py" in res.stdout
     assert not (tmp_path / "remote" / "code").exists()
 
 
@@ -126,7 +130,7 @@ def test_cut_off_push_keeps_previous_tree(project, gpu, tmp_path):
 def test_watch_pushes_on_change(project, tmp_path):
     log = tmp_path / "watch.log"
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-m", "orchestrator", "push", "--host", "local", "--watch"],
+        orch_cmd("push", "--host", "local", "--watch"),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -147,14 +151,24 @@ def test_watch_pushes_on_change(project, tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     out = log.read_text()
-    assert "sent 4 file(s)" in out and "sent 1 file(s)" in out
+    assert "sent 6 file(s)" in out and "sent 1 file(s)" in out
     assert "Traceback" not in out and "Overwritten" not in out
 
 
 def test_setup_creates_venv_then_is_cheap(project, gpu, tmp_path, orch):
+    """The venv gets the `worker` extra of orch's own metadata (the project's setup.cfg names
+    only pyyaml: it is not read) and the worker is shipped beside it."""
+    # the test's own interpreter, which has torch (the sshd's PATH may find another python3)
+    (project / "orch.yaml").write_text(
+        (project / "orch.yaml").read_text() + f"    python: {sys.executable}\n"
+    )
     res = orch("setup", "--host", gpu)
     assert res.exit_code == 0, res.output
-    assert "updated (1 requirements)" in res.stdout
+    reqs = worker.requirements()
+    assert f"updated ({len(reqs)} requirements)" in res.stdout and "torch" in reqs
+    shipped = tmp_path / "remote" / "worker" / worker.identity().folder
+    assert json.loads((shipped / "orch-worker.json").read_text()) == worker.identity().to_json()
+    assert (shipped / "gpu_worker" / "contract" / "spec.py").is_file()
     venv_py = tmp_path / "remote" / "venv" / "bin" / "python"
     out = subprocess.run(
         [str(venv_py), "-c", "import sys, yaml; print(sys.prefix != sys.base_prefix)"],
@@ -208,7 +222,7 @@ def test_doctor_reports_each_check(project, gpu, tmp_path, orch):
 
 
 def test_git_error_is_an_error_not_a_different_file_list(project, orch):
-    """Only a folder that really is not a git repository falls back to walking the push paths."""
+    """Only a folder that really is not a git repository falls back to walking the project."""
     (project / "gpu_worker" / "untracked_but_ignored.log").write_text("x\n")
     (project / ".git" / "index").write_bytes(b"garbage, not an index")
     res = orch("push", "--host", "local", "--dry-run")
@@ -220,8 +234,10 @@ def test_git_error_is_an_error_not_a_different_file_list(project, orch):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["sent"] == [
+        ".gitignore",
         "gpu_worker/__init__.py",
         "gpu_worker/engine.py",
+        "notes.txt",
         "playbooks/demo.yaml",
         "setup.cfg",
     ]

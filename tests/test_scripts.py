@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpu_worker.contract import spec
+from orchestrator import worker
 from orchestrator.backends import Launch, Options
 from orchestrator.backends.slurm import SlurmBackend, poll_script
 from orchestrator.backends.tmux import TmuxBackend, cancel_script
@@ -34,6 +35,14 @@ from orchestrator.status import parse_status, to_status
 from orchestrator.transport import LocalHost
 
 GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(autouse=True)
+def fixed_worker(monkeypatch):
+    """The scripts name the shipped worker's folder by its content hash: fix it here."""
+    monkeypatch.setattr(worker, "identity", lambda: worker.WorkerIdentity("0.0", "ab" * 32))
+
+
 HOST = HostConfig("gpu", "box", remote_dir="~/orch runs;$(x)", python="python3.11")
 COMMAND = job_command("{python} -m gpu_worker run {playbook} --out {out}")
 

@@ -26,6 +26,7 @@ RUNS_DIR = "runs"
 WORKER_DIR = "worker"
 VENV_DIR = "venv"
 IDENTITY_FILE = ".orch-identity.json"  # the pushed tree's identity, written by `orch push`
+WORKER_FILE = "orch-worker.json"  # beside the shipped gpu_worker/: version, content_hash
 
 RUN_JSON = "run.json"
 PLAYBOOK = "playbook.yaml"
