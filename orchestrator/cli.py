@@ -336,7 +336,8 @@ def cancel(state: State, run_id: str, grace: float) -> None:
 @json_option
 @click.pass_obj
 def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: bool) -> None:
-    """Copy finished runs' results, predictions, log and playbook into results/<run_id>/.
+    """Copy finished runs' results, predictions, log and playbook into results/<run_id>/
+    (RUN: an id, a prefix, or latest:PLAYBOOK).
 
     \b
     Example: orch fetch
@@ -349,6 +350,7 @@ def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: boo
 
     if outputs is not None and not runs:
         raise OrchError("--outputs needs the RUN whose outputs to fetch")
+    runs = latest_runs(state.config(), runs)
     results = fetch_runs(state.config(), expand(state.config(), runs))
     results += merge_fetched(state.config(), runs)
     got = fetch_run_outputs(state.config(), runs, outputs) if outputs is not None else []
@@ -417,6 +419,13 @@ def results(state: State, as_json: bool) -> None:
     if not comparison.rows:
         return click.echo("no fetched results; run `orch fetch`")
     table(render.results_table(comparison.rows))
+
+
+def latest_runs(config, runs: tuple[str, ...]) -> tuple[str, ...]:
+    """Run ids with each `latest:PLAYBOOK` replaced by the newest run of that playbook."""
+    from .runrefs import LATEST, find_run
+
+    return tuple(find_run(config, r).run_id if r.startswith(LATEST) else r for r in runs)
 
 
 def fetch_run_outputs(config, runs: tuple[str, ...], pattern: str) -> list:

@@ -128,7 +128,8 @@ def job_steps(
     tmux wrapper and the Slurm batch script: pid, the `wait` steps (a queued run), cd into the
     code, the env file, the command (all of it, `a; b` and `exit N` included, in a subshell)
     with its output appended to log.txt, then its progress lines (progress.txt), its `outputs`
-    listed in run.json, and its status to exit_code. No secret is part of this text (see `env_file`)."""
+    listed in run.json, and its status to exit_code. No secret is part of this text (see
+    `env_file`)."""
     if not isinstance(command, Quoted):
         raise TypeError("the job's command must be built by orchestrator.shell")
     exports = " ".join(f"{k}={quote(v)}" for k, v in JOB_ENV.items())
