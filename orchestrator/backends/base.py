@@ -140,7 +140,8 @@ class Backend(ABC):
         lines = ["set -e", f"R={remote(hc.remote_dir, 'runs')}", 'mkdir -p "$R"', "new=''"]
         lines.append(str(self._guard(host, launches, options)))
         undo = f'{self._undo(launches)} for d in $new; do rm -rf "$d"; done;'
-        lines.append(f"""trap 'set +e; [ -n "$ok" ] || {{ {undo} }}' EXIT""")
+        env_tmp = f'"$R/.{ENV_FILE}-$$"'  # the host's env: (secrets), never left behind
+        lines.append(f"""trap 'set +e; rm -f {env_tmp}; [ -n "$ok" ] || {{ {undo} }}' EXIT""")
         lines.append(f'(umask 077 && cat > "$R/.{ENV_FILE}-$$")')
         for launch in launches:
             lines.append(str(self._prepare(host, launch, options)))
