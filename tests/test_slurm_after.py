@@ -6,6 +6,7 @@ pre-check like any run."""
 import json
 import shutil
 import sys
+import time
 
 import pytest
 
@@ -55,6 +56,9 @@ def test_after_a_failed_job_is_skipped_and_after_a_good_one_runs(cluster, orch):
     assert reaches(orch, first, ("failed",))["exit_code"] == 3
     s = reaches(orch, waiting, ("skipped",))
     assert s["note"] == f"not started: run {first} did not succeed"
+    started = time.monotonic()
+    assert orch("logs", waiting, "-f").exit_code == 0  # ends: the job left Slurm's queue
+    assert time.monotonic() - started < 30
     assert reaches(orch, second, ("succeeded",))
     res = orch("run", "ok", "--host", "cluster", "--after", second)
     assert res.exit_code == 0, res.output
