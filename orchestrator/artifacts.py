@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from .config import Config
 from .errors import OrchError
 from .fetch import MB, results_dir
-from .records import RunRecord, check_run_id
+from .records import RunRecord, check_run_id, find_record
 from .scripts import run_dir
 from .shell import trusted
 from .transport import Host, open_host
@@ -169,3 +169,8 @@ def fetch_outputs(config: Config, record: RunRecord, pattern: str = "*") -> Outp
             )
         sent = sum(_download(host, record.run_id, chunk, dest) for chunk in _chunks(missing))
     return OutputsResult(record.run_id, str(dest), len(missing), len(wanted) - len(missing), sent)
+
+
+def fetch_named(config: Config, run_ids: tuple[str, ...], pattern: str) -> list[OutputsResult]:
+    """`orch fetch RUN... --outputs GLOB`: `fetch_outputs` of each named run."""
+    return [fetch_outputs(config, find_record(config, rid), pattern) for rid in run_ids]

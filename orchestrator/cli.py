@@ -223,18 +223,8 @@ def run(
     """
     from .start import RunRequest, start_run
 
-    req = RunRequest(
-        playbook,
-        host_name,
-        overrides,
-        shards,
-        resume_id,
-        shard,
-        follow,
-        allow_concurrent,
-        queue,
-        after,
-    )
+    args = (playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent)
+    req = RunRequest(*args, queue, after)
     started = start_run(state.config(), req, lambda r: show_push(r, False))
     if started.sharded is not None:
         echo(render.sharded_start_lines(started.sharded))
@@ -345,27 +335,31 @@ def cancel(state: State, run_id: str, grace: float) -> None:
 @json_option
 @click.pass_obj
 def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: bool) -> None:
-    """Copy finished runs' results, predictions, log and playbook into results/<run_id>/.
+    """Copy finished runs' results, predictions, log and playbook into results/<run_id>/
+    (RUN: an id, a prefix, or latest:PLAYBOOK).
 
     \b
     Example: orch fetch
     Example: orch fetch train-20261124-101200-ab12 --outputs 'checkpoints/checkpoint-500/*'
     """
+    from .artifacts import fetch_named
     from .fetch import FetchResult, fetch_exit_code
     from .fetch import fetch as fetch_runs
     from .merge import merge_fetched
+    from .runrefs import latest_ids
     from .shards import split
     from .states import FetchOutcome
 
     if outputs is not None and not runs:
         raise OrchError("--outputs needs the RUN whose outputs to fetch")
+    runs = latest_ids(state.config(), runs)
     ids, unstarted = split(state.config(), runs) if runs else ((), [])
     results = fetch_runs(state.config(), ids) if ids or not runs else []
     results += [
         FetchResult(s.run_id, FetchOutcome.NOT_FINAL, s.state, error=s.note) for s in unstarted
     ]
     results += merge_fetched(state.config(), runs)
-    got = fetch_run_outputs(state.config(), runs, outputs) if outputs is not None else []
+    got = fetch_named(state.config(), runs, outputs) if outputs is not None else []
     if as_json:
         json_out([r.to_json() for r in results + got])
     else:
@@ -459,14 +453,6 @@ def results(state: State, as_json: bool) -> None:
     if not comparison.rows:
         return click.echo("no fetched results; run `orch fetch`")
     table(render.results_table(comparison.rows))
-
-
-def fetch_run_outputs(config, runs: tuple[str, ...], pattern: str) -> list:
-    """`fetch --outputs`: each named run's outputs (see `orchestrator/artifacts.py`)."""
-    from .artifacts import fetch_outputs
-    from .records import find_record
-
-    return [fetch_outputs(config, find_record(config, rid), pattern) for rid in runs]
 
 
 def main() -> None:

@@ -31,6 +31,11 @@ def find_run(config: Config, ref: str) -> RunRecord:
     return max(runs, key=lambda r: r.started_at)
 
 
+def latest_ids(config: Config, refs: tuple[str, ...]) -> tuple[str, ...]:
+    """`refs` with each `latest:PLAYBOOK` replaced by the id of that playbook's newest run."""
+    return tuple(find_run(config, r).run_id if r.startswith(LATEST) else r for r in refs)
+
+
 def remote_runs_dir(host: HostConfig) -> str:
     """`<remote_dir>/runs` as the worker reads a path (a relative remote_dir is under ~)."""
     rd = host.remote_dir.rstrip("/")

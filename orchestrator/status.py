@@ -199,7 +199,8 @@ def _note(state: RunState, seen: SeenRun) -> str:
 
 def _log_fields(seen: SeenRun, state: RunState, elapsed: float | None) -> dict:
     """done, total, ETA and metrics of a `command:` job from its log (none: empty)."""
-    said = trainlog.parse(seen.log_progress) if not seen.progress else None
+    own = seen.info.get("own_command") and not seen.progress  # the worker has progress.json
+    said = trainlog.parse(seen.log_progress) if own else None
     if said is None:
         return {}
     eta = trainlog.eta(said, elapsed) if state == RunState.RUNNING else None

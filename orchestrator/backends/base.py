@@ -160,7 +160,8 @@ class Backend(ABC):
             record = json_with(doc, self.job_key, f"$job_{i}", string=self.job_key_is_string)
             lines += [
                 f"D={run_dir(hc, launch.run_id)}",
-                f'{record} > "$D/.run.json.tmp" && mv -f "$D/.run.json.tmp" "$D/run.json"',
+                f'{record} > "$D/.run.json.tmp"',
+                'mv -f "$D/.run.json.tmp" "$D/run.json"',
             ]
         lines += [*(f'echo "$job_{i}"' for i in range(len(launches))), "ok=1", ""]
         return trusted("\n".join(lines))
@@ -179,11 +180,13 @@ class Backend(ABC):
         else:
             lines += ['mkdir "$D"', 'new="$new $D"']
         lines.append(f'cp -p "$R/.{ENV_FILE}-$$" "$D/{ENV_FILE}"')
-        keep = '[ -s "$D/playbook.yaml" ] || ' if launch.resume else ""
-        lines.append(
-            f"{keep}{{ printf '%s' {quote(launch.resolved.to_yaml())} > \"$D/.playbook.tmp\" && "
-            'mv -f "$D/.playbook.tmp" "$D/playbook.yaml"; }'
-        )
+        write = [  # separate commands, so that `set -e` stops at either
+            f"printf '%s' {quote(launch.resolved.to_yaml())} > \"$D/.playbook.tmp\"",
+            'mv -f "$D/.playbook.tmp" "$D/playbook.yaml"',
+        ]
+        if launch.resume:  # a resumed run keeps its playbook
+            write = ['if [ ! -s "$D/playbook.yaml" ]; then', *write, "fi"]
+        lines += write
         if launch.resolved.refs:
             lines.append(str(refs_check(hc, launch.resolved.refs)))
         if not (launch.resume or launch.resolved.own_command or options.queued):

@@ -381,11 +381,14 @@ echo cancelled
         return CancelOutcome(host.run(script).text.strip())
 
     def follow_until(self, host, run_id: str) -> Quoted:
-        """A watcher on the login node that ends when the run's exit_code or marker appears."""
+        """A watcher on the login node that ends when the run's exit_code or marker appears,
+        or its job leaves Slurm's queue without one (dropped: a skipped `--after` run)."""
         d = run_dir(host.config, run_id)
+        job = f"""sed -n 's/.*"slurm_job": *"\\([0-9_]*\\)".*/\\1/p' {d}/run.json"""
+        queued = 'squeue -h -j "$job" -o %i 2>/dev/null | grep -q .'
         return trusted(
-            f"$( (while [ ! -f {d}/exit_code ] && [ ! -f {d}/cancelled ]; do sleep 1; done) "
-            ">/dev/null 2>&1 & echo $!)"
+            f"$( (job=$({job}); while [ ! -f {d}/exit_code ] && [ ! -f {d}/cancelled ] && "
+            f'{{ [ -z "$job" ] || {queued}; }}; do sleep 1; done) >/dev/null 2>&1 & echo $!)'
         )
 
 

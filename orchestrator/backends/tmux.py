@@ -6,9 +6,10 @@ skipped > exit_code > session alive (queued while it waits, else running) > neit
 One orch job runs on a host at a time: a launch on a busy host is refused, unless
 `allow_concurrent`, or queued (`--queue`, `--after RUN`): the run's session starts at once and
 waits on the host, so the queue works with the laptop closed: it writes the run ids it waits for
-(the host's orch sessions at launch, and the `--after` run) to its `waiting` file, waits for each
-to write its exit_code or lose its session, and, after a run that did not succeed, writes the
-`skipped` marker and exit code SKIPPED_EXIT instead of starting.
+(the host's orch sessions at launch unless `allow_concurrent`, and the `--after` run) to its
+`waiting` file, waits for each to write its exit_code or lose its session, and, after an
+`--after` run that did not succeed, writes the `skipped` marker and exit code SKIPPED_EXIT
+instead of starting.
 """
 
 from __future__ import annotations
@@ -130,8 +131,9 @@ class TmuxBackend(Backend):
         lines = []
         for i, launch in enumerate(launches):
             lines.append(f"D={run_dir(hc, launch.run_id)}")
-            if options.queued:
-                ids = f"$busy_ids {quote(after)}" if after else "$busy_ids"
+            if options.queued:  # behind the host's jobs, unless it may run beside them
+                behind = "" if options.allow_concurrent else "$busy_ids "
+                ids = f"{behind}{quote(after) if after else ''}"
                 lines += [
                     f"busy_ids=$(printf '%s\\n' \"$busy\" | sed 's/^{SESSION_PREFIX}//' | "
                     f"grep -vx {quote(launch.run_id)} | tr '\\n' ' ' || true)",
