@@ -88,8 +88,8 @@ def read_jsonl(path: str | Path, repair_tail: bool = False) -> list[dict]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = schema.loads_bounded(line)
+        except schema.SchemaError:
             if repair_tail and i == len(lines) - 1:
                 path.write_text("".join(lines[:i]), encoding="utf-8")
                 break

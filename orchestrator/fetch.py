@@ -24,12 +24,12 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gpu_worker.schema import SchemaError, validate_results
+from gpu_worker.schema import SchemaError, loads_bounded, validate_results
 
 from .backends import FETCH_FILES
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
-from .jobs import collect_status, run_host
+from .jobs import collect_status, run_host, unknown_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
 from .shell import join, trusted
@@ -167,8 +167,8 @@ def fetch_run(config: Config, record: RunRecord, state: str, log_tail: list[str]
         (tmp / ARCHIVE).unlink()
         if "results.json" in names:
             try:
-                validate_results(json.loads((tmp / "results.json").read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError, SchemaError) as exc:
+                validate_results(loads_bounded((tmp / "results.json").read_bytes()))
+            except (UnicodeDecodeError, SchemaError) as exc:
                 raise OrchError(
                     f"{record.run_id}: results.json on {record.host} is invalid ({exc}); "
                     "nothing was written"
@@ -195,6 +195,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         records = [find_record(config, r) for r in run_ids]
     else:
         records = [r for r in load_records(config) if not r.fetched and not r.error]
+        records = [r for r in records if unknown_host(config, r.host) is None]  # warned
     if not records:
         return []
     statuses = {s.run_id: s for s in collect_status(config, [r.run_id for r in records])}

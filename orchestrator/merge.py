@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from gpu_worker.outputs import read_jsonl
-from gpu_worker.schema import SchemaError, validate_results
+from gpu_worker.schema import SchemaError, loads_bounded, validate_results
 from gpu_worker.spec import PlaybookError, parse_playbook
 
 from .config import Config
@@ -37,7 +37,7 @@ def _read_shard(folder: Path) -> tuple[dict, dict, list[dict]]:
     """(playbook, results, prediction lines) of one fetched shard."""
     try:
         book = yaml.safe_load((folder / "playbook.yaml").read_text(encoding="utf-8"))
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        results = loads_bounded((folder / "results.json").read_bytes())
         lines = read_jsonl(folder / "predictions.jsonl")
     except FileNotFoundError as exc:
         raise OrchError(

@@ -21,6 +21,7 @@ from .shell import Quoted, quote, remote, trusted
 
 ENV_FILE = "env"
 LOG_TAIL_LINES = 10
+MAX_STATUS_KB = 64  # a larger run.json, progress.json or exit_code is the run's error, not read
 PRECHECK_EXIT = 77  # gpu_worker.precheck.EXIT_PROBLEM: a model folder or adapter is missing
 SESSION_PREFIX = "orch-"
 JOB_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -148,7 +149,10 @@ def status_script(host: HostConfig, run_ids: list[str] | None) -> Quoted:
     return trusted(f"""cd {remote(host.remote_dir, "runs")} 2>/dev/null || exit 0
 echo "@now $(date +%s)"
 tmux ls -F '@alive #{{session_name}}' 2>/dev/null
-grep -H '' {each("run.json")} {each("progress.json")} {each("exit_code")} 2>/dev/null
+small="{each("run.json")} {each("progress.json")} {each("exit_code")}"
+find $small -maxdepth 0 -size -{MAX_STATUS_KB}k -print0 2>/dev/null |
+  xargs -0 -r grep -H '' 2>/dev/null
+find $small -maxdepth 0 -size +{MAX_STATUS_KB - 1}k 2>/dev/null | sed 's/^/@big /'
 grep -c '' {each("results.json")} {each("cancelled")} 2>/dev/null | sed 's/^/@has /'
 stat -c '@ended %n %Y' {each("exit_code")} 2>/dev/null
 for f in {each("exit_code")}; do

@@ -8,8 +8,9 @@ alive (running) > neither (lost). A run file that cannot be read is reported in 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
+
+from gpu_worker.schema import SchemaError, loads_bounded
 
 from .scripts import SESSION_PREFIX
 from .states import FINISHED, RunState
@@ -71,9 +72,9 @@ class RunStatus:
 
 def _read_json(seen: SeenRun, leaf: str, content: str) -> dict:
     try:
-        doc = json.loads(content)
-    except json.JSONDecodeError as exc:
-        seen.errors.append(f"{leaf}: invalid JSON ({exc.msg})")
+        doc = loads_bounded(content)
+    except SchemaError as exc:
+        seen.errors.append(f"{leaf}: {exc}")
         return {}
     if not isinstance(doc, dict):
         seen.errors.append(f"{leaf}: not a JSON object")
@@ -122,6 +123,9 @@ def parse_status(text: str, default_now: float) -> StatusDump:
             run_id = path.partition("/")[0]
             if run_id in runs and mtime.isdigit():
                 runs[run_id].ended = float(mtime)
+        elif tag == "@big":  # a file too large to read: that run's error
+            run_id, _, leaf = rest.partition("/")
+            runs.setdefault(run_id, SeenRun()).errors.append(f"{leaf}: too large, not read")
         elif tag == "@log":
             run_id, _, text_line = rest.partition(" ")
             if run_id in runs:

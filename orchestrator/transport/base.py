@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from ..errors import HostUnreachable, OrchError, RemoteCommandError
+from ..errors import HostUnreachable, OrchError, RemoteCommandError, brief
 from ..shell import Quoted, remote
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class Host(ABC):
             self._abandon()
             if isinstance(exc, TimeoutError):  # socket.timeout too
                 raise HostUnreachable(
-                    f"{self.name}: no answer within {limit:g}s for: {command[:80]}"
+                    f"{self.name}: no answer within {limit:g}s for: {brief(command)}"
                 ) from None
             mapped = self._link_error(exc, command)
             if mapped is exc:
