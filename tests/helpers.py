@@ -13,8 +13,9 @@ FAKE_JOB = "{python} gpu_worker/fake_job.py --playbook {playbook} --out {out}"
 
 
 def orch_cmd(*args: str) -> list[str]:
-    """The orch CLI as a separate process (for what must outlive or race the test)."""
-    return [sys.executable, "-m", "orchestrator", *args]
+    """The orch CLI as a separate process (for what must outlive or race the test). `-P`: the
+    test project (the cwd) has a `gpu_worker/` of its own, which must not shadow orch's."""
+    return [sys.executable, "-P", "-m", "orchestrator", *args]
 
 
 def start_run(orch, host: str, *sets: str, playbook: str = "job") -> str:
