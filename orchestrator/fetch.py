@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -40,6 +41,7 @@ FILES = FETCH_FILES  # the same on every backend
 MB = 1 << 20
 ARCHIVE = ".archive.tar.gz"
 TAR_FAILED = "orch-fetch: tar failed"
+log = logging.getLogger("orchestrator")
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         s = statuses.get(rec.run_id)
         if rec.error:
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
+        elif s is None and rec.job_id is None and not run_ids:  # an interrupted launch
+            log.warning("%s: never started on %s; remove its record if so", rec.run_id, rec.host)
         elif s is None:
             why = f"not found on {rec.host} (its run folder is gone)"
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, "unknown", error=why))
