@@ -244,6 +244,16 @@ def _positive(value: Any) -> float:
     return float(value)
 
 
+MAX_TIMEOUT_S = 86400.0  # a day: beyond it a deadline overflows the clock (time_t)
+
+
+def _timeout(value: Any) -> float:
+    seconds = _positive(value)
+    if seconds > MAX_TIMEOUT_S:
+        raise TypeError(f"expected at most {MAX_TIMEOUT_S:g} seconds (one day), got {value!r}")
+    return seconds
+
+
 def _str_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
         raise TypeError("expected a list of strings")
@@ -291,7 +301,7 @@ _HOST_FIELDS = {
     "remote_dir": _str,
     "python": _str,
     "env": _env,
-    "timeout": _positive,
+    "timeout": _timeout,
     "hourly_rate": _positive,
     "known_hosts": _str,
     "backend": _backend,

@@ -20,6 +20,15 @@ EXIT_UNREACHABLE = 3
 EXIT_INTERRUPTED = 130
 
 
+def brief(command: str, limit: int = 80) -> str:
+    """A command (often a whole script) as one short line for an error message."""
+    lines = [line.strip() for line in command.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if len(lines) > 1 or len(first) > limit:
+        return first[: limit - 3] + "..."
+    return first
+
+
 class OrchError(Exception):
     """Base of every error orch reports to the user; `exit_code` says how the CLI exits."""
 
@@ -59,7 +68,7 @@ class RemoteCommandError(OrchError):
         stderr = result.stderr.decode("utf-8", "replace")
         tail = " | ".join(line for line in stderr.strip().splitlines()[-3:] if line.strip())
         command = result.command
-        short = command if len(command) <= 120 else command[:117] + "..."
+        short = brief(command, 120)
         super().__init__(
             f"{result.host}: command failed with exit code {result.exit_code}: {short}"
             + (f" -- {tail}" if tail else "")

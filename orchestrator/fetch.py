@@ -27,13 +27,13 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gpu_worker.contract.schema import SchemaError, validate_results
+from gpu_worker.contract.schema import SchemaError, loads_bounded, validate_results
 
 from . import fetchlock
 from .backends import FETCH_FILES
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
-from .jobs import collect_status, run_host
+from .jobs import collect_status, run_host, unknown_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
 from .shell import join, trusted
@@ -201,8 +201,8 @@ def _fetch_locked(
         (tmp / ARCHIVE).unlink()
         if "results.json" in names:
             try:
-                validate_results(json.loads((tmp / "results.json").read_text(encoding="utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError, SchemaError) as exc:
+                validate_results(loads_bounded((tmp / "results.json").read_bytes()))
+            except (UnicodeDecodeError, SchemaError) as exc:
                 raise OrchError(
                     f"{record.run_id}: results.json on {record.host} is invalid ({exc}); "
                     "nothing was written"
@@ -229,6 +229,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         records = [find_record(config, r) for r in run_ids]
     else:
         records = [r for r in load_records(config) if not r.fetched and not r.error]
+        records = [r for r in records if unknown_host(config, r.host) is None]  # warned
     if not records:
         return []
     fetchlock.sweep(results_dir(config))  # temp folders of fetches killed earlier
@@ -240,6 +241,8 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         s = statuses.get(rec.run_id)
         if rec.error:
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
+        elif s is None and rec.job_id is None and not run_ids:  # an interrupted launch
+            log.warning("%s: never started on %s; remove its record if so", rec.run_id, rec.host)
         elif s is None:
             why = f"not found on {rec.host} (its run folder is gone)"
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, "unknown", error=why))

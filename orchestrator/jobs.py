@@ -9,6 +9,7 @@ is known for it; it is never turned into a job failure.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +38,7 @@ from .sync import push
 from .transport import Host, open_host
 
 DEFAULT_OPTIONS = Options()
+log = logging.getLogger("orchestrator")
 
 
 def launch(
@@ -211,6 +213,8 @@ def collect_status_report(
     for rec in chosen or ([] if host_name else list(records.values())):
         if rec.error:
             never.append(_never_started(rec))
+        elif (why := unknown_host(config, rec.host)) is not None:
+            never.append(_never_started(rec, why))
         else:
             wanted.setdefault((rec.host, rec.remote_dir), []).append(rec.run_id)
 
@@ -257,14 +261,32 @@ def collect_status_report(
 RECORD_REFRESH_S = 60.0
 
 
-def _never_started(record: RunRecord) -> RunStatus:
-    """The status of a run whose submission was refused (from its record alone)."""
+def unknown_host(config: Config, name: str) -> str | None:
+    """Why `name` cannot be asked (a host removed from orch.yaml), said once per command as a
+    warning; None when it is known."""
+    try:
+        config.host(name)
+    except ConfigError as exc:
+        why = f"unknown host '{name}' (last seen state shown)"
+        if name not in _warned_hosts:
+            _warned_hosts.add(name)
+            log.warning("%s; its runs are skipped", str(exc).split(";")[0])
+        return why
+    return None
+
+
+_warned_hosts: set[str] = set()
+
+
+def _never_started(record: RunRecord, note: str = "") -> RunStatus:
+    """A run's status from its record alone: the scheduler refused it, or its host is no
+    longer known (`note`)."""
     return RunStatus(
         run_id=record.run_id,
         host=record.host,
         playbook=record.playbook,
         state=record.state,
-        note=record.error or "",
+        note=note or record.error or "",
         read_at=time.time(),
         parent=record.parent,
         shard=record.shard,

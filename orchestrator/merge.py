@@ -15,8 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpu_worker.contract import layout
-
 from .config import Config
 from .errors import OrchError
 from .fetch import FetchResult, results_dir
@@ -33,15 +31,39 @@ def _worker_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": packages + (os.pathsep + rest if rest else "")}
 
 
+def shard_problems(base: Path, run: ShardedRun) -> tuple[list[str], list[str]]:
+    """(shards not fetched yet, shards that did not succeed) among `run`'s fetched folders
+    under `base`: a shard merges only when it was fetched with exit code 0 and results.json
+    (docs/scaling.md: a failed shard never makes a score look better)."""
+    waiting, failed = [], []
+    for rid in run.shards:
+        folder = base / rid
+        if not folder.is_dir():
+            waiting.append(rid)
+            continue
+        try:
+            code = (folder / "exit_code").read_text().strip()
+        except OSError:
+            code = "none"
+        if code != "0" or not (folder / "results.json").is_file():
+            failed.append(f"{rid} (exit code {code})" if code != "0" else f"{rid} (no results)")
+    return waiting, failed
+
+
 def merge(config: Config, run: ShardedRun) -> Path:
     """Write `results/<parent>/` from the fetched shards; its path."""
     base = results_dir(config)
     dest = base / run.parent
     if dest.exists():
         return dest
-    missing = [rid for rid in run.shards if not (base / rid / layout.RESULTS).is_file()]
-    if missing:
-        raise OrchError(f"{run.parent}: shard(s) not fetched or without results: {missing}")
+    waiting, failed = shard_problems(base, run)
+    if failed:
+        raise OrchError(
+            f"{run.parent}: not merged: shard(s) did not succeed: {', '.join(failed)}; "
+            f"`orch run --resume {run.parent} --shard N` runs one again"
+        )
+    if waiting:
+        raise OrchError(f"{run.parent}: shard(s) not fetched: {', '.join(waiting)}")
     cmd = [sys.executable, "-m", "gpu_worker", "merge", "--parent", run.parent]
     cmd += ["--playbook", run.playbook, "--out", str(dest), *(str(base / r) for r in run.shards)]
     try:
@@ -75,8 +97,8 @@ def merge_fetched(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchRe
             if run_ids:
                 out.append(FetchResult(run.parent, "already merged", "succeeded", str(dest)))
             continue
-        ready = all((results_dir(config) / r / layout.RESULTS).is_file() for r in run.shards)
-        if not ready and not run_ids:
+        waiting, failed = shard_problems(results_dir(config), run)
+        if waiting and not failed and not run_ids:
             continue
         try:
             path = merge(config, run)

@@ -17,11 +17,13 @@ from pathlib import Path
 
 from gpu_worker.contract.fsio import atomic_write
 from gpu_worker.contract.layout import RUN_ID_RE, CodeIdentity
+from gpu_worker.contract.schema import loads_bounded
 
 from .config import Config
 from .errors import ConfigError, JobNotFound, OrchError
 from .states import RunState
 
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:+-]{0,200}$")  # no shell or ssh syntax
 log = logging.getLogger("orchestrator")
 _warned: set[tuple[Path, str]] = set()  # said once per process, however often records are read
 
@@ -60,6 +62,10 @@ class RunRecord:
             kept["code"] = CodeIdentity(**kept["code"])
         if "state" in kept:
             kept["state"] = RunState(kept["state"])
+        if not isinstance(kept.get("run_id"), str) or not RUN_ID_RE.match(kept["run_id"]):
+            raise ValueError(f"invalid run id {str(kept.get('run_id'))[:60]!r}")
+        if not isinstance(kept.get("host"), str) or not HOST_NAME_RE.match(kept["host"]):
+            raise ValueError(f"invalid host {str(kept.get('host'))[:60]!r}")
         return cls(**kept)
 
     def to_json(self) -> dict:
@@ -105,11 +111,11 @@ def forget_record(config: Config, run_id: str) -> None:
 def read_record(path: Path) -> RunRecord | None:
     """The record in `path`, or None (with a warning naming the file) when it cannot be read."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_bounded(path.read_bytes())
         if not isinstance(data, dict):
             raise TypeError("not a JSON object")
         return RunRecord.from_json(data)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
+    except (OSError, TypeError, ValueError) as exc:
         if (path, str(exc)) not in _warned:
             _warned.add((path, str(exc)))
             log.warning("%s: corrupt run record, skipped (%s); remove or repair it", path, exc)

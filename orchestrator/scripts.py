@@ -27,6 +27,7 @@ from .worker import worker_dir
 
 ENV_FILE = "env"
 LOG_TAIL_LINES = 10
+MAX_STATUS_KB = 64  # a larger run.json, progress.json or exit_code is the run's error, not read
 PRECHECK_EXIT = EXIT_PRECHECK  # a model folder or adapter is missing
 SESSION_PREFIX = "orch-"
 SKIPPED_EXIT = 78  # exit_code of a run skipped because the run it was queued after failed
@@ -224,8 +225,11 @@ def status_script(host: HostConfig, run_ids: list[str] | None) -> Quoted:
     return trusted(f"""cd {remote(host.remote_dir, "runs")} 2>/dev/null || exit 0
 echo "@now $(date +%s)"
 tmux ls -F '@alive #{{session_name}}' 2>/dev/null
-grep -H '' {each("run.json")} {each("progress.json")} {each("exit_code")} \\
-  {each("waiting")} {each(PROGRESS_TXT)} 2>/dev/null
+small="{each("run.json")} {each("progress.json")} {each("exit_code")} {each("waiting")}"
+small="$small {each(PROGRESS_TXT)}"
+find $small -maxdepth 0 -size -{MAX_STATUS_KB}k -print0 2>/dev/null |
+  xargs -0 -r grep -H '' 2>/dev/null
+find $small -maxdepth 0 -size +{MAX_STATUS_KB - 1}k 2>/dev/null | sed 's/^/@big /'
 grep -c '' {each("results.json")} {each("cancelled")} {each("skipped")} 2>/dev/null |
   sed 's/^/@has /'
 stat -c '@ended %n %Y' {each("exit_code")} 2>/dev/null

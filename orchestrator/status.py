@@ -11,8 +11,9 @@ never turned into silence. A `command:` job's progress and last metrics come fro
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
+
+from gpu_worker.contract.schema import SchemaError, loads_bounded
 
 from . import trainlog
 from .scripts import SESSION_PREFIX
@@ -83,9 +84,9 @@ class RunStatus:
 
 def _read_json(seen: SeenRun, leaf: str, content: str) -> dict:
     try:
-        doc = json.loads(content)
-    except json.JSONDecodeError as exc:
-        seen.errors.append(f"{leaf}: invalid JSON ({exc.msg})")
+        doc = loads_bounded(content)
+    except SchemaError as exc:
+        seen.errors.append(f"{leaf}: {exc}")
         return {}
     if not isinstance(doc, dict):
         seen.errors.append(f"{leaf}: not a JSON object")
@@ -149,6 +150,9 @@ def parse_status(text: str, default_now: float) -> StatusDump:
             run_id, _, tagged = rest.partition(" ")
             if run_id in runs:
                 _tagged(runs[run_id], tagged)
+        elif tag == "@big":  # a file too large to read: that run's error
+            run_id, _, leaf = rest.partition("/")
+            runs.setdefault(run_id, SeenRun()).errors.append(f"{leaf}: too large, not read")
         elif tag == "@log":
             run_id, _, text_line = rest.partition(" ")
             if run_id in runs:

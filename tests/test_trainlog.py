@@ -5,7 +5,7 @@ host-side extraction run by real bash and awk on a real log file."""
 import subprocess
 
 import pytest
-from gpu_worker.schema import parse_progress_line, progress_line
+from gpu_worker.contract.schema import parse_progress_line, progress_line
 
 from orchestrator import trainlog
 from orchestrator.states import RunState

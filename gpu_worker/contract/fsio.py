@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .schema import loads_bounded
+
 
 def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None:
     """Write `path` atomically; `mode`: the new file's permissions."""
@@ -67,8 +69,8 @@ def read_jsonl(path: str | Path, repair_tail: bool = False) -> list[dict]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = loads_bounded(line)
+        except ValueError:  # invalid JSON, or nested too deep (schema.SchemaError)
             if repair_tail and i == len(lines) - 1:
                 path.write_text("".join(lines[:i]), encoding="utf-8")
                 break

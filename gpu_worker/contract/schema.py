@@ -36,6 +36,31 @@ class SchemaError(ValueError):
     """A results or progress document does not have the agreed shape."""
 
 
+MAX_JSON_DEPTH = 32  # results, progress and run files nest a few levels; deeper is hostile
+
+
+def loads_bounded(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads`, refusing (SchemaError, a ValueError) a document nested deeper than
+    `max_depth`: nothing read from a host can exhaust the stack of whoever walks it next."""
+    import json
+
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise SchemaError(f"JSON nested deeper than {max_depth} levels") from None
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    stack = [(doc, 1)]
+    while stack:  # iterative: no recursion of our own either
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > max_depth:
+                raise SchemaError(f"JSON nested deeper than {max_depth} levels")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+    return doc
+
+
 def _number(value: Any, where: str, integer: bool = False) -> None:
     ok = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok or (isinstance(value, float) and not math.isfinite(value)):

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 
 from gpu_worker.contract.layout import EXIT_MISSING
 
-from ..errors import HostUnreachable, OrchError, RemoteCommandError
+from ..errors import HostUnreachable, OrchError, RemoteCommandError, brief
 from ..shell import Quoted, remote
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Host(ABC):
             self._abandon()
             if isinstance(exc, TimeoutError):  # socket.timeout too
                 raise HostUnreachable(
-                    f"{self.name}: no answer within {limit:g}s for: {command[:80]}"
+                    f"{self.name}: no answer within {limit:g}s for: {brief(command)}"
                 ) from None
             mapped = self._link_error(exc, command)
             if mapped is exc:

@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, HostKeyChanged, HostKeyError, HostKeyRevoked, HostUnreachable
+from ..errors import (
+    ConfigError,
+    HostKeyChanged,
+    HostKeyError,
+    HostKeyRevoked,
+    HostUnreachable,
+    brief,
+)
 from . import hostkeys, sockets, ssh_config
 from .base import Host, Process
 from .hostkeys import HostKeyPolicy, fingerprint
@@ -177,7 +184,7 @@ class SSHHost(Host):
 
     def _link_error(self, exc: Exception, command: str) -> BaseException:
         if isinstance(exc, ConnectionLost):
-            return HostUnreachable(f"{self.name}: connection lost during: {command[:80]}")
+            return HostUnreachable(f"{self.name}: connection lost during: {brief(command)}")
         return self._unreachable(exc)
 
     # -- trust ----------------------------------------------------------------------------
