@@ -70,7 +70,7 @@ def lines(report: Report) -> list[str]:
         f"{report.log_lines_lost} / {report.log_lines_repeated}",
         f"longest a fault went unreported beyond the host's timeout ({TIMEOUT} s): "
         f"{report.longest_unreported_beyond_timeout_s:.1f} s (longest until `orch status` "
-        f"showed it, orch's start-up included: "
+        f"showed it, Python's start-up aside: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(report.longest_until_shown_s.items()))
         + f"; a healthy `orch status` took {report.status_healthy_s:.1f} s)",
         f"wall time: {report.wall_s:.0f} s (seed {report.seed})",

@@ -5,8 +5,8 @@ host-side extraction run by real bash and awk on a real log file."""
 import subprocess
 
 import pytest
-from gpu_worker.contract.schema import parse_progress_line, progress_line
 
+from gpu_worker.contract.schema import parse_progress_line, progress_line
 from orchestrator import trainlog
 from orchestrator.states import RunState
 from orchestrator.status import SeenRun, derive_state, parse_status, to_status
