@@ -88,7 +88,9 @@ def test_holdout_run_scores_exactly_the_held_out_rows(tmp_path, tiny_model, trai
 def test_missing_split_is_one_line_listing_the_splits(tmp_path, train_only):
     folder, _ = train_only
     book = tmp_path / "pb.yaml"
-    book.write_text(yaml.safe_dump({"data": {"source": str(folder)}, "methods": {"t": {}}}))
+    book.write_text(
+        yaml.safe_dump({"data": {"source": str(folder)}, "methods": {"t": {"kind": "tesseract"}}})
+    )
     cmd = [sys.executable, "-m", "gpu_worker", "run", str(book), "--out", str(tmp_path / "o")]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
