@@ -1,7 +1,7 @@
 """Gates before a long run: refuse what is wrong after minutes, not after hours.
 
-Standard library at import time (`spec.py` reads `SCRIPTS` from here); the tensor work lives in
-`fastpath/deltas.py`, imported only when a model is loaded. Contract:
+Standard library at import time (`spec.py` checks the settings with `settings_problem`); the
+tensor work lives in `fastpath/deltas.py`, imported only when a model is loaded. Contract:
 
 - `scoring.preflight: on` (the default) turns the gates on; `off` skips every one of them.
 - Adapters (`check_adapters`), on the tensors the engine loaded (fast path and peft alike): a
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+
+from .schema import did_you_mean
 
 # script -> code point ranges (inclusive) its letters may come from
 SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -121,3 +123,52 @@ def check_adapters(report: dict, fail_on_noop: bool) -> list[str]:
     if found and fail_on_noop:
         raise PreflightError(f"preflight: {found[0]} (scoring.fail_on_noop: true)")
     return [f"preflight: warning: {text}" for text in found]
+
+
+def settings_problem(data: dict, scoring: dict) -> str | None:
+    """What is wrong with `data.script`, `data.holdout` ({test_size, seed}) or the gates'
+    settings (`scoring.preflight` on|off, YAML's bare on/off arriving as booleans;
+    `fail_on_noop`; `group_by`, a column name or null); None when nothing. Values are
+    normalised in place (preflight to on/off, holdout's seed filled in)."""
+    if data["script"] not in SCRIPTS:
+        hint = did_you_mean(data["script"], SCRIPTS)
+        return f"data.script: unknown '{data['script']}'{hint}; known: {', '.join(SCRIPTS)}"
+    if data["holdout"] is not None:
+        problem = _holdout_problem(data)
+        if problem:
+            return problem
+    value = scoring["preflight"]
+    if isinstance(value, bool):
+        scoring["preflight"] = value = "on" if value else "off"
+    if value not in SWITCHES:
+        return f"scoring.preflight: expected on or off, got {value!r}"
+    if not isinstance(scoring["fail_on_noop"], bool):
+        return f"scoring.fail_on_noop: expected true or false, got {scoring['fail_on_noop']!r}"
+    group = scoring["group_by"]
+    if group is not None and (not isinstance(group, str) or not group):
+        return f"scoring.group_by: expected a column name, got {group!r}"
+    return None
+
+
+def _holdout_problem(data: dict) -> str | None:
+    holdout = data["holdout"]
+    if not isinstance(holdout, dict):
+        return "data.holdout: expected a mapping like {test_size: 0.1, seed: 42}"
+    for key in holdout:
+        if key not in ("test_size", "seed"):
+            return f"data.holdout.{key}: unknown setting{did_you_mean(key, ('test_size', 'seed'))}"
+    data["holdout"] = holdout = {
+        "test_size": holdout.get("test_size"),
+        "seed": holdout.get("seed", 42),
+    }
+    size, seed = holdout["test_size"], holdout["seed"]
+    fraction = isinstance(size, float) and 0 < size < 1
+    count = isinstance(size, int) and not isinstance(size, bool) and size >= 1
+    if not (fraction or count):
+        return (
+            "data.holdout.test_size: expected a fraction between 0 and 1 or a number of rows, "
+            f"got {size!r}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        return f"data.holdout.seed: expected an integer >= 0, got {seed!r}"
+    return None

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from .ensemble import RULES
 from .fastpath.shapes import COMPILE_SETTINGS
 from .metrics import NORMAL_FORMS
-from .preflight import SCRIPTS, SWITCHES
+from .preflight import settings_problem
 from .schema import RUN_KEY, did_you_mean
 from .stats import DEFAULT_RESAMPLES
 
@@ -334,9 +334,10 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
     _check_shard(data)
-    _check_data(data)
     _check_scoring(scoring, methods)
-    _check_gates(scoring)
+    problem = settings_problem(data, scoring)  # data.script, data.holdout, the gates' settings
+    if problem:
+        raise PlaybookError(problem)
     _check_generation(gen)
     canonical = json.dumps(full, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
@@ -406,47 +407,3 @@ def _check_shard(data: dict) -> None:
         raise PlaybookError(f"data.num_shards: expected a positive integer, got {count!r}")
     if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
         raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
-
-
-def _check_data(data: dict) -> None:
-    """`data.script` (a `preflight.SCRIPTS` name) and `data.holdout` ({test_size, seed})."""
-    if data["script"] not in SCRIPTS:
-        raise PlaybookError(
-            f"data.script: unknown '{data['script']}'{did_you_mean(data['script'], SCRIPTS)}; "
-            f"known: {', '.join(SCRIPTS)}"
-        )
-    holdout = data["holdout"]
-    if holdout is None:
-        return
-    if not isinstance(holdout, dict):
-        raise PlaybookError("data.holdout: expected a mapping like {test_size: 0.1, seed: 42}")
-    _known({"test_size", "seed"}, holdout, "data.holdout.", "unknown setting")
-    holdout = {"test_size": holdout.get("test_size"), "seed": holdout.get("seed", 42)}
-    data["holdout"] = holdout
-    size, seed = holdout["test_size"], holdout["seed"]
-    fraction = isinstance(size, float) and 0 < size < 1
-    count = isinstance(size, int) and not isinstance(size, bool) and size >= 1
-    if not (fraction or count):
-        raise PlaybookError(
-            f"data.holdout.test_size: expected a fraction between 0 and 1 or a number of rows, "
-            f"got {size!r}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PlaybookError(f"data.holdout.seed: expected an integer >= 0, got {seed!r}")
-
-
-def _check_gates(scoring: dict) -> None:
-    """`scoring.preflight` (on|off; YAML's bare on/off arrive as booleans), `fail_on_noop`,
-    `group_by` (a column name or null)."""
-    value = scoring["preflight"]
-    if isinstance(value, bool):
-        scoring["preflight"] = value = "on" if value else "off"
-    if value not in SWITCHES:
-        raise PlaybookError(f"scoring.preflight: expected on or off, got {value!r}")
-    if not isinstance(scoring["fail_on_noop"], bool):
-        raise PlaybookError(
-            f"scoring.fail_on_noop: expected true or false, got {scoring['fail_on_noop']!r}"
-        )
-    group = scoring["group_by"]
-    if group is not None and (not isinstance(group, str) or not group):
-        raise PlaybookError(f"scoring.group_by: expected a column name, got {group!r}")

@@ -287,3 +287,26 @@ def test_group_table_in_readme_and_card(grouped, tmp_path, monkeypatch):
         card = hub.repos["me/odia-ocr"].commits[-1]["content"].decode()
     assert "| category | method | CER (95% CI) |" in card
     assert f"| printed | tuned | {printed['cer']:.3f}" in card
+
+
+@pytest.mark.parametrize(
+    "data, scoring, message",
+    [
+        ({"script": "odai"}, {}, "data.script: unknown 'odai' (did you mean 'odia'?); known: odia"),
+        ({"holdout": {"test_size": 0.1, "sed": 1}}, {}, "data.holdout.sed: unknown setting"),
+        ({"holdout": {"test_size": 1.5}}, {}, "data.holdout.test_size: expected a fraction"),
+        ({}, {"preflight": "maybe"}, "scoring.preflight: expected on or off, got 'maybe'"),
+        ({}, {"fail_on_noop": "yes"}, "scoring.fail_on_noop: expected true or false"),
+    ],
+)
+def test_new_settings_are_checked_with_the_playbook(data, scoring, message):
+    from gpu_worker.spec import PlaybookError, parse_playbook
+
+    doc = {"data": {"source": "d", **data}, "scoring": scoring, "methods": {"t": {}}}
+    doc["methods"]["t"] = {"kind": "tesseract"}
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(doc)
+    assert str(caught.value).startswith(message)
+    ok = parse_playbook({**doc, "data": {"source": "d", "holdout": {"test_size": 0.1}},
+                         "scoring": {"preflight": False}})  # fmt: skip
+    assert ok.data.holdout == {"test_size": 0.1, "seed": 42} and not ok.preflight
