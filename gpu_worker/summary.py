@@ -24,6 +24,7 @@ from . import metrics, stats
 from .preflight import NO_SCRIPT, wrong_script_rate
 from .schema import method_names
 
+NO_GROUP = "(none)"  # the group of a line whose group_by column is empty
 NULL_WHEN_FAILED = (
     "cer",
     "wer",
@@ -113,7 +114,7 @@ def summarize(
     for name, extra in stats.method_statistics(counts, base, resamples, seed).items():
         out[name].update(extra)
     if group_by:
-        groups = {line["index"]: str(line.get("group")) for line in lines}
+        groups = {x["index"]: str(x.get("group") or NO_GROUP) for x in lines}
         for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):
             out[name]["groups"] = per_group
     return out
