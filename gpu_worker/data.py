@@ -68,6 +68,7 @@ class Samples:
         self.path = path = resolve_path(spec.source, root)
         self._rows: list[dict] | None = None
         self._widths: dict[int, int] = {}
+        self._columns: dict[str, object] = {}
         self._dataset = None
         if os.path.isfile(os.path.join(path, "labels.jsonl")):
             self._rows = _read_labels(Path(path))
@@ -104,9 +105,14 @@ class Samples:
         return list(self._dataset.column_names)
 
     def value(self, index: int, column: str) -> str | None:
-        """Column `column` of sample `index` as text (None when missing), e.g. its group."""
-        row = self._rows[index] if self._rows is not None else self._dataset[index]
-        value = row.get(column)
+        """Column `column` of sample `index` as text (None when missing), e.g. its group. A
+        dataset's column is read once, alone (a row would decode its image too)."""
+        if self._rows is not None:
+            value = self._rows[index].get(column)
+        else:
+            if column not in self._columns:
+                self._columns[column] = self._dataset.select_columns([column])[column]
+            value = self._columns[column][index]
         return None if value is None else str(value)
 
     def describe(self, index: int) -> str:
@@ -114,7 +120,7 @@ class Samples:
         if self._rows is not None:
             return f"{index} ({self._rows[index]['image']})"
         if "id" in self._dataset.column_names:
-            return f"{index} (id {self._dataset[index]['id']})"
+            return f"{index} (id {self.value(index, 'id')})"
         return str(index)
 
     def image(self, index: int):
@@ -311,7 +317,6 @@ def hub_snapshot(name: str) -> str | None:
 
 def _load_hub(spec: DataSpec):
     """A Hub dataset's split: online through `datasets`; offline from the local caches."""
-
     if not offline():
         return _load_split(spec.source, spec)
     try:

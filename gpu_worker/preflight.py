@@ -1,7 +1,7 @@
 """Gates before a long run: refuse what is wrong after minutes, not after hours.
 
-Standard library at import time (`SCRIPTS` is stated in `contract/spec.py`); the tensor work
-lives in `fastpath/deltas.py`, imported only when a model is loaded. Contract:
+Standard library at import time (its settings are checked by `contract/checks.py`); the
+tensor work lives in `fastpath/deltas.py`, imported only when a model is loaded. Contract:
 
 - `scoring.preflight: on` (the default) turns the gates on; `off` skips every one of them.
 - Adapters (`check_adapters`), on the tensors the engine loaded (fast path and peft alike): a
@@ -23,7 +23,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from .contract.spec import NO_SCRIPT, SCRIPTS, SWITCHES  # noqa: F401  (stated in the contract)
+from .contract.checks import SCRIPTS
 
 NOOP_RELATIVE = 1e-6  # |delta W| / |W| below this: the adapter changes nothing that matters
 WRONG_SCRIPT_LIMIT = 0.8  # more than 4 in 5 of the first batch's letters outside: stop

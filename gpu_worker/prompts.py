@@ -11,7 +11,8 @@ evaluation (`engine.py`) and training alike, so a model is scored in the format 
 
 from __future__ import annotations
 
-from .contract.spec import IMAGE_FIELD, check_template
+from .contract.checks import IMAGE_FIELD
+from .contract.spec import check_template
 
 DEFAULT_PROMPT = "Extract the text in this image."
 

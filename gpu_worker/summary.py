@@ -21,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from . import metrics, stats
+from .contract.checks import NO_SCRIPT
 from .contract.schema import best_method, method_names
-from .contract.spec import DEFAULT_RESAMPLES, NO_SCRIPT
+from .contract.spec import DEFAULT_RESAMPLES
 from .preflight import wrong_script_rate
 
+NO_GROUP = "(none)"  # the group of a line whose group_by column is empty
 NULL_WHEN_FAILED = (
     "cer",
     "wer",
@@ -114,7 +116,7 @@ def summarize(
     for name, extra in stats.method_statistics(counts, base, resamples, seed).items():
         out[name].update(extra)
     if group_by:
-        groups = {line["index"]: str(line.get("group")) for line in lines}
+        groups = {x["index"]: str(x.get("group") or NO_GROUP) for x in lines}
         for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):
             out[name]["groups"] = per_group
     return out

@@ -88,7 +88,9 @@ def test_holdout_run_scores_exactly_the_held_out_rows(tmp_path, tiny_model, trai
 def test_missing_split_is_one_line_listing_the_splits(tmp_path, train_only):
     folder, _ = train_only
     book = tmp_path / "pb.yaml"
-    book.write_text(yaml.safe_dump({"data": {"source": str(folder)}, "methods": {"t": {}}}))
+    book.write_text(
+        yaml.safe_dump({"data": {"source": str(folder)}, "methods": {"t": {"kind": "tesseract"}}})
+    )
     cmd = [sys.executable, "-m", "gpu_worker", "run", str(book), "--out", str(tmp_path / "o")]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
@@ -285,3 +287,26 @@ def test_group_table_in_readme_and_card(grouped, tmp_path, monkeypatch):
         card = hub.repos["me/odia-ocr"].commits[-1]["content"].decode()
     assert "| category | method | CER (95% CI) |" in card
     assert f"| printed | tuned | {printed['cer']:.3f}" in card
+
+
+@pytest.mark.parametrize(
+    "data, scoring, message",
+    [
+        ({"script": "odai"}, {}, "data.script: unknown 'odai' (did you mean 'odia'?); known: odia"),
+        ({"holdout": {"test_size": 0.1, "sed": 1}}, {}, "data.holdout.sed: unknown setting"),
+        ({"holdout": {"test_size": 1.5}}, {}, "data.holdout.test_size: expected a fraction"),
+        ({}, {"preflight": "maybe"}, "scoring.preflight: expected on or off, got 'maybe'"),
+        ({}, {"fail_on_noop": "yes"}, "scoring.fail_on_noop: expected true or false"),
+    ],
+)
+def test_new_settings_are_checked_with_the_playbook(data, scoring, message):
+    from gpu_worker.spec import PlaybookError, parse_playbook
+
+    doc = {"data": {"source": "d", **data}, "scoring": scoring, "methods": {"t": {}}}
+    doc["methods"]["t"] = {"kind": "tesseract"}
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(doc)
+    assert str(caught.value).startswith(message)
+    ok = parse_playbook({**doc, "data": {"source": "d", "holdout": {"test_size": 0.1}},
+                         "scoring": {"preflight": False}})  # fmt: skip
+    assert ok.data.holdout == {"test_size": 0.1, "seed": 42} and not ok.preflight

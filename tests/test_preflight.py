@@ -204,3 +204,20 @@ def test_wrong_script_rate_in_results(tmp_path):
     assert f"| 8 | {rate:.3f} |" in text
     row = {"method": "ori", **stored["ori"], "wrong_script_rate": rate}
     assert readme.view_cells(row)[-1] == f"{rate:.3f}"  # the `orch results` column
+
+
+def test_negligible_delta_is_a_noop_too():
+    from gpu_worker.preflight import check_adapters
+
+    report = {
+        "adapters": {"a": {"relative_delta": 3e-9}, "b": {"relative_delta": 2e-3}},
+        "identical": [],
+    }
+    assert check_adapters(report, fail_on_noop=False) == [
+        "preflight: warning: checkpoint a: its LoRA delta is negligible (3.0e-09 of the base "
+        "weights): it decodes as the base model (was it trained? a loss and grad_norm of 0.0 in "
+        "trainer_state.json mean no)"
+    ]
+    with pytest.raises(PreflightError, match="checkpoint a: .* \\(scoring.fail_on_noop: true\\)"):
+        check_adapters(report, fail_on_noop=True)
+    assert check_adapters({"adapters": {"b": {"relative_delta": 2e-3}}}, True) == []

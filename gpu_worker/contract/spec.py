@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from .checks import settings_problem, template_problem
 from .hints import did_you_mean
 from .schema import RUN_KEY
 
@@ -25,20 +26,6 @@ RULES = ("mbr", "majority", "longest")  # ensemble.py's voting rules
 NORMAL_FORMS = ("nfc", "nfd", "nfkc", "nfkd", "none")  # metrics.normalize
 COMPILE_SETTINGS = ("auto", "on", "off")  # fastpath/shapes.want_compile
 DEFAULT_RESAMPLES = 1000  # stats: bootstrap resamples
-# data.script -> code point ranges (inclusive) its letters may come from (preflight.py)
-SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
-    "odia": ((0x0B00, 0x0B7F),),
-    "telugu": ((0x0C00, 0x0C7F),),
-    "bengali": ((0x0980, 0x09FF),),
-    "devanagari": ((0x0900, 0x097F), (0xA8E0, 0xA8FF)),
-    "tamil": ((0x0B80, 0x0BFF),),
-    "latin": ((0x0041, 0x005A), (0x0061, 0x007A), (0x00C0, 0x024F), (0x1E00, 0x1EFF)),
-    "none": (),
-}
-NO_SCRIPT = "none"
-SWITCHES = ("on", "off")
-PROMPT_FORMATS = ("chat", "raw")  # model.prompt_format (prompts.py renders them)
-IMAGE_FIELD = "{image}"  # where a raw prompt template puts the image
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {
@@ -65,7 +52,7 @@ SECTIONS: dict[str, dict[str, object] | None] = {
         "text_column": "text",
         "shard": 0,
         "num_shards": 1,
-        "script": "odia",  # the script predictions are written in (preflight.SCRIPTS), or none
+        "script": "odia",  # the script predictions are written in (checks.SCRIPTS), or none
         "holdout": None,  # {test_size, seed}: score train_test_split's "test" rows (data.py)
     },
     "generation": {"batch_size": 8, "max_new_tokens": 128, "compile": "auto", "lora": "fast"},
@@ -333,17 +320,10 @@ def _no_key(parts: list[str], depth: int, choices: object) -> str:
 
 
 def check_template(prompt: object, prompt_format: object) -> None:
-    """Raise PlaybookError when `prompt` cannot be used with `prompt_format` (`raw` needs a
-    template holding `{image}`)."""
-    if prompt_format not in PROMPT_FORMATS:
-        raise PlaybookError(
-            f"model.prompt_format: '{prompt_format}' is not one of {', '.join(PROMPT_FORMATS)}"
-        )
-    if prompt_format == "raw" and (not isinstance(prompt, str) or IMAGE_FIELD not in prompt):
-        raise PlaybookError(
-            "model.prompt: with model.prompt_format: raw it is a template holding {image} "
-            '(e.g. "{image} "), got ' + repr(prompt)
-        )
+    """Raise PlaybookError when `prompt` cannot be used with `prompt_format` (`checks.py`)."""
+    problem = template_problem(prompt, prompt_format)
+    if problem:
+        raise PlaybookError(problem)
 
 
 def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
@@ -366,9 +346,10 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
     _check_shard(data)
-    _check_data(data)
     _check_scoring(scoring, methods)
-    _check_gates(scoring)
+    problem = settings_problem(data, scoring)  # data.script, data.holdout, the gates' settings
+    if problem:
+        raise PlaybookError(problem)
     _check_generation(gen)
     check_template(model["prompt"], model["prompt_format"])
     canonical = json.dumps(full, sort_keys=True, ensure_ascii=False, default=str)
@@ -439,47 +420,3 @@ def _check_shard(data: dict) -> None:
         raise PlaybookError(f"data.num_shards: expected a positive integer, got {count!r}")
     if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
         raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
-
-
-def _check_data(data: dict) -> None:
-    """`data.script` (a `preflight.SCRIPTS` name) and `data.holdout` ({test_size, seed})."""
-    if data["script"] not in SCRIPTS:
-        raise PlaybookError(
-            f"data.script: unknown '{data['script']}'{did_you_mean(data['script'], SCRIPTS)}; "
-            f"known: {', '.join(SCRIPTS)}"
-        )
-    holdout = data["holdout"]
-    if holdout is None:
-        return
-    if not isinstance(holdout, dict):
-        raise PlaybookError("data.holdout: expected a mapping like {test_size: 0.1, seed: 42}")
-    _known({"test_size", "seed"}, holdout, "data.holdout.", "unknown setting")
-    holdout = {"test_size": holdout.get("test_size"), "seed": holdout.get("seed", 42)}
-    data["holdout"] = holdout
-    size, seed = holdout["test_size"], holdout["seed"]
-    fraction = isinstance(size, float) and 0 < size < 1
-    count = isinstance(size, int) and not isinstance(size, bool) and size >= 1
-    if not (fraction or count):
-        raise PlaybookError(
-            f"data.holdout.test_size: expected a fraction between 0 and 1 or a number of rows, "
-            f"got {size!r}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise PlaybookError(f"data.holdout.seed: expected an integer >= 0, got {seed!r}")
-
-
-def _check_gates(scoring: dict) -> None:
-    """`scoring.preflight` (on|off; YAML's bare on/off arrive as booleans), `fail_on_noop`,
-    `group_by` (a column name or null)."""
-    value = scoring["preflight"]
-    if isinstance(value, bool):
-        scoring["preflight"] = value = "on" if value else "off"
-    if value not in SWITCHES:
-        raise PlaybookError(f"scoring.preflight: expected on or off, got {value!r}")
-    if not isinstance(scoring["fail_on_noop"], bool):
-        raise PlaybookError(
-            f"scoring.fail_on_noop: expected true or false, got {scoring['fail_on_noop']!r}"
-        )
-    group = scoring["group_by"]
-    if group is not None and (not isinstance(group, str) or not group):
-        raise PlaybookError(f"scoring.group_by: expected a column name, got {group!r}")
