@@ -4,7 +4,6 @@ huggingface_hub's own client to a local stand-in Hub (HF_ENDPOINT)."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import git
+from tests.helpers import orch_cmd
 from tests.hub_server import HubServer, Repo
 
 TOKEN = "hf_TestSecretToken_9f8e7d6c5b4a"
@@ -229,7 +229,7 @@ def orch_sub(root, *args, token=TOKEN):
     if token:
         env["HF_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        orch_cmd(*args),
         cwd=root,
         env=env,
         capture_output=True,
