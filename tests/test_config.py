@@ -107,3 +107,17 @@ def test_ssh_config_alias_is_a_host(tmp_path, isolated_home):
     assert cfg.host("lab").hostname == "lab"
     with pytest.raises(ConfigError, match="unknown host 'lba'.*did you mean 'lab'"):
         cfg.host("lba")
+
+
+def test_playbooks_are_the_projects_first_then_orchs_bundled(tmp_path, monkeypatch):
+    from orchestrator.playbooks import BUNDLED, playbook_path
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    assert playbook_path(config, "quickwin") == BUNDLED / "quickwin.yaml"
+    own = tmp_path / "playbooks" / "quickwin.yaml"
+    own.parent.mkdir()
+    own.write_text("name: quickwin\n")
+    assert playbook_path(config, "quickwin") == own
+    with pytest.raises(ConfigError, match="known: demo, quickwin, validation"):
+        playbook_path(config, "nope")

@@ -14,8 +14,8 @@ from gpu_worker.contract.spec import PlaybookError, parse_playbook
 from gpu_worker.data import DataSpec, Samples
 from gpu_worker.fastpath import shapes
 from gpu_worker.fastpath.lora import Unsupported, read_adapter
-from orchestrator.playbooks import apply_override
-from tests.conftest import REPO, SAMPLES
+from orchestrator.playbooks import BUNDLED, apply_override
+from tests.conftest import SAMPLES
 
 GEN = {"max_new_tokens": 8, "do_sample": False}
 
@@ -149,7 +149,7 @@ def test_generation_settings_are_validated():
         parse_playbook({**doc, "generation": {"compile": "fast"}})
     with pytest.raises(PlaybookError, match="generation.lora"):
         parse_playbook({**doc, "generation": {"lora": "merged"}})
-    quickwin = yaml.safe_load((REPO / "playbooks" / "quickwin.yaml").read_text())
+    quickwin = yaml.safe_load((BUNDLED / "quickwin.yaml").read_text())
     apply_override(quickwin, "generation.compile=off", "quickwin.yaml")  # what `orch --set` does
     assert parse_playbook(quickwin).compile == "off"
     bad = {**doc, "methods": {"c": {"kind": "combined", "vote": "logits"}}}

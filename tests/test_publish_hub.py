@@ -5,12 +5,12 @@ change. huggingface_hub's own client talks to the local stand-in Hub (HF_ENDPOIN
 
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 from tests.conftest import git
+from tests.helpers import orch_cmd
 from tests.hub_server import HubServer, Repo
 from tests.test_publish import RUN, commits, pub, write_results
 
@@ -54,7 +54,7 @@ def orch_sub(root, *args, token=TOKEN, endpoint=None):
     if token:
         env["HF_TOKEN"] = token
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        orch_cmd(*args),
         cwd=root,
         env=env,
         capture_output=True,

@@ -16,9 +16,9 @@ from gpu_worker.runner import load_playbook
 from orchestrator import playbooks
 from orchestrator.config import load_config
 from orchestrator.errors import ConfigError
-from tests.conftest import REPO
+from orchestrator.playbooks import BUNDLED
 
-QUICKWIN = yaml.safe_load((REPO / "playbooks" / "quickwin.yaml").read_text())
+QUICKWIN = yaml.safe_load((BUNDLED / "quickwin.yaml").read_text())
 SMALL = {"model": {"base": "b"}, "data": {"source": "d"}, "methods": {"b": {"kind": "beam"}}}
 
 
