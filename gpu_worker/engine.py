@@ -365,12 +365,9 @@ def _attach_peft(model, checkpoints: list[str], names: list[str], files: list) -
         for module, pair in file.lora.items():
             layer = inner.get_submodule(module)
             for ab, tensor in pair.items():
-                got = (
-                    getattr(layer, f"lora_{ab}", {}).get(name) if hasattr(layer, "lora_A") else None
-                )
-                if got is None or not torch.equal(
-                    got.weight.detach().cpu(), tensor.to(got.weight.dtype)
-                ):
+                held = getattr(layer, f"lora_{ab}", None)
+                got = held[name].weight if held is not None and name in held else None
+                if got is None or not torch.equal(got.detach().cpu(), tensor.to(got.dtype)):
                     raise LoadError(f"{file.path}: lora_{ab} of {module} did not load into peft")
     return peft_model
 

@@ -1,0 +1,152 @@
+"""Checkpoints written by the Odia user's training stacks decode exactly as those stacks decoded.
+
+The fixtures under `tests/fixtures/oldstack/` were made by `scripts/make_old_checkpoints.py`
+(transformers 4.51 + peft 0.15 and 4.57 + peft 0.18, the user's LoRA recipe); each variant's
+`expected.json` holds the strings that stack's own peft `generate` gave on 8 sample images.
+Here the worker loads the same folders on the fast path (which must engage: merged/stacked) and on
+peft, and must give identical strings for greedy on every checkpoint and the base, beam 3 and the
+logits ensemble, in the user's raw prompt format (and the chat format where recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from gpu_worker import engine as engine_mod
+from gpu_worker import prompts
+from gpu_worker.fastpath.adapters import LoadError
+from gpu_worker.spec import PlaybookError, parse_playbook
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "oldstack"
+VARIANTS = ["t451/safetensors", "t451/bin", "t457/resized", "t457/bin", "t457/safetensors"]
+RAW = "{image} "
+
+
+def expected(variant: str) -> dict:
+    return json.loads((FIXTURES / variant / "expected.json").read_text(encoding="utf-8"))
+
+
+def load(variant: str, lora: str, folders: list[str] | None = None, fmt: str = "raw"):
+    exp = expected(variant)
+    folders = folders or [str(FIXTURES / variant / c) for c in exp["checkpoints"]]
+    prompt = RAW if fmt == "raw" else engine_mod.DEFAULT_PROMPT
+    base = str(FIXTURES / variant.split("/")[0] / "base")
+    return engine_mod.load(base, folders, device="cpu", lora=lora, prompt=prompt, prompt_format=fmt)
+
+
+@pytest.fixture(scope="module")
+def images():
+    names = expected(VARIANTS[0])["images"]
+    return [Image.open(ROOT / "data" / "sample" / n).convert("RGB") for n in names]
+
+
+def decode_all(eng, exp: dict, images: list) -> dict:
+    """The worker's strings for every entry expected.json records."""
+    gen = {"max_new_tokens": exp["max_new_tokens"], "do_sample": False, "num_beams": 1}
+    out = {"base": eng.generate(images, [None] * len(images), **gen)}
+    for name in eng.adapters:
+        out[name] = eng.generate(images, [name] * len(images), **gen)
+    beam = dict(gen, num_beams=3, early_stopping=True)
+    out["beam3"] = eng.generate(images, [eng.adapters[-1]] * len(images), **beam)
+    per_image = eng.generate_ensemble(images, eng.adapters, logits=True, **gen)
+    out["logits"] = [texts[0] for texts in per_image]
+    return out
+
+
+def assert_identical(got: dict, want: dict, where: str) -> None:
+    for key, strings in want.items():
+        if key.endswith("_error") or strings is None:  # the old stack itself failed there
+            continue
+        assert got[key] == strings, f"{where}: {key}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("lora", ["fast", "peft"])
+def test_identical_to_training_stack(variant, lora, images):
+    exp = expected(variant)
+    eng = load(variant, lora)
+    if lora == "fast":
+        assert eng.mode == "fast" and eng.bank is not None, eng.peft_reason
+    else:
+        assert eng.mode == "peft"
+    if "resize" in exp["flags"]:
+        assert eng.model.get_input_embeddings().weight.shape[0] < 256
+        assert any("resized" in n for n in eng.notes)
+    assert_identical(decode_all(eng, exp, images), exp["strings"]["raw"], f"{variant} {lora}")
+    if "chat" in exp["strings"]:
+        eng.prompt_format, eng.prompt = "chat", engine_mod.DEFAULT_PROMPT
+        got = decode_all(eng, exp, images)
+        assert_identical(got, exp["strings"]["chat"], f"{variant} {lora} chat")
+
+
+def _copy(variant: str, tmp_path: Path) -> Path:
+    src = FIXTURES / variant / "checkpoint-50"
+    dst = tmp_path / "checkpoint-50"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _rewrite(folder: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    change(tensors)
+    save_file(tensors, str(path))
+
+
+@pytest.mark.parametrize("lora", ["fast", "peft"])
+def test_tensor_landing_nowhere_names_file_and_key(lora, tmp_path):
+    folder = _copy("t451/safetensors", tmp_path)
+    key = "base_model.model.model.layers.7.self_attn.q_proj.lora_A.weight"
+    _rewrite(folder, lambda t: t.__setitem__(key, torch.zeros(32, 64)))
+    with pytest.raises(LoadError, match=rf"adapter_model.safetensors: tensor {key}"):
+        load("t451/safetensors", lora, [str(folder)])
+
+
+def test_trained_embeddings_refused_in_one_line(tmp_path):
+    folder = _copy("t457/resized", tmp_path)
+    key = "base_model.model.lm_head.weight"
+
+    def train(tensors):
+        tensors[key] = tensors[key] + 0.01
+
+    _rewrite(folder, train)
+    with pytest.raises(LoadError, match=rf"{key} holds trained embeddings") as err:
+        load("t457/resized", "fast", [str(folder)])
+    assert "\n" not in str(err.value)
+
+
+def test_raw_prompt_renders_exactly(tmp_path):
+    eng = load("t457/safetensors", "fast", [])
+    text = prompts.prompt_text(eng.processor, "<|vision_start|>{image}<|vision_end|> odia: ", "raw")
+    assert text == "<|vision_start|><|image_pad|><|vision_end|> odia: "
+    assert prompts.prompt_text(eng.processor, RAW, "raw") == "<|image_pad|> "
+    batch = eng.preprocess([Image.new("RGB", (56, 28), "white")], RAW)
+    ids = batch["input_ids"][0].tolist()
+    pad = eng.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    n = int(batch["image_grid_thw"].prod()) // 4
+    assert ids == [pad] * n + [eng.processor.tokenizer.convert_tokens_to_ids(" ")]
+    chat = prompts.prompt_text(eng.processor, None, "chat")
+    assert chat.startswith("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>")
+    assert prompts.DEFAULT_PROMPT in chat
+
+
+def test_raw_prompt_without_image_is_a_playbook_error():
+    doc = {
+        "data": {"source": "data/sample"},
+        "model": {"base": "/x", "prompt": "text only", "prompt_format": "raw"},
+        "methods": {"greedy": {"kind": "greedy"}},
+    }
+    with pytest.raises(PlaybookError, match=r"model.prompt: .*\{image\}"):
+        parse_playbook(doc)
+    doc["model"]["prompt_format"] = "plain"
+    with pytest.raises(PlaybookError, match="model.prompt_format"):
+        parse_playbook(doc)
