@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "oldstack"
 VARIANTS = ["t451/safetensors", "t451/bin", "t457/resized", "t457/bin", "t457/safetensors"]
 RAW = "{image} "
+TIE = 2e-3  # a logit margin below this may fall either way between two stacks' float arithmetic
 
 
 def expected(variant: str) -> dict:
@@ -60,11 +61,52 @@ def decode_all(eng, exp: dict, images: list) -> dict:
     return out
 
 
-def assert_identical(got: dict, want: dict, where: str) -> None:
+def assert_identical(got: dict, want: dict, where: str, eng=None, images=()) -> list[str]:
+    """Every string identical; a greedy string may differ only where the two stacks' float
+    arithmetic parts at a near-tie (`near_tie`). Returns those near-tie cases."""
+    ties = []
     for key, strings in want.items():
         if key.endswith("_error") or strings is None:  # the old stack itself failed there
             continue
-        assert got[key] == strings, f"{where}: {key}"
+        for i, (ours, theirs) in enumerate(zip(got[key], strings, strict=True)):
+            if ours == theirs:
+                continue
+            greedy = key == "base" or key in eng.adapters
+            assert greedy and near_tie(eng, images[i], key, theirs), (
+                f"{where}: {key} image {i}: {ours!r} != {theirs!r}"
+            )
+            ties.append(f"{key}/{i}")
+    return ties
+
+
+@torch.inference_mode()
+def near_tie(eng, image, key: str, theirs: str) -> bool:
+    """Our greedy decode parts from `theirs` at a step where their token scored within `TIE` of
+    our best (stack numerics, e.g. attention kernels, not a loading error)."""
+    tok = eng.processor.tokenizer
+    adapter = None if key == "base" else key
+    batch = eng.inputs([image])
+    extra = {}
+    if eng.mode == "peft":
+        extra["adapter_names"] = [adapter or engine_mod.BASE]
+    else:
+        eng.bank.merge(adapter)
+    out = eng.model.generate(
+        **batch, **extra, max_new_tokens=10, do_sample=False, output_scores=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    seq = out.sequences[0, batch["input_ids"].shape[1] :]
+    for step in range(len(seq)):
+        before = tok.decode(seq[:step], skip_special_tokens=True)
+        after = tok.decode(seq[: step + 1], skip_special_tokens=True)
+        ended = int(seq[step]) == tok.eos_token_id
+        if theirs.startswith(after) and not (ended and after != theirs):
+            continue
+        char = theirs[len(before)] if len(theirs) > len(before) else None
+        need = tok.convert_tokens_to_ids(char) if char else tok.eos_token_id
+        scores = out.scores[step][0]
+        return float(scores.max() - scores[need]) < TIE
+    return False
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -79,11 +121,13 @@ def test_identical_to_training_stack(variant, lora, images):
     if "resize" in exp["flags"]:
         assert eng.model.get_input_embeddings().weight.shape[0] < 256
         assert any("resized" in n for n in eng.notes)
-    assert_identical(decode_all(eng, exp, images), exp["strings"]["raw"], f"{variant} {lora}")
+    got = decode_all(eng, exp, images)
+    ties = assert_identical(got, exp["strings"]["raw"], f"{variant} {lora}", eng, images)
     if "chat" in exp["strings"]:
         eng.prompt_format, eng.prompt = "chat", engine_mod.DEFAULT_PROMPT
         got = decode_all(eng, exp, images)
-        assert_identical(got, exp["strings"]["chat"], f"{variant} {lora} chat")
+        ties += assert_identical(got, exp["strings"]["chat"], f"{variant} chat", eng, images)
+    assert len(ties) <= 1, ties  # 3+ models x 8 images: a near-tie is rare
 
 
 def _copy(variant: str, tmp_path: Path) -> Path:
@@ -134,6 +178,16 @@ def test_raw_prompt_renders_exactly(tmp_path):
     pad = eng.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     n = int(batch["image_grid_thw"].prod()) // 4
     assert ids == [pad] * n + [eng.processor.tokenizer.convert_tokens_to_ids(" ")]
+    # transformers 4.x gave a row without <|vision_start|> text positions (0, 1, 2 ... on all
+    # three M-RoPE axes, image tokens included); 5.x would give its image tokens a 3-D grid
+    rope = eng.model.model.get_rope_index
+    keys = ("input_ids", "image_grid_thw", "attention_mask", "mm_token_type_ids")
+    pos, _ = rope(**{k: batch[k] for k in keys})
+    assert pos[:, 0].tolist() == [list(range(len(ids)))] * 3
+    framed = eng.preprocess([Image.new("RGB", (56, 28), "white")], "<|vision_start|>{image} ")
+    pos, _ = rope(**{k: framed[k] for k in keys})
+    length = framed["input_ids"].shape[1]
+    assert pos[:, 0].tolist() != [list(range(length))] * 3  # a 3-D grid for the framed image
     chat = prompts.prompt_text(eng.processor, None, "chat")
     assert chat.startswith("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>")
     assert prompts.DEFAULT_PROMPT in chat
