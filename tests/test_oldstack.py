@@ -204,3 +204,37 @@ def test_raw_prompt_without_image_is_a_playbook_error():
     doc["model"]["prompt_format"] = "plain"
     with pytest.raises(PlaybookError, match="model.prompt_format"):
         parse_playbook(doc)
+
+
+def test_lora_path_per_method_in_results(tmp_path):
+    import yaml
+
+    from gpu_worker.runner import run
+
+    playbook = {
+        "name": "oldstack",
+        "model": {
+            "base": str(FIXTURES / "t451" / "base"),
+            "checkpoints": str(FIXTURES / "t451" / "bin"),
+            "prompt": RAW,
+            "prompt_format": "raw",
+            "device": "cpu",
+        },
+        "data": {"source": str(ROOT / "data" / "sample"), "n_samples": 2},
+        "generation": {"max_new_tokens": 4, "batch_size": 2},
+        "methods": {
+            "greedy": {"kind": "greedy"},
+            "base": {"kind": "greedy", "adapter": "base"},
+            "ensemble": {"kind": "ensemble", "vote": "logits"},
+        },
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(playbook))
+    logged: list[str] = []
+    results = run(path, tmp_path / "out", root=str(ROOT), log=logged.append)
+    assert results["greedy"]["lora_path"] == "merged"
+    assert results["base"]["lora_path"] == "base"
+    assert results["ensemble"]["lora_path"] == "stacked"
+    assert any("greedy" in line and "LoRA path: merged" in line for line in logged)
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert on_disk["ensemble"]["lora_path"] == "stacked"
