@@ -14,7 +14,9 @@ lazily: it costs seconds). Contract:
   and returns k strings per image; `logits=True` is `vote: logits`.
 - `Engine.use_static(...)`: static cache, padded batch buckets, prompts padded to
   `shapes.PAD_TO`, torch.compile. `prefetch(images)` runs the processor ahead (a loader thread).
-- bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged.
+- bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged,
+  except that a row without `<|vision_start|>` (a `raw` prompt) gets text M-RoPE positions for its
+  image tokens, as transformers 4.x gave them (which found images by `<|vision_start|>`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ PREFETCH_KEEP = 4
 COMPILED_GRAPHS = 64
 _READY_LOCK = threading.Lock()
 BASE = "__base__"
+VISION_START = "<|vision_start|>"
 
 
 class ImageOnlyQwenVLProcessor(Qwen2_5_VLProcessor):
@@ -136,9 +139,14 @@ class Engine:
         text = prompt_text(self.processor, prompt or self.prompt, self.prompt_format)
         rows = self._padded(images)
         extra = {"pad_to_multiple_of": shapes.PAD_TO} if self.static else {}
-        return self.processor(
+        batch = self.processor(
             text=[text] * len(rows), images=rows, return_tensors="pt", padding=True, **extra
         )
+        if VISION_START not in text and "mm_token_type_ids" in batch:
+            # transformers 4.x found images by <|vision_start|>: without it the image tokens got
+            # text (1-D) M-RoPE positions; transformers 5 would give them 3-D ones. Decode as 4.x.
+            batch["mm_token_type_ids"] = torch.zeros_like(batch["mm_token_type_ids"])
+        return batch
 
     def prefetch(self, images: list, prompt: str | None = None) -> None:
         """Run the processor for `images` now (e.g. on a loader thread); `inputs` reuses it.
@@ -365,12 +373,9 @@ def _attach_peft(model, checkpoints: list[str], names: list[str], files: list) -
         for module, pair in file.lora.items():
             layer = inner.get_submodule(module)
             for ab, tensor in pair.items():
-                got = (
-                    getattr(layer, f"lora_{ab}", {}).get(name) if hasattr(layer, "lora_A") else None
-                )
-                if got is None or not torch.equal(
-                    got.weight.detach().cpu(), tensor.to(got.weight.dtype)
-                ):
+                held = getattr(layer, f"lora_{ab}", None)
+                got = held[name].weight if held is not None and name in held else None
+                if got is None or not torch.equal(got.detach().cpu(), tensor.to(got.dtype)):
                     raise LoadError(f"{file.path}: lora_{ab} of {module} did not load into peft")
     return peft_model
 

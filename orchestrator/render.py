@@ -120,7 +120,7 @@ def _status_row(s) -> list[str]:
         s.playbook,
         str(state),
         f"{s.done}/{s.total}" if s.total is not None else "-",
-        (s.method or "-") + (f" ({s.lora_path})" if s.lora_path else ""),
+        (s.method or "-") + (f" ({path})" if (path := getattr(s, "lora_path", None)) else ""),
         rate,
         eta,
         age(s.updated_age_s),

@@ -152,3 +152,15 @@ class Venv:
 def test_setup_line():
     assert render.setup_line(Venv()) == "gpu: /r/venv already up to date (2 requirements)"
     assert render.setup_line(Venv(changed=True)).startswith("gpu: /r/venv updated (")
+
+
+def test_status_and_results_show_the_lora_path():
+    from orchestrator.status import RunStatus
+
+    status = RunStatus("job-1", "gpu", "job", "running", method="ensemble", lora_path="stacked")
+    assert render.status_table([status]).rows[0][5] == "ensemble (stacked)"
+    row = {"run_id": "r", "started_at": 0, "method": "greedy", "cer": 0.1, "wer": 0.2,
+           "exact_match": 0.0, "n": 2, "failures": 0, "time_per_image_s": 1.0,
+           "images_per_s": 1.0, "lora_path": "peft (generation.lora: peft)"}  # fmt: skip
+    table = render.results_table([row])
+    assert table.rows[0][-1] == "peft (generation.lora: peft)" and table.columns[-1] == "LoRA path"
