@@ -361,6 +361,7 @@ def publish(
     Example: orch fetch && orch publish --push
     """
     from . import publish as pub
+    from .publish_steps import apply_plan
 
     cfg = state.config()
     if fetch_first:
@@ -384,7 +385,7 @@ def publish(
     plan = pub.plan_publish(cfg, runs, options)
     if dry_run:
         return json_out(plan.to_json()) if as_json else echo(render.publish_plan_lines(plan))
-    res = pub.apply_plan(cfg, plan)
+    res = apply_plan(cfg, plan)
     if as_json:
         json_out(res.to_json())
     else:
