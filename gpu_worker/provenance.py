@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import stats, summary
+from .checkpoints import adapter_identity
 from .data import selection_hash
 from .schema import IDENTITY_FILE
 from .spec import RunSpec
@@ -39,7 +40,11 @@ def run_block(
         "gpu": _engine_info(engine, "gpu_name"),
         "versions": _engine_info(engine, "versions") or {},
         "code": code_identity(root, log),
-        "model": {"base": model[0], "checkpoints": model[1]},
+        "model": {
+            "base": model[0],
+            "checkpoints": model[1],
+            "adapters": adapter_identity(model[1]),
+        },
         "data": {
             "source": data.source,
             "split": data.split,

@@ -123,6 +123,7 @@ def run(
         results[name].update(timing_fields(timing))
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
+    results["run"]["data"]["revision"] = samples.revision
     write_json_atomic(out / "results.json", schema.validate_results(results))
     return results
 
