@@ -213,9 +213,7 @@ def _hub_error(repo_id: str, exc: Exception, when: str) -> PublishError:
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         return PublishError(f"hub: the token may not write to {repo_id} (HTTP {status})")
     if isinstance(exc, HfHubHTTPError) and status in (409, 412):
-        return PublishError(
-            f"hub: {repo_id} changed on the Hub while publishing; re-run `orch publish`"
-        )
+        return PublishError(f"hub: {repo_id} changed on the Hub while publishing")
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return PublishError(f"hub: {when} {repo_id} failed ({reason})")
 
@@ -249,7 +247,7 @@ def prepare_card(
             for path in ["README.md", *links.values()]
         }
     except Exception as exc:  # noqa: BLE001 - HTTP, network and parse errors: one clear line
-        raise _hub_error(repo_id, exc, "reading") from None
+        raise PublishError(f"{_hub_error(repo_id, exc, 'reading')}; nothing was changed") from None
     old_text = old_files.pop("README.md")
     old_text = old_text.decode("utf-8") if old_text is not None else None
     card = ModelCard(old_text) if old_text else None

@@ -37,6 +37,7 @@ class PublishResult:
     hub: str = "skipped"
     written: list[str] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
+    committing: bool = True  # False with --no-commit
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     exit_code: int = 0
@@ -99,6 +100,7 @@ def apply_plan(config: Config, plan: PublishPlan) -> PublishResult:
     options = plan.options
     repo, prep = check_plan(config, plan)
     result = PublishResult(list(plan.runs), plan.message, notes=list(plan.notes))
+    result.committing = options.commit
     if _step(result, EXIT_FAILED, _write, plan, result) is None and result.error:
         result.exit_code = EXIT_WRITTEN if result.written else EXIT_FAILED
         return result

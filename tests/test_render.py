@@ -127,6 +127,7 @@ class Done:
     notes: list = field(default_factory=list)
     error: str | None = None
     exit_code: int = 0
+    committing: bool = True
 
 
 def test_publish_plan_with_a_card_and_the_result_lines():
@@ -160,6 +161,9 @@ def test_publish_plan_with_a_card_and_the_result_lines():
     unwritten = Done(commit=None, error="git: commit failed (hook)", exit_code=4)
     assert render.publish_lines(unwritten) == ["published a, b", "  wrote README.md"]
     assert render.publish_error_line(Done()) is None
+    assert render.publish_lines(Done(commit=None, committing=False))[2] == (
+        "git: not committed (--no-commit)"
+    )
 
 
 @dataclass
