@@ -155,3 +155,13 @@ def test_runs_not_fetched_are_listed_and_fetch_fetches_them_first(pub, orch):
     assert res.exit_code == 0, res.output
     assert f"{SMOKE}: fetched (succeeded)" in res.stdout and "not fetched" not in res.stderr
     assert f"run `{SMOKE}`" in (pub / "README.md").read_text()
+
+
+def test_first_publish_already_prefers_the_larger_run_to_a_newer_smoke_run(pub, orch):
+    """Issue 20: an n=8 smoke run replaced the n=40 headline table (no pin yet: the rule is
+    applied to the fetched runs oldest first)."""
+    write_results(pub, SMOKE, {"baseline": 0.5, "combined": 0.45}, t=1.9e9, n=8)
+    res = orch("publish", "--no-hub")
+    assert res.exit_code == 0 and f"newer {SMOKE} scored fewer lines (n=8)" in res.stdout
+    assert pins(pub) == {"quickwin": [RUN]} and f"published {RUN}" in res.stdout
+    assert f"run `{RUN}`" in (pub / "README.md").read_text()
