@@ -98,7 +98,8 @@ def test_history_plot_has_every_run_with_intervals(pub, orch):
     bars = series["baseline"].lines[2][0].get_segments()
     assert [round(s[1][1] - s[0][1], 3) for s in bars] == [0.05, 0.05]
     assert [t.get_text() for t in ax.get_xticklabels()] == [
-        time.strftime("%m-%d %H:%M", time.gmtime(t)) for t in (1.8e9, 1.9e9)
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) + f"\nn={n}"
+        for t, n in ((1.8e9, 50), (1.9e9, 8))
     ]
 
 
