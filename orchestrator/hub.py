@@ -74,16 +74,15 @@ class PreparedCard:
 def dataset_identity(data: dict) -> tuple[str, str | None, str | None]:
     """(name, split, revision) of a run's `run.data`: a Hub dataset keeps its id, a local folder
     is named by its last component (a host path is never published)."""
-    source = str(data.get("source") or "unknown").rstrip("/")
-    name = source.rsplit("/", 1)[-1] if source.startswith(("/", ".", "~")) else source
+    name = readme.public_name(data.get("source") or "unknown")
     revision = data.get("revision")
-    return name or "unknown", data.get("split"), str(revision) if revision else None
+    return name, data.get("split"), str(revision) if revision else None
 
 
 def model_identity(run: dict) -> str:
     """`base + adapter@hash, …` of a run's `run.model` (last path component of local paths)."""
     model = run.get("model") if isinstance(run.get("model"), dict) else {}
-    base = str(model.get("base") or "unknown").rstrip("/").rsplit("/", 1)[-1]
+    base = readme.public_name(model.get("base") or "unknown")
     parts = [
         f"{a['name']}@{a['sha256'][:8]}" if a.get("sha256") else a["name"]
         for a in readme.adapters_of(run)

@@ -119,7 +119,7 @@ def test_provenance_line_names_model_adapters_and_dataset_revision(pub, orch):
     assert orch("publish", "--no-hub").exit_code == 0
     facts = next(x for x in (pub / "README.md").read_text().splitlines() if x.startswith("run `"))
     assert (
-        "model `Qwen2.5-VL-3B-Instruct` + adapters `checkpoint-500` (sha 01234567), "
+        "model `Qwen/Qwen2.5-VL-3B-Instruct` + adapters `checkpoint-500` (sha 01234567), "
         "`checkpoint-1000` (sha fedcba98)" in facts
     )
     assert "revision `9a8b7c6d`" in facts
