@@ -119,7 +119,9 @@ def apply_plan(config: Config, plan: PublishPlan) -> PublishResult:
     if prep is None:
         result.hub = "skipped: no hub.repo_id in orch.yaml"
         return result
-    sha = vcs.last_commit(repo, [plan.readme_path]) if options.commit else None
+    # the source of the card's values: the last commit that changed the published plots or
+    # pins (not HEAD, so an unrelated commit does not make an identical card differ)
+    sha = vcs.last_commit(repo, list(plan.files)) if options.commit else None
     card = hub.render_card(prep, plan.tables, vcs.commit_url(repo, sha) if sha else None)
     pngs = {remote: plan.pngs[path] for remote, path in plan.hub_files.items()}
     upload = _step(result, EXIT_NOT_UPLOADED, hub.upload_card, prep, card, pngs, plan.message)
