@@ -327,6 +327,21 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.pass_obj
+def forget(state: State, runs: tuple[str, ...]) -> None:
+    """Drop local run records (a run whose folder vanished from its host); the host and
+    results/ are not touched.
+
+    Example: orch forget quickwin-20261124-101200-ab12
+    """
+    from .records import forget_record
+
+    for rid in runs:
+        click.echo(f"forgot {forget_record(state.config(), rid)}")
+
+
+@cli.command()
 @click.argument("runs", nargs=-1)
 @click.option("--no-commit", is_flag=True, help="Update README and plots, do not commit.")
 @click.option("--no-hub", is_flag=True, help="Do not upload the model card.")

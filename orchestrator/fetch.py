@@ -5,7 +5,9 @@ to the destination, results.json is checked against `gpu_worker/schema.py`, and 
 folder renamed into place. A corrupt results.json, a cut connection or an interrupt leaves nothing
 behind (a lost link is outcome "unreachable", exit 3). A failed run's log is still fetched.
 Only a run whose exit code is written is fetched (and marked fetched for good): a run being
-cancelled or one that is lost is reported, not copied half-way. Re-fetching is a no-op.
+cancelled or one that is lost is reported, not copied half-way. Re-fetching is a no-op. A run
+whose folder vanished from its host is `gone`: skipped with the `orch forget` hint, so it never
+blocks the others (named on the command line, it is an error).
 
 The archive is streamed to a file in that temporary folder, never held in memory, and a run whose
 files are larger than orch.yaml's `fetch: {max_mb: ...}` (default 4096) is refused, compressed
@@ -28,7 +30,7 @@ from gpu_worker.schema import SchemaError, validate_results
 
 from .backends import FETCH_FILES
 from .config import Config
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, JobNotFound, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
 from .jobs import collect_status
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
@@ -188,8 +190,11 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         if rec.run_id not in {r.run_id for r in records}:
             continue
         s = statuses.get(rec.run_id)
-        if s is None:
-            raise JobNotFound(f"run {rec.run_id} not found on {rec.host}")
+        if s is None:  # its folder vanished from the host: skipped, so the others are fetched
+            why = f"not found on {rec.host}; `orch forget {rec.run_id}` drops its record"
+            gone = FetchOutcome.ERROR if run_ids else FetchOutcome.GONE
+            out.append(FetchResult(rec.run_id, gone, f"last seen {rec.state}", error=why))
+            continue
         if not s.reachable:
             out.append(FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=s.note))
         elif s.state not in FINISHED:
