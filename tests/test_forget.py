@@ -1,5 +1,6 @@
 """A run whose folder vanished from its host (issue 20 item 4): a plain `orch fetch` skips it as
-`gone` and fetches the rest; named, it is an error; `orch forget` drops its local record."""
+`gone` and fetches the rest; named, it is an error; `orch logs` on it exits 2 with a line;
+`orch forget` drops its local record."""
 
 import json
 import shutil
@@ -29,6 +30,13 @@ def test_a_vanished_run_does_not_block_fetch_and_can_be_forgotten(pub, orch):
         "its record" in res.stdout
     )
     assert json.loads((pub / "results" / DONE / "results.json").read_text())["baseline"]
+    logs = orch("logs", GONE)
+    assert logs.exit_code == 2 and not logs.stdout
+    assert logs.stderr == (
+        f"orch: error: {GONE}: its folder is gone from local; `orch forget {GONE}` drops its "
+        "record\n"
+    )
+    assert orch("logs", DONE).stdout == "done\n"
     named = orch("fetch", GONE)
     assert named.exit_code == 1 and f"{GONE}: error" in named.stdout
     assert orch("forget", GONE).stdout == f"forgot {GONE}\n"
