@@ -49,6 +49,28 @@ def adapter_names(checkpoints: list[str]) -> list[str]:
     return names
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def adapter_identity(checkpoints: list[str]) -> list[dict]:
+    """`{name, sha256}` of each checkpoint: its adapter name and a 16-hex content hash of its
+    adapter files (config and weights, not optimizer state), so results name what was scored."""
+    import hashlib
+
+    out = []
+    for name, path in zip(adapter_names(checkpoints), checkpoints, strict=True):
+        digest = hashlib.sha256()
+        for file in ADAPTER_FILES:
+            full = os.path.join(path, file)
+            if os.path.isfile(full):
+                digest.update(f"{file}\0".encode())
+                with open(full, "rb") as f:
+                    for block in iter(lambda f=f: f.read(1 << 20), b""):
+                        digest.update(block)
+        out.append({"name": name, "sha256": digest.hexdigest()[:16]})
+    return out
+
+
 @dataclass(frozen=True)
 class ModelPaths:
     """The base model (a hub name or an absolute folder) and its checkpoint folders."""

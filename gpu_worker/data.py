@@ -92,6 +92,15 @@ class Samples:
     def __len__(self) -> int:
         return len(self._rows) if self._rows is not None else len(self._dataset)
 
+    @property
+    def revision(self) -> str | None:
+        """What names this version of the data: a 16-hex hash of `labels.jsonl`, or the
+        `datasets` fingerprint of a saved or Hub dataset (None when it has none)."""
+        if self._rows is not None:
+            raw = Path(self.path, "labels.jsonl").read_bytes()
+            return hashlib.sha256(raw).hexdigest()[:16]
+        return getattr(self._dataset, "_fingerprint", None)
+
     def text(self, index: int) -> str:
         """The reference text of sample `index`."""
         if self._rows is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import stats, summary
+from .checkpoints import adapter_identity
 from .contract.layout import IDENTITY_FILE, WORKER_FILE
 from .contract.spec import RunSpec
 from .data import selection_hash
@@ -41,7 +42,11 @@ def run_block(
         "versions": _engine_info(engine, "versions") or {},
         "code": code_identity(root, log),
         "worker": worker_identity(),
-        "model": {"base": model[0], "checkpoints": model[1]},
+        "model": {
+            "base": model[0],
+            "checkpoints": model[1],
+            "adapters": adapter_identity(model[1]),
+        },
         "data": {
             "source": data.source,
             "split": data.split,

@@ -146,6 +146,7 @@ def run(
     results["run"]["preflight"] = gates
     if spec.data.holdout or spec.group_by:
         results["run"]["data"].update(holdout=spec.data.holdout, group_by=spec.group_by)
+    results["run"]["data"]["revision"] = samples.revision
     write_json_atomic(out / "results.json", schema.validate_results(results))
     return results
 

@@ -368,6 +368,21 @@ def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: boo
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.pass_obj
+def forget(state: State, runs: tuple[str, ...]) -> None:
+    """Drop local run records (a run whose folder vanished from its host); the host and
+    results/ are not touched.
+
+    Example: orch forget quickwin-20261124-101200-ab12
+    """
+    from .records import forget_record
+
+    for rid in runs:
+        click.echo(f"forgot {forget_record(state.config(), rid)}")
+
+
+@cli.command()
 @click.argument("runs", nargs=-1)
 @click.option("--no-commit", is_flag=True, help="Update README and plots, do not commit.")
 @click.option("--no-hub", is_flag=True, help="Do not upload the model card.")
@@ -402,6 +417,7 @@ def publish(
     Example: orch fetch && orch publish --push
     """
     from . import publish as pub
+    from .publish_steps import apply_plan
 
     cfg = state.config()
     if fetch_first:
@@ -425,7 +441,7 @@ def publish(
     plan = pub.plan_publish(cfg, runs, options)
     if dry_run:
         return json_out(plan.to_json()) if as_json else echo(render.publish_plan_lines(plan))
-    res = pub.apply_plan(cfg, plan)
+    res = apply_plan(cfg, plan)
     if as_json:
         json_out(res.to_json())
     else:

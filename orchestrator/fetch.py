@@ -7,7 +7,9 @@ behind (a lost link is outcome "unreachable", exit 3). A failed run's log is sti
 A `command:` job's results.json is optional (validated when present); `--outputs` is
 `artifacts.py`. Only a run whose exit code is written is fetched (and marked fetched for good):
 a run being cancelled or one that is lost is reported, not copied half-way. Re-fetching is a
-no-op.
+no-op. A run
+whose folder vanished from its host is `gone`: skipped with the `orch forget` hint, so it never
+blocks the others (named on the command line, it is an error).
 
 The archive is streamed to a file in that temporary folder, never held in memory, and a run whose
 files are larger than orch.yaml's `fetch: {max_mb: ...}` (default 4096) is refused, compressed
@@ -241,11 +243,15 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         s = statuses.get(rec.run_id)
         if rec.error:
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
-        elif s is None and rec.job_id is None and not run_ids:  # an interrupted launch
+            continue
+        if s is None and rec.job_id is None and not run_ids:  # an interrupted launch
             log.warning("%s: never started on %s; remove its record if so", rec.run_id, rec.host)
-        elif s is None:
-            why = f"not found on {rec.host} (its run folder is gone)"
-            out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, "unknown", error=why))
+            continue
+        if s is None:  # its folder vanished from the host: skipped, so the others are fetched
+            why = f"not found on {rec.host}; `orch forget {rec.run_id}` drops its record"
+            gone = FetchOutcome.ERROR if run_ids else FetchOutcome.GONE
+            out.append(FetchResult(rec.run_id, gone, f"last seen {rec.state}", error=why))
+            continue
         if not s.reachable:
             out.append(FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=s.note))
         elif s.state not in FINISHED:

@@ -74,16 +74,15 @@ class PreparedCard:
 def dataset_identity(data: dict) -> tuple[str, str | None, str | None]:
     """(name, split, revision) of a run's `run.data`: a Hub dataset keeps its id, a local folder
     is named by its last component (a host path is never published)."""
-    source = str(data.get("source") or "unknown").rstrip("/")
-    name = source.rsplit("/", 1)[-1] if source.startswith(("/", ".", "~")) else source
+    name = readme.public_name(data.get("source") or "unknown")
     revision = data.get("revision")
-    return name or "unknown", data.get("split"), str(revision) if revision else None
+    return name, data.get("split"), str(revision) if revision else None
 
 
 def model_identity(run: dict) -> str:
     """`base + adapter@hash, …` of a run's `run.model` (last path component of local paths)."""
     model = run.get("model") if isinstance(run.get("model"), dict) else {}
-    base = str(model.get("base") or "unknown").rstrip("/").rsplit("/", 1)[-1]
+    base = readme.public_name(model.get("base") or "unknown")
     parts = [
         f"{a['name']}@{a['sha256'][:8]}" if a.get("sha256") else a["name"]
         for a in readme.adapters_of(run)
@@ -213,9 +212,7 @@ def _hub_error(repo_id: str, exc: Exception, when: str) -> PublishError:
     if isinstance(exc, HfHubHTTPError) and status in (401, 403):
         return PublishError(f"hub: the token may not write to {repo_id} (HTTP {status})")
     if isinstance(exc, HfHubHTTPError) and status in (409, 412):
-        return PublishError(
-            f"hub: {repo_id} changed on the Hub while publishing; re-run `orch publish`"
-        )
+        return PublishError(f"hub: {repo_id} changed on the Hub while publishing")
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return PublishError(f"hub: {when} {repo_id} failed ({reason})")
 
@@ -249,7 +246,7 @@ def prepare_card(
             for path in ["README.md", *links.values()]
         }
     except Exception as exc:  # noqa: BLE001 - HTTP, network and parse errors: one clear line
-        raise _hub_error(repo_id, exc, "reading") from None
+        raise PublishError(f"{_hub_error(repo_id, exc, 'reading')}; nothing was changed") from None
     old_text = old_files.pop("README.md")
     old_text = old_text.decode("utf-8") if old_text is not None else None
     card = ModelCard(old_text) if old_text else None

@@ -338,6 +338,11 @@ def stream_log(
                 if first:
                     res = host.run(log_tail_script(host_cfg, record.run_id, lines))
                     size, _, text = res.stdout.partition(b"\n")
+                    if size == b"gone":
+                        raise JobNotFound(
+                            f"{record.run_id}: its folder is gone from {record.host}; "
+                            f"`orch forget {record.run_id}` drops its record"
+                        )
                     offset = int(size or 0)
                     on_output(text)
                     first = False

@@ -3,7 +3,8 @@
 The pins live in `results/plots/published.json` (`{"playbook": ["run id", ...]}`), committed
 beside the plots, so every clone agrees. A plain `orch publish` keeps each playbook's pinned run
 and replaces it only by the newest fetched run when that one scored at least as many lines (`n`),
-or with `replace`; a smaller newer run is kept out with a note saying so. Runs named on the
+or with `replace`; a smaller newer run is kept out with a note saying so. A playbook not yet
+pinned starts from what that rule gives over its fetched runs, oldest first. Runs named on the
 command line become their playbook's pins (several runs of one playbook each get their own
 heading and plot); the other playbooks keep theirs. A pinned run whose folder is gone falls back
 to the newest run, with a note.
@@ -59,6 +60,16 @@ def load_pins(path: Path) -> dict[str, list[str]]:
     return doc
 
 
+def _by_the_rule(runs) -> list[str]:
+    """The run the pin rule would have kept over `runs` (oldest first): each run replaces the
+    one before when it scored at least as many lines. For playbooks never published yet."""
+    kept = None
+    for r in runs:
+        if kept is None or run_size(r.results) >= run_size(kept.results):
+            kept = r
+    return [kept.run_id] if kept else []
+
+
 def choose(runs, pinned: dict[str, list[str]], named: list, replace: bool) -> Headline:
     """The new pins from the fetched `runs` (oldest first, with `run_id`, `playbook`,
     `results`), the old `pinned`, the runs `named` on the command line and `--replace`."""
@@ -81,7 +92,7 @@ def choose(runs, pinned: dict[str, list[str]], named: list, replace: bool) -> He
             pins[r.playbook].append(r.run_id)
         return Headline(dict(sorted(pins.items())), notes)
     for pb, new in newest.items():
-        old = pins.get(pb) or []
+        old = pins.get(pb) or _by_the_rule([r for r in runs if r.playbook == pb][:-1])
         if not old or new.run_id in old or replace:
             pins[pb] = old if new.run_id in old and not replace else [new.run_id]
             continue
@@ -90,6 +101,7 @@ def choose(runs, pinned: dict[str, list[str]], named: list, replace: bool) -> He
         if n_new >= n_old:
             pins[pb] = [new.run_id]
         else:
+            pins[pb] = old
             notes.append(
                 f"{pb}: kept the published run {', '.join(old)} (n={n_old}); newer "
                 f"{new.run_id} scored fewer lines (n={n_new}): name it or pass --replace"

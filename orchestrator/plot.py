@@ -144,7 +144,8 @@ def tradeoff_png(results: dict, title: str) -> bytes:
 
 def history_figure(runs: list[tuple[str, float, dict]], title: str, pinned: set[str]):
     """CER with its 95% interval of every method, per run, oldest run first (`runs`: run id,
-    start time, results). Runs are evenly spaced and labelled by date; pinned runs are marked."""
+    start time, results). Runs are evenly spaced and labelled by date and n; pinned runs are
+    shaded."""
     import time
 
     fig, ax = _figure()
@@ -181,8 +182,11 @@ def history_figure(runs: list[tuple[str, float, dict]], title: str, pinned: set[
             ax.axvspan(i - 0.4, i + 0.4, color="tab:green", alpha=0.12, zorder=0)
     ax.set_xticks(range(len(runs)))
     ax.set_xticklabels(
-        [time.strftime("%m-%d %H:%M", time.gmtime(t)) if 0 < t < 1e11 else "?" for _, t, _ in runs],
-        rotation=30,
+        [
+            (time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if 0 < t < 1e11 else "?")
+            + f"\nn={max((b['n'] for k, b in res.items() if k != 'run'), default=0)}"
+            for _, t, res in runs
+        ],
         fontsize=8,
     )
     ax.set_xlim(-0.6, len(runs) - 0.4)

@@ -3,12 +3,9 @@
 `plan_publish` computes everything and writes nothing (`--dry-run` prints that plan): which run
 each playbook shows (`pins.py`: the published run stays until a run of at least the same n, a
 named run or `--replace` takes its place), the README block, the trade-off plot of each table
-and a history plot per playbook. `apply_plan` first checks everything that can fail without
-changing anything (README edits outside the markers, a detached HEAD or missing upstream for
-`--push`, the Hub token, repository, write access and conflicting values), then takes the steps
-in order, each reported: write (plots and the pins file first, README.md last, each atomically
-with the file's previous mode), `git: committed`, `git: pushed`, `hub: uploaded`. A step that
-fails stops the later ones, and `PublishResult.exit_code` says how far it got (EXIT_* below).
+and a history plot per playbook, and the order of the writes (plots and the pins file first,
+README.md last). `publish_steps.py` checks everything that can fail before changing anything,
+then writes, commits, pushes and uploads, each step reported, its exit code saying how far it got.
 
 Interrupted anywhere (Ctrl-C), publish leaves a state the next publish completes: the plots and
 pins file are only ever whole files, and a README whose only uncommitted change is inside the
@@ -26,23 +23,22 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gpu_worker.contract.fsio import atomic_write
 from gpu_worker.contract.layout import RUN_ID_RE
 from gpu_worker.contract.schema import SchemaError, method_names, validate_results
 
 from . import hub, pins, plot, readme, vcs
 from .config import Config
-from .errors import EXIT_FAILED, PublishError
+from .errors import PublishError
 from .fetch import results_dir
 from .names import check_name
 from .records import check_run_id, load_records
 
-EXIT_WRITTEN = 4  # README/plots written, the commit failed: nothing committed or uploaded
-EXIT_COMMITTED = 5  # committed, the push failed: nothing pushed or uploaded
-EXIT_NOT_UPLOADED = 6  # written, committed and pushed as asked; the Hub upload failed
+if TYPE_CHECKING:
+    from . import publish_steps
 
 
 @dataclass(frozen=True)
@@ -160,30 +156,10 @@ def fetch_first(config: Config) -> list:
     return fetch(config) + merge_fetched(config)
 
 
-def _relative_link(target: Path, from_dir: Path) -> str:
+def relative_link(target: Path, from_dir: Path) -> str:
     import os
 
     return Path(os.path.relpath(target, from_dir)).as_posix()
-
-
-@dataclass
-class PublishResult:
-    """What `apply_plan` did, step by step (`exit_code`: 0, or EXIT_* of the step that failed)."""
-
-    runs: list[str]
-    message: str
-    commit: str | None = None
-    pushed_to: str | None = None
-    hub: str = "skipped"
-    written: list[str] = field(default_factory=list)
-    uploaded: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-    exit_code: int = 0
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (`orch publish --json`)."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -247,7 +223,7 @@ def _outside_block(text: str) -> str | None:
         return None
 
 
-def _check_readme_clean(config: Config, readme_path: Path, options: PublishOptions):
+def check_readme_clean(config: Config, readme_path: Path, options: PublishOptions):
     """The repo (or None), refusing a README with uncommitted edits outside the markers (orch's
     own block, perhaps from an interrupted publish, is not the user's) unless allowed."""
     repo = vcs.open_repo(config.root) if options.commit or options.to_hub else None
@@ -292,9 +268,9 @@ def _tables_and_plots(
                     rid,
                     pb,
                     r.results,
-                    _relative_link(png, readme_path.parent),
+                    relative_link(png, readme_path.parent),
                     label=rid if several else None,
-                    history_link=_relative_link(history, readme_path.parent) if last else None,
+                    history_link=relative_link(history, readme_path.parent) if last else None,
                 )
             )
     for png in pngs:
@@ -329,7 +305,7 @@ def plan_publish(
         loaded.runs, pins.load_pins(state_path), named if run_ids else [], options.replace
     )
     readme_path = (config.root / config.defaults.readme).resolve()
-    _check_readme_clean(config, readme_path, options)
+    check_readme_clean(config, readme_path, options)
     tables, pngs = _tables_and_plots(config, loaded, chosen, readme_path)
     old = readme_path.read_text(encoding="utf-8") if readme_path.exists() else ""
     try:
@@ -367,93 +343,12 @@ def plan_publish(
     )
 
 
-def _file_mode(path: Path) -> int:
-    """The mode a rewritten file keeps (a new file: what the umask gives), never mkstemp's 0600."""
-    import os
-
-    if path.exists():
-        return path.stat().st_mode & 0o7777
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _write(plan: PublishPlan, result: PublishResult) -> None:
-    """Write the changed files in plan order (README.md last), each whole and with its mode."""
-    for path in plan.writes:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = plan.readme_new if path == plan.readme_path else plan.files[path]
-        atomic_write(path, data, mode=_file_mode(path))
-        result.written.append(str(path))
-
-
-def _step(result: PublishResult, code: int, action, *args):
-    """Run one step; on PublishError or OSError record it with `code` and return None."""
-    try:
-        return action(*args)
-    except (PublishError, OSError) as exc:
-        result.error, result.exit_code = str(exc), code
-        return None
-
-
-def check_plan(config: Config, plan: PublishPlan):
-    """Everything that can fail before a change: the README, git for --push, the Hub. Returns
-    (repo, prepared card or None); raises PublishError (nothing changed)."""
-    options = plan.options
-    repo = _check_readme_clean(config, plan.readme_path, options)  # it may have changed since
-    if options.commit and options.push:
-        vcs.check_push(repo)
-    prep = None
-    if options.to_hub and config.hub:
-        links = {_relative_link(p, plan.readme_path.parent): r for r, p in plan.hub_files.items()}
-        prep = hub.prepare_card(
-            config.hub.repo_id,
-            config.hub.repo_type,
-            plan.tables,
-            links,
-            options.create_pr,
-            options.overwrite,
-        )
-    return repo, prep
-
-
-def apply_plan(config: Config, plan: PublishPlan) -> PublishResult:
-    """Check, then write, commit, push and upload, in that order (see the module docstring)."""
-    options = plan.options
-    repo, prep = check_plan(config, plan)
-    result = PublishResult(list(plan.runs), plan.message, notes=list(plan.notes))
-    if _step(result, EXIT_FAILED, _write, plan, result) is None and result.error:
-        result.exit_code = EXIT_WRITTEN if result.written else EXIT_FAILED
-        return result
-    if options.commit:
-        result.commit = _step(
-            result, EXIT_WRITTEN, vcs.commit_only, repo, plan.commit_paths, plan.message
-        )
-        if result.error:
-            return result
-        if options.push:
-            result.pushed_to = _step(result, EXIT_COMMITTED, vcs.push, repo)
-            if result.error:
-                return result
-    if not options.to_hub:
-        return result
-    if prep is None:
-        result.hub = "skipped: no hub.repo_id in orch.yaml"
-        return result
-    sha = vcs.last_commit(repo, [plan.readme_path]) if options.commit else None
-    card = hub.render_card(prep, plan.tables, vcs.commit_url(repo, sha) if sha else None)
-    pngs = {remote: plan.pngs[path] for remote, path in plan.hub_files.items()}
-    upload = _step(result, EXIT_NOT_UPLOADED, hub.upload_card, prep, card, pngs, plan.message)
-    if upload is not None:
-        result.uploaded = upload.files
-        result.hub = upload.pull_request or upload.url or "up to date"
-    return result
-
-
 def publish(
     config: Config, run_ids: tuple[str, ...] = (), options: PublishOptions | None = None
-) -> PublishResult:
+) -> publish_steps.PublishResult:
     """Plan, then apply (see the module docstring)."""
+    from .publish_steps import apply_plan
+
     return apply_plan(config, plan_publish(config, run_ids, options))
 
 

@@ -300,10 +300,17 @@ def adapters_of(run: dict) -> list[dict]:
     return [{"name": str(p).rstrip("/").rsplit("/", 1)[-1], "sha256": None} for p in paths]
 
 
+def public_name(value: object) -> str:
+    """A model or dataset as it may be published: a Hub id as it is, a local path (`/`, `.`,
+    `~`) by its last component, so no host path is ever shown."""
+    text = str(value or "?").rstrip("/") or "?"
+    return text.rsplit("/", 1)[-1] if text.startswith(("/", ".", "~")) else text
+
+
 def _model_fact(run: dict) -> str:
     """`model `base` + adapters `a` (sha 1a2b3c4d), …` (`hash unknown` when not recorded)."""
     model = run.get("model") if isinstance(run.get("model"), dict) else {}
-    base = str(model.get("base") or "?").rstrip("/").rsplit("/", 1)[-1]
+    base = public_name(model.get("base"))
     adapters = [
         f"{md_code(a['name'])} ({'sha ' + str(a['sha256'])[:8] if a['sha256'] else 'hash unknown'})"
         for a in adapters_of(run)

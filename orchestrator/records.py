@@ -128,6 +128,14 @@ def load_records(config: Config) -> list[RunRecord]:
     return sorted((r for r in found if r is not None), key=lambda r: r.started_at)
 
 
+def forget_record(config: Config, run_id: str) -> str:
+    """Delete the local record of `run_id` (exact id or unique prefix); its run id. Nothing on
+    the host and nothing under results/ is touched."""
+    record = find_record(config, run_id)
+    (records_dir(config) / f"{check_run_id(record.run_id)}.json").unlink()
+    return record.run_id
+
+
 def find_record(config: Config, run_id: str) -> RunRecord:
     """The record whose id is `run_id` or starts with it (unambiguously)."""
     records = load_records(config)

@@ -236,7 +236,9 @@ def publish_lines(res) -> list[str]:
     lines += [f"  wrote {path}" for path in res.written]
     if res.exit_code and res.commit is None and not res.pushed_to:
         return lines  # failed while writing or committing: the error says so
-    if res.commit is not None or res.exit_code == 0:
+    if not res.committing:
+        lines.append("git: not committed (--no-commit)")
+    elif res.commit is not None or res.exit_code == 0:
         lines.append(
             f"git: {'committed ' + res.commit[:10] if res.commit else 'nothing new to commit'}"
         )

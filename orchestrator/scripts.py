@@ -249,9 +249,11 @@ exit 0
 
 def log_tail_script(host: HostConfig, run_id: str, lines: int) -> Quoted:
     """Print the log's size in bytes on the first line, then its last `lines` lines (of exactly
-    that many bytes, so following resumes where this stopped)."""
+    that many bytes, so following resumes where this stopped); `gone` alone when the run's
+    folder does not exist."""
     log = run_dir(host, run_id) + "/log.txt"
     return trusted(
+        f"[ -d {run_dir(host, run_id)} ] || {{ echo gone; exit 0; }}; "
         f"s=$(stat -c %s {log} 2>/dev/null || echo 0); echo $s; "
         f"head -c $s {log} 2>/dev/null | tail -n {int(lines)}"
     )

@@ -62,6 +62,7 @@ class FetchOutcome(Word):
     ERROR = "error"
     MERGED = "merged"
     ALREADY_MERGED = "already merged"
+    GONE = "gone"
 
 
 class CheckStatus(Word):

@@ -303,7 +303,8 @@ def test_invalid_newest_results_stops_publish_naming_the_file(pub, orch):
 
 def test_plan_writes_nothing_and_apply_does_what_it_says(pub):
     from orchestrator.config import load_config
-    from orchestrator.publish import PublishOptions, apply_plan, plan_publish
+    from orchestrator.publish import PublishOptions, plan_publish
+    from orchestrator.publish_steps import apply_plan
 
     cfg = load_config()
     plan = plan_publish(cfg, (), PublishOptions(to_hub=False))

@@ -98,7 +98,8 @@ def test_history_plot_has_every_run_with_intervals(pub, orch):
     bars = series["baseline"].lines[2][0].get_segments()
     assert [round(s[1][1] - s[0][1], 3) for s in bars] == [0.05, 0.05]
     assert [t.get_text() for t in ax.get_xticklabels()] == [
-        time.strftime("%m-%d %H:%M", time.gmtime(t)) for t in (1.8e9, 1.9e9)
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) + f"\nn={n}"
+        for t, n in ((1.8e9, 50), (1.9e9, 8))
     ]
 
 
@@ -118,7 +119,7 @@ def test_provenance_line_names_model_adapters_and_dataset_revision(pub, orch):
     assert orch("publish", "--no-hub").exit_code == 0
     facts = next(x for x in (pub / "README.md").read_text().splitlines() if x.startswith("run `"))
     assert (
-        "model `Qwen2.5-VL-3B-Instruct` + adapters `checkpoint-500` (sha 01234567), "
+        "model `Qwen/Qwen2.5-VL-3B-Instruct` + adapters `checkpoint-500` (sha 01234567), "
         "`checkpoint-1000` (sha fedcba98)" in facts
     )
     assert "revision `9a8b7c6d`" in facts
@@ -155,3 +156,13 @@ def test_runs_not_fetched_are_listed_and_fetch_fetches_them_first(pub, orch):
     assert res.exit_code == 0, res.output
     assert f"{SMOKE}: fetched (succeeded)" in res.stdout and "not fetched" not in res.stderr
     assert f"run `{SMOKE}`" in (pub / "README.md").read_text()
+
+
+def test_first_publish_already_prefers_the_larger_run_to_a_newer_smoke_run(pub, orch):
+    """Issue 20: an n=8 smoke run replaced the n=40 headline table (no pin yet: the rule is
+    applied to the fetched runs oldest first)."""
+    write_results(pub, SMOKE, {"baseline": 0.5, "combined": 0.45}, t=1.9e9, n=8)
+    res = orch("publish", "--no-hub")
+    assert res.exit_code == 0 and f"newer {SMOKE} scored fewer lines (n=8)" in res.stdout
+    assert pins(pub) == {"quickwin": [RUN]} and f"published {RUN}" in res.stdout
+    assert f"run `{RUN}`" in (pub / "README.md").read_text()

@@ -110,7 +110,7 @@ def test_card_keeps_its_own_text_over_two_publishes_and_gets_block_plots_model_i
     write_results(
         pub, "quickwin-20261125-090000-cd34", {"baseline": 0.40, "combined": 0.28}, t=1.9e9
     )
-    res = orch_sub(pub, "publish")
+    res = orch_sub(pub, "publish", "--overwrite")  # same model, new values
     assert res.returncode == 0, res.stderr
     meta, body = card(hub)
     assert body.startswith(CARD_TEXT.replace("Hub.", "Hub. Edited."))

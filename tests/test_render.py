@@ -96,6 +96,7 @@ class Plan:
     commit: bool = False
     message: str = "results: x"
     hub_plan: object = None
+    notes: list = field(default_factory=list)
 
 
 def test_publish_plan_lines():
@@ -122,6 +123,11 @@ class Done:
     commit: str | None = "0123456789abcdef"
     pushed_to: str | None = None
     hub: str = "skipped"
+    uploaded: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    error: str | None = None
+    exit_code: int = 0
+    committing: bool = True
 
 
 def test_publish_plan_with_a_card_and_the_result_lines():
@@ -139,6 +145,25 @@ def test_publish_plan_with_a_card_and_the_result_lines():
         "hub: skipped",
     ]
     assert render.publish_lines(Done(commit=None))[2] == "git: nothing new to commit"
+    up = Done(hub="https://hub/c/1", uploaded=["README.md", "plots/a.png"], notes=["a: kept"])
+    assert render.publish_lines(up)[0] == "note: a: kept"
+    assert render.publish_lines(up)[-1] == "hub: uploaded README.md, plots/a.png: https://hub/c/1"
+    assert render.publish_lines(Done(hub="up to date"))[-1] == "hub: up to date, nothing uploaded"
+    failed = Done(pushed_to="origin/main", error="hub: upload to me/ocr failed (x)", exit_code=6)
+    assert render.publish_lines(failed)[-2:] == [
+        "git: committed 0123456789",
+        "git: pushed to origin/main",
+    ]
+    assert render.publish_error_line(failed) == (
+        "orch: error: hub: upload to me/ocr failed (x); git is done; re-run `orch publish` to "
+        "retry the upload"
+    )
+    unwritten = Done(commit=None, error="git: commit failed (hook)", exit_code=4)
+    assert render.publish_lines(unwritten) == ["published a, b", "  wrote README.md"]
+    assert render.publish_error_line(Done()) is None
+    assert render.publish_lines(Done(commit=None, committing=False))[2] == (
+        "git: not committed (--no-commit)"
+    )
 
 
 @dataclass

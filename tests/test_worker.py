@@ -253,7 +253,7 @@ def test_a_method_failing_on_every_image_exits_1_never_best_and_not_published(tm
     assert "| crashing | failed (8 of 8) | — | — | — | — | — | 8 | — |" in text  # wrong script
     assert f"| tesseract | **{doc['tesseract']['cer']:.3f}** (" in text
     configs = {r.metric_config for r in hub.eval_results([table], None)}
-    assert configs == {"tesseract"}
+    assert configs == {"t/tesseract"}  # table/method
 
 
 def test_sampling_picks_the_same_indices_and_hash(tmp_path, tiny_model):
