@@ -25,8 +25,8 @@ from .playbooks import Resolved
 from .records import (
     RunRecord,
     check_run_id,
+    drop_record,
     find_record,
-    forget_record,
     load_records,
     new_run_id,
     save_record,
@@ -118,7 +118,7 @@ def submit_failed(config: Config, record: RunRecord, exc: BaseException) -> None
         record.state, record.error = RunState.FAILED, str(exc)
         save_record(config, record)
     elif isinstance(exc, OrchError) and not isinstance(exc, HostUnreachable):
-        forget_record(config, record.run_id)
+        drop_record(config, record.run_id)
 
 
 def pin_remote_dir(host: Host) -> None:

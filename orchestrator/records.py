@@ -103,8 +103,8 @@ def save_record(config: Config, record: RunRecord) -> None:
         raise OrchError(f"cannot write the run record {path}: {exc.strerror or exc}") from None
 
 
-def forget_record(config: Config, run_id: str) -> None:
-    """Remove a run's record (a launch that started nothing)."""
+def drop_record(config: Config, run_id: str) -> None:
+    """Remove the record of exactly `run_id`, if any (a launch that started nothing)."""
     (records_dir(config) / f"{check_run_id(run_id)}.json").unlink(missing_ok=True)
 
 
