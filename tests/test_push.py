@@ -16,6 +16,7 @@ from orchestrator.config import load_config
 from orchestrator.errors import HostUnreachable
 from orchestrator.transport import open_host
 from tests.conftest import git
+from tests.helpers import orch_cmd
 from tests.needs import TESSERACT_MISSING
 
 
@@ -125,7 +126,7 @@ def test_cut_off_push_keeps_previous_tree(project, gpu, tmp_path):
 def test_watch_pushes_on_change(project, tmp_path):
     log = tmp_path / "watch.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "push", "--host", "local", "--watch"],
+        orch_cmd("push", "--host", "local", "--watch"),
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )

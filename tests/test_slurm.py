@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import add_fake_job, start_run
+from tests.helpers import add_fake_job, orch_cmd, start_run
 from tests.slurm_cluster import node_resources, slurm_cluster, slurm_login  # noqa: F401
 from tests.test_shards import assert_same_results, single_host_run, wait_all, worker_project
 
@@ -185,7 +185,7 @@ def test_doctor_checks_the_slurm_tools_accounting_and_partition(cluster, orch, p
 def test_logs_follow_ends_when_the_job_ends(cluster, orch):
     run_id = start(orch, "job", "job.steps=20", "job.sleep=0.1")
     res = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "logs", "-f", run_id],
+        orch_cmd("logs", "-f", run_id),
         capture_output=True,
         text=True,
         timeout=120,
