@@ -24,7 +24,7 @@ from .contract.fsio import write_json_atomic
 
 PROGRESS_EVERY_S = 2.0
 LOCK_FILE = ".lock"
-_held: list = []  # the open lock files: kept until the process exits
+_held: dict[str, object] = {}  # run folder -> its open lock file, kept until the process exits
 
 
 class RunFolderBusy(Exception):
@@ -32,9 +32,13 @@ class RunFolderBusy(Exception):
 
 
 def hold_run_lock(out: Path) -> None:
-    """Take the run folder's lock for the rest of this process, or raise `RunFolderBusy`."""
+    """Take the run folder's lock for the rest of this process, or raise `RunFolderBusy`
+    (a folder this process already holds is fine: `run` called twice in one process)."""
     import fcntl
 
+    key = str(Path(out).resolve())
+    if key in _held:
+        return
     f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held open until the process exits
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,7 +52,7 @@ def hold_run_lock(out: Path) -> None:
     f.truncate(0)
     f.write(str(os.getpid()))
     f.flush()
-    _held.append(f)
+    _held[key] = f
 
 
 def append_lines(sink, rows: list[dict]) -> None:
