@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(build(args.folder))
         return 0
+    from .checkpoints import CheckpointError
     from .runner import run
     from .schema import method_names
     from .spec import PlaybookError
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = run(args.playbook, args.out, resume=args.resume)
-    except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
+    except (PlaybookError, FileNotFoundError, TesseractMissing, CheckpointError) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
     for name in method_names(results):
