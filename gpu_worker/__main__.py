@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(build(args.folder))
         return 0
+    from .checkpoints import CheckpointError
     from .contract.schema import method_names
     from .contract.spec import PlaybookError
     from .outputs import RunFolderBusy
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except RunFolderBusy as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return BUSY_EXIT
-    except (PlaybookError, FileNotFoundError, TesseractMissing) as exc:
+    except (PlaybookError, FileNotFoundError, TesseractMissing, CheckpointError) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
     except PreflightError as exc:

@@ -71,6 +71,11 @@ def adapter_identity(checkpoints: list[str]) -> list[dict]:
     return out
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded faithfully (a tensor that lands nowhere, trained
+    embeddings...): one line naming the file and the key; the run does not start (exit 2)."""
+
+
 @dataclass(frozen=True)
 class ModelPaths:
     """The base model (a hub name or an absolute folder) and its checkpoint folders."""

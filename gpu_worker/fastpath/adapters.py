@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoints import CheckpointError
+
 PREFIX = "base_model.model."
 SAFETENSORS, BIN = "adapter_model.safetensors", "adapter_model.bin"
 LORA_KEY = re.compile(r"(.+)\.lora_([AB])(?:\.[^.]+)?\.weight")
@@ -46,8 +48,7 @@ class Unsupported(ValueError):
     """A checkpoint uses a feature the plain fast path does not implement (peft takes over)."""
 
 
-class LoadError(ValueError):
-    """A checkpoint cannot be loaded faithfully on any path: a run must not start with it."""
+LoadError = CheckpointError  # a checkpoint no path loads faithfully: the run must not start
 
 
 @dataclass
