@@ -211,3 +211,14 @@ def selection_hash(spec: DataSpec, indices: list[int]) -> str:
     """A short sha256 naming the source, split and exact indices scored."""
     doc = json.dumps([spec.source, spec.split, indices], separators=(",", ":"))
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def holdout_split(n_rows: int, holdout: dict) -> tuple[list[int], list[int]]:
+    """(train indices, test indices) of `n_rows` rows for `data.holdout: {test_size, seed}`:
+    exactly the rows `datasets.Dataset.train_test_split(test_size, seed=seed)` puts in each part
+    (computed by datasets itself, on an in-memory column of row numbers)."""
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"row": list(range(n_rows))})
+    parts = rows.train_test_split(test_size=holdout["test_size"], seed=holdout["seed"])
+    return list(parts["train"]["row"]), list(parts["test"]["row"])
