@@ -335,6 +335,11 @@ def fetch(state: State, runs: tuple[str, ...], as_json: bool) -> None:
 @click.option("--allow-dirty-readme", is_flag=True, help="Publish over uncommitted README edits.")
 @click.option("--overwrite", is_flag=True, help="Replace values already published on the Hub.")
 @click.option("--create-pr", is_flag=True, help="Open a pull request on the Hub instead.")
+@click.option(
+    "--adapter",
+    metavar="RUN:checkpoint-N",
+    help="Upload this fetched LoRA adapter with its card to the Hub repo (nothing else).",
+)
 @click.pass_obj
 def publish(
     state: State,
@@ -346,12 +351,19 @@ def publish(
     allow_dirty_readme: bool,
     overwrite: bool,
     create_pr: bool,
+    adapter: str | None,
 ) -> None:
     """Results table into README.md, trade-off plot, git commit, model card on the Hub.
 
     Example: orch fetch && orch publish --push
     """
     from .publish import PublishOptions, apply_plan, plan_publish
+
+    if adapter:
+        from .adapters import publish_adapter
+
+        url = publish_adapter(state.config(), adapter, create_pr)
+        return echo([f"adapter published: {url}"])
 
     options = PublishOptions(
         commit=not no_commit,

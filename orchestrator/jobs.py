@@ -65,7 +65,8 @@ def launch(
     record = new_record(host, playbook, run_id or new_run_id(playbook.name), pushed.identity)
     record.parent = parent
     command = job_command(playbook.command, resume=resume)
-    own_command = "command" in playbook.data  # need not use the worker: nothing to check
+    # need not use the worker's `run` (a `command:` or a `train:` playbook): nothing to check
+    own_command = "command" in playbook.data or "train" in playbook.data
     launch = Launch(
         record.run_id,
         playbook.to_yaml(),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from gpu_worker import spec
+from gpu_worker import spec, trainspec
 from gpu_worker.checkpoints import model_paths
 
 from .config import Config
@@ -50,6 +50,7 @@ def local_model_paths(config: Config, name: str) -> list[str]:
 
 
 DEFAULT_COMMAND = "{python} -m gpu_worker run {playbook} --out {out}"
+TRAIN_COMMAND = "{python} -m gpu_worker train {playbook} --out {out}"  # a playbook with `train:`
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,11 @@ class Playbook:
 
     @property
     def command(self) -> str:
-        """The command template: playbook `command`, else the gpu_worker default."""
-        return str(self.data.get("command") or DEFAULT_COMMAND)
+        """The command template: playbook `command`, else gpu_worker's `train` for a playbook
+        with a `train:` section, else gpu_worker's `run`."""
+        if self.data.get("command"):
+            return str(self.data["command"])
+        return TRAIN_COMMAND if trainspec.is_train(self.data) else DEFAULT_COMMAND
 
     def to_yaml(self) -> str:
         """The resolved playbook as YAML."""
@@ -104,7 +108,10 @@ def resolve(config: Config, name: str, overrides: tuple[str, ...] = ()) -> Playb
     check_names(data, path)
     if "command" not in data:
         try:
-            data = spec.parse_playbook(data, path.stem).doc
+            if trainspec.is_train(data):
+                data = trainspec.parse_train(data, path.stem).doc
+            else:
+                data = spec.parse_playbook(data, path.stem).doc
         except spec.PlaybookError as exc:
             raise ConfigError(f"{path.name}: {exc}") from None
     return Playbook(name=path.stem, data=data, overrides=tuple(overrides))
