@@ -170,6 +170,7 @@ class DataSpec:
     text_column: str = str(_DATA["text_column"])
     shard: int = int(_DATA["shard"])  # type: ignore[call-overload]
     num_shards: int = int(_DATA["num_shards"])  # type: ignore[call-overload]
+    holdout: dict | None = None  # {test_size, seed}: see data.holdout_split
 
 
 @dataclass(frozen=True)

@@ -306,3 +306,18 @@ def test_training_playbooks_are_validated():
     assert default.fullmatch("model.language_model.layers.0.mlp.gate_proj")
     assert not default.fullmatch("model.visual.blocks.0.mlp.gate_proj")
     assert not re.compile(train_mod.lora_targets(["qkv"])).fullmatch("model.visual.blocks.0.qkv")
+
+
+def test_orch_runs_the_train_command_for_a_train_playbook():
+    from orchestrator.playbooks import TRAIN_COMMAND, Playbook
+    from orchestrator.scripts import job_command
+
+    doc = yaml.safe_load((REPO / "playbooks" / "train.yaml").read_text())
+    full = parse_train(doc, "train").doc
+    assert full["outputs"] == ["checkpoints/"] and full["model"]["prompt_format"] == "chat"
+    book_ = Playbook("train", full)
+    assert book_.command == TRAIN_COMMAND
+    assert str(job_command(book_.command, resume=True)).endswith(
+        '-m gpu_worker train "$D"/playbook.yaml --out "$D" --resume'
+    )
+    assert Playbook("q", {"methods": {}}).command.startswith("{python} -m gpu_worker run")
