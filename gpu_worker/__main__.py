@@ -1,4 +1,5 @@
-"""`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `score FILE.jsonl`, `tiny DIR`,
+"""`python -m gpu_worker run PLAYBOOK --out DIR [--resume]`, `train PLAYBOOK --out DIR
+[--resume]` (LoRA fine-tuning, `train.py`), `score FILE.jsonl`, `tiny DIR`,
 `merge --parent ID --playbook NAME --out DIR SHARD_DIR...` (a sharded run's shards into one).
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--baseline", help="method the others are compared with (default: first)")
     p_score.add_argument("--bootstrap", type=int, default=1000, help="resamples (default 1000)")
     p_score.add_argument("--seed", type=int, help="bootstrap seed (default: the worker's)")
+    p_train = sub.add_parser("train", help="LoRA fine-tuning from a playbook with `train:`")
+    p_train.add_argument("playbook")
+    p_train.add_argument("--out", required=True, help="folder for checkpoints/ and the log")
+    p_train.add_argument("--resume", action="store_true", help="from the last checkpoint")
     p_tiny = sub.add_parser("tiny", help="build the small local model with LoRA checkpoints")
     p_tiny.add_argument("folder")
     p_merge = sub.add_parser("merge", help="merge a sharded run's shard folders into one run")
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "score":
         return _score(args)
+    if args.command == "train":
+        from .train import main as train_main
+
+        return train_main(args)
     if args.command == "tiny":
         from .tiny import build
 

@@ -393,6 +393,11 @@ def forget(state: State, runs: tuple[str, ...]) -> None:
 @click.option("--create-pr", is_flag=True, help="Open a pull request on the Hub instead.")
 @click.option("--replace", is_flag=True, help="Show each playbook's newest run even if smaller.")
 @click.option("--fetch", "fetch_first", is_flag=True, help="Fetch finished runs first.")
+@click.option(
+    "--adapter",
+    metavar="RUN:checkpoint-N",
+    help="Upload this fetched LoRA adapter with its card to the Hub repo (nothing else).",
+)
 @json_option
 @click.pass_obj
 def publish(
@@ -408,6 +413,7 @@ def publish(
     replace: bool,
     fetch_first: bool,
     as_json: bool,
+    adapter: str | None,
 ) -> None:
     """Results tables into README.md, plots, git commit, push, model card on the Hub.
 
@@ -420,6 +426,11 @@ def publish(
     from .publish_steps import apply_plan
 
     cfg = state.config()
+    if adapter:
+        from .adapters import publish_adapter
+
+        url = publish_adapter(cfg, adapter, create_pr)
+        return echo([f"adapter published: {url}"])
     if fetch_first:
         echo(render.fetch_lines(pub.fetch_first(cfg)), err=as_json)
     unfetched = pub.unfetched_runs(cfg)

@@ -300,3 +300,33 @@ def upload_card(prep: PreparedCard, card: str, pngs: dict[str, bytes], message: 
     except Exception as exc:  # noqa: BLE001 - HTTP, network and parse errors: one clear line
         raise _hub_error(prep.repo_id, exc, "upload to") from None
     return CardUpload(commit.commit_url, commit.oid, commit.pr_url, sorted(changed))
+
+
+def upload_adapter(
+    repo_id: str,
+    repo_type: str,
+    files: dict,
+    body: str,
+    tables,
+    base_model: str | None,
+    create_pr: bool = False,
+    message: str = "Add LoRA adapter",
+) -> str:
+    """One commit: the adapter `files` (name -> local path) and a README.md card with `body`,
+    the base model, `library_name: peft` and the tables' CER/WER in `model-index`."""
+    from huggingface_hub import CommitOperationAdd, ModelCardData
+
+    api = _api()
+    data = ModelCardData(base_model=base_model, library_name="peft", tags=["lora", "ocr"])
+    data.eval_results = eval_results(tables, None) or None
+    data.model_name = repo_id.rsplit("/", 1)[-1]
+    card = f"---\n{data.to_yaml()}\n---\n{body}"
+    ops = [CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8"))]
+    ops += [CommitOperationAdd(path_in_repo=n, path_or_fileobj=str(p)) for n, p in files.items()]
+    try:
+        commit = api.create_commit(
+            repo_id, ops, commit_message=message, repo_type=repo_type, create_pr=create_pr
+        )
+    except Exception as exc:  # noqa: BLE001 - HTTP, network errors: one clear line
+        raise _hub_error(repo_id, exc, "upload to") from None
+    return commit.pr_url or commit.commit_url

@@ -58,7 +58,7 @@ def launch(
     `resume` re-starts existing runs in their folders, continuing their predictions; `parent`
     marks the runs as shards of a sharded run (see `orchestrator/shards.py`).
     """
-    if resume and any(book.own_command for _, book in runs):
+    if resume and any(book.own_command and not book.train for _, book in runs):
         raise ConfigError(
             f"run {runs[0][0]}: its playbook has its own `command:`; only gpu_worker runs resume"
         )

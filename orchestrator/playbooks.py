@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from gpu_worker.contract import spec
+from gpu_worker.contract import spec, trainspec
 from gpu_worker.contract.layout import model_paths
 
 from .config import Config, HostConfig
@@ -55,6 +55,7 @@ def local_model_paths(config: Config, name: str) -> list[str]:
 
 
 DEFAULT_COMMAND = "{python} -m gpu_worker run {playbook} --out {out}"
+TRAIN_COMMAND = "{python} -m gpu_worker train {playbook} --out {out}"  # a playbook with `train:`
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,22 @@ class Resolved:
 
     @property
     def own_command(self) -> bool:
-        """Whether the playbook runs its own `command:` instead of the worker."""
+        """Whether the playbook's exit status is its state (results.json optional): its own
+        `command:`, or a `train:` playbook."""
         return self.spec is None
 
     @property
     def command(self) -> str:
-        """The command template: playbook `command`, else the gpu_worker default."""
-        return str(self.doc.get("command") or DEFAULT_COMMAND)
+        """The command template: playbook `command`, else gpu_worker's `train` for a playbook
+        with a `train:` section, else gpu_worker's `run`."""
+        if self.doc.get("command"):
+            return str(self.doc["command"])
+        return TRAIN_COMMAND if self.train else DEFAULT_COMMAND
+
+    @property
+    def train(self) -> bool:
+        """Whether this is a training playbook (`train:`, run by `python -m gpu_worker train`)."""
+        return "command" not in self.doc and trainspec.is_train(self.doc)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -129,6 +139,9 @@ def resolve(
     if "command" in data:
         return Resolved(name=path.stem, doc=data, overrides=tuple(overrides), refs=refs)
     try:
+        if trainspec.is_train(data):  # its exit status is its state, like a `command:` job's
+            doc = trainspec.parse_train(data, path.stem).doc
+            return Resolved(path.stem, doc, None, tuple(overrides), refs)
         parsed = spec.parse_playbook(data, path.stem)
     except spec.PlaybookError as exc:
         raise ConfigError(f"{path.name}: {exc}") from None

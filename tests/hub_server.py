@@ -224,6 +224,9 @@ class HubServer:
                         create_pr = parse_qs(url.query).get("create_pr") == ["1"]
                         content = {f["path"]: base64.b64decode(f["content"]) for f in files}
                         sha = repo.commit(content, header, create_pr)
+                        repo.commits[-1]["files"] = {
+                            f["path"]: base64.b64decode(f["content"]) for f in files
+                        }
                         pr = f"{hub.url}/{repo_id}/discussions/1" if create_pr else None
                         return self._json(
                             200,

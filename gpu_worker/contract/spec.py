@@ -67,6 +67,33 @@ SECTIONS: dict[str, dict[str, object] | None] = {
         "group_by": None,  # a data column: per-group CER/WER and comparisons (summary.py)
     },
     "methods": None,
+    # LoRA fine-tuning (`python -m gpu_worker train`), validated in contract/trainspec.py
+    "train": {
+        "steps": 500,
+        "batch_size": 4,
+        "grad_accum": 1,
+        "lr": 2e-4,
+        "optimizer": "adamw_torch",
+        "scheduler": "cosine",
+        "warmup_steps": 20,
+        "weight_decay": 0.0,
+        "max_grad_norm": 1.0,
+        "eval_every": 100,
+        "eval_samples": 16,
+        "save_every": 100,
+        "save_limit": None,  # None: keep every checkpoint
+        "log_every": 10,
+        "seed": 42,
+        "bf16": "auto",  # auto: on CUDA
+        "gradient_checkpointing": False,
+        "guard_steps": 5,  # K: loss 0/NaN/inf or gradient norm 0 this many steps in a row stops
+    },
+    "lora": {
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0.05,
+        "target_modules": None,  # None: the language model's attention and MLP projections
+    },
     # sbatch resources for `backend: slurm` hosts, read by orchestrator/backends/slurm.py
     "slurm": dict.fromkeys(
         ("partition", "account", "time", "mem", "gres", "gpus", "cpus_per_task")
