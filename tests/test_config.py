@@ -119,5 +119,5 @@ def test_playbooks_are_the_projects_first_then_orchs_bundled(tmp_path, monkeypat
     own.parent.mkdir()
     own.write_text("name: quickwin\n")
     assert playbook_path(config, "quickwin") == own
-    with pytest.raises(ConfigError, match="known: demo, quickwin, validation"):
+    with pytest.raises(ConfigError, match="known: demo, quickwin, train, validation"):
         playbook_path(config, "nope")

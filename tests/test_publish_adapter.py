@@ -6,9 +6,11 @@ import json
 import yaml
 from safetensors.torch import save_file
 
-from tests.test_publish import TOKEN, orch_sub, write_results
+from tests.test_publish import write_results
+from tests.test_publish_hub import TOKEN, orch_sub
 
-pytest_plugins = ["tests.test_publish"]  # its fixtures: pub (a project), hub (the stand-in Hub)
+# their fixtures: pub (a project), hub_server and hub (the stand-in Hub)
+pytest_plugins = ["tests.test_publish", "tests.test_publish_hub"]
 
 TRAIN = "train-20261127-101500-cd34"
 
