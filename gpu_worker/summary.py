@@ -10,8 +10,10 @@ Contract:
   the intervals are null; it is never "best" (`best_method`).
 - Timing is over decoded lines only.
 - Per method: `cer_ci`/`wer_ci` (95% bootstrap) and `vs_baseline` (paired Δ CER, its interval,
-  p-value, lines needed), see `stats.py`; `wrong_script_rate`, the share of predicted letters
-  outside `data.script` (`preflight.wrong_script_rate`; null for `none` or no letters).
+  p-value, its Holm adjustment `p_holm` over every method compared with the baseline, lines
+  needed), see `stats.py`; `significant` = the interval excludes 0 and `p_holm` < 0.05;
+  `wrong_script_rate`, the share of predicted letters outside `data.script`
+  (`preflight.wrong_script_rate`; null for `none` or no letters).
 - `group_by` (lines carry `group`): per method `groups`, for each group value the same figures
   over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group).
 """
@@ -145,6 +147,14 @@ def _fmt_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
+def _holm(vs: dict) -> str:
+    """`, Holm 0.012` when the adjusted p-value differs from the raw one (several methods)."""
+    adjusted = vs.get("p_holm")
+    if adjusted is None or adjusted == vs["p_value"]:
+        return ""
+    return f", Holm {_fmt_p(adjusted)[1:].removeprefix('=')}"
+
+
 def _the(baseline: str) -> str:
     return "the baseline" if baseline == "baseline" else f"the baseline {baseline}"
 
@@ -161,7 +171,7 @@ def statement(results: dict, best: str | None, baseline: str) -> str:
         return f"{best} has the lowest CER ({cer:.3f}); {_the(baseline)} failed"
     detail = (
         f"ΔCER {vs['delta_cer']:+.3f} (95% CI {vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}, "
-        f"{_fmt_p(vs['p_value'])}, n={vs['n']})"
+        f"{_fmt_p(vs['p_value'])}{_holm(vs)}, n={vs['n']})"
     )
     if vs["significant"]:
         return f"{best} is significantly better than {_the(baseline)}: {detail}"
@@ -174,7 +184,12 @@ def statement(results: dict, best: str | None, baseline: str) -> str:
 
 def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     """The best method by CER (`best_method`), whether it beats the baseline significantly,
-    and the fastest method within `tolerance` of the best CER."""
+    and the fastest method within `tolerance` of the best CER.
+
+    Significantly: its paired interval excludes 0 AND its Holm-adjusted p-value (`p_holm`, over
+    every method compared with the baseline) is below `stats.ALPHA`, so running more methods
+    never makes a chance winner look significant.
+    """
     best = best_method(results)
     rec = {
         "best": best,
@@ -187,7 +202,7 @@ def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     if best is None:
         return rec
     vs = results[best].get("vs_baseline") or {}
-    rec["significant"] = bool(vs.get("significant"))
+    rec["significant"] = _significant(vs)
     top = results[best]["cer"]
     near = [
         k
@@ -196,6 +211,14 @@ def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     ]
     rec["fastest_within_tolerance"] = max(near, key=lambda k: results[k]["images_per_s"] or 0.0)
     return rec
+
+
+def _significant(vs: dict) -> bool:
+    """The recommendation's rule (see `recommend`), re-applied to what results.json says."""
+    if not vs:
+        return False
+    excludes_zero = vs["ci"][0] > 0 or vs["ci"][1] < 0
+    return bool(excludes_zero and vs.get("p_holm", vs["p_value"]) < stats.ALPHA)
 
 
 def failed_methods(results: dict) -> list[str]:

@@ -262,11 +262,12 @@ def test_table_shows_intervals_paired_deltas_sample_size_and_failed_rows(pub, or
         f"| greedy | {g['cer']:.3f} ({g['cer_ci'][0]:.3f}–{g['cer_ci'][1]:.3f}) | — |"
     )
     vs = b["vs_baseline"]
-    assert vs["significant"] and vs["p_value"] < 0.01
+    assert vs["significant"] and vs["p_value"] < 0.01 and vs["p_holm"] >= vs["p_value"]
+    holm = "" if vs["p_holm"] == vs["p_value"] else f", Holm {vs['p_holm']:.3f}"
     assert rows["beam"].startswith(
         f"| beam | **{b['cer']:.3f}** ({b['cer_ci'][0]:.3f}–{b['cer_ci'][1]:.3f}) | "
         f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), "
-        f"p={vs['p_value']:.3f} \\* |"
+        f"p={vs['p_value']:.3f}{holm} \\* |"
     )
     assert "\\*" not in rows["sample"] and not doc["sample"]["vs_baseline"]["significant"]
     assert rows["broken"] == "| broken | failed (200 of 200) | — | — | — | — | — | 200 |"
