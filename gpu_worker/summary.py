@@ -15,14 +15,18 @@ Contract:
   `wrong_script_rate`, the share of predicted letters outside `data.script`
   (`preflight.wrong_script_rate`; null for `none` or no letters).
 - `group_by` (lines carry `group`): per method `groups`, for each group value the same figures
-  over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group).
+  over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group) and
+  `errors`.
+- Per method `errors` (`errors.py`): substitutions, insertions, deletions from the CER's own
+  alignment, the most frequent confused character pairs, edits by class; null for a method
+  with no decoded line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import metrics, stats
+from . import errors, metrics, stats
 from .contract.checks import NO_SCRIPT
 from .contract.schema import best_method, method_names
 from .contract.spec import DEFAULT_RESAMPLES
@@ -52,6 +56,19 @@ def _score_lines(
         prediction = "" if "error" in line else line["prediction"]
         scores[index] = metrics.score_pair(line["reference"], prediction, form, collapse)
     return scores
+
+
+def _line_errors(
+    mine: dict[int, dict], form: str, collapse: bool, script: str
+) -> dict[int, errors.ErrorCounts]:
+    """Per line, the edits the CER counts (a failed line as an empty prediction)."""
+    out = {}
+    for index, line in mine.items():
+        if line.get("reference") is None:
+            continue
+        prediction = "" if "error" in line else line["prediction"]
+        out[index] = errors.line_errors(line["reference"], prediction, form, collapse, script)
+    return out
 
 
 def summarize_run(spec, lines: list[dict]) -> dict:
@@ -87,6 +104,7 @@ def summarize(
     methods = list(methods)
     out: dict = {}
     counts: dict[str, dict] = {}
+    line_errors: dict[str, dict[int, errors.ErrorCounts]] = {}
     for method in methods:
         # the last line per index wins; scores are summed in index order, so the figures do
         # not depend on the order lines were written in (width-sorted batches, merged shards)
@@ -95,6 +113,7 @@ def summarize(
         good = [line for line in mine.values() if "error" not in line]
         bad = [line for line in mine.values() if "error" in line]
         scores = _score_lines(mine, form, collapse_whitespace)
+        line_errors[method.name] = _line_errors(mine, form, collapse_whitespace, script)
         seconds = sum(line["seconds"] for line in good)
         body = {
             **metrics.aggregate(scores.values()).to_json(),
@@ -106,8 +125,10 @@ def summarize(
             "wrong_script_rate": wrong_script_rate((x["prediction"] for x in good), script),
             "settings": method.settings(),
         }
+        body["errors"] = errors.total(line_errors[method.name].values()).to_json()
         if not good:
             body.update(dict.fromkeys(NULL_WHEN_FAILED))
+            body["errors"] = None
         counts[method.name] = (
             {i: (s.char_edits, s.chars, s.word_edits, s.words) for i, s in scores.items()}
             if good
@@ -121,6 +142,13 @@ def summarize(
         groups = {x["index"]: str(x.get("group") or NO_GROUP) for x in lines}
         for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):
             out[name]["groups"] = per_group
+            for g, figures in per_group.items():
+                mine = line_errors[name].items() if out[name]["errors"] else ()
+                figures["errors"] = (
+                    errors.total(e for i, e in mine if groups.get(i) == g).to_json()
+                    if mine
+                    else None
+                )
     return out
 
 

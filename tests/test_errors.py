@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpu_worker import stats
+from gpu_worker import errors, metrics, stats
 from gpu_worker.contract.schema import SchemaError, validate_results
 from gpu_worker.summary import recommend, summarize
 
@@ -93,3 +93,75 @@ def test_schema_accepts_p_holm_and_refuses_a_wrong_one():
         with pytest.raises(SchemaError, match=why) as err:
             validate_results(doc)
         assert "results.new.vs_baseline.p_holm" in str(err.value)
+
+
+PAIRS = [
+    ("kitten", "sitting"),  # 2 substitutions, 1 insertion
+    ("flaw", "lawn"),  # 1 deletion, 1 insertion
+    ("abc", ""),  # everything deleted
+    ("", "xy"),  # an empty reference: the prediction's length in insertions
+    ("same  text", "same text"),  # normalised alike: no edit
+    ("ଓଡ଼ିଆ ଭାଷା", "ଓଡିଆ ଭିଷ"),
+]
+
+
+@pytest.mark.parametrize(("ref", "hyp"), PAIRS)
+def test_substitutions_insertions_deletions_add_up_to_the_cer_edits(ref, hyp):
+    counts = errors.line_errors(ref, hyp, script="odia")
+    assert counts.edits == metrics.score_pair(ref, hyp).char_edits
+    assert sum(counts.pairs.values()) == counts.edits == sum(counts.classes.values())
+
+
+def test_kitten_sitting_counts_and_pairs():
+    counts = errors.line_errors("kitten", "sitting")
+    assert (counts.substitutions, counts.insertions, counts.deletions) == (2, 1, 0)
+    assert counts.pairs == {("k", "s"): 1, ("e", "i"): 1, ("", "g"): 1}
+    assert errors.line_errors("abc", "").deletions == 3
+
+
+def test_odia_vowel_sign_nukta_virama_digit_and_other_script_classes():
+    # ା (U+0B3E) read as ି (U+0B3F): a vowel-sign substitution
+    vowel = errors.line_errors("ଭାଷା", "ଭିଷା", script="odia")
+    assert vowel.substitutions == 1 and vowel.pairs == {("ା", "ି"): 1}
+    assert vowel.classes == {"vowel_sign": 1}
+    # ଡ଼ read as ଡ: after NFC the nukta (U+0B3C) is a separate mark, and it is deleted
+    nukta = errors.line_errors("ଓଡ଼ିଆ", "ଓଡିଆ", script="odia")
+    assert nukta.deletions == 1 and nukta.pairs == {("\u0b3c", ""): 1}
+    assert nukta.classes == {"nukta": 1}
+    # ନ୍ତ (conjunct): the consonant after the virama read wrong is a conjunct error
+    conjunct = errors.line_errors("ଅନ୍ତ", "ଅନ୍ଦ", script="odia")
+    assert conjunct.pairs == {("ତ", "ଦ"): 1} and conjunct.classes == {"virama_conjunct": 1}
+    # a plain consonant swap outside a conjunct is "other"
+    assert errors.line_errors("ଅନତ", "ଅନଦ", script="odia").classes == {"other": 1}
+    digits = errors.line_errors("୧୨ 34", "୧୩ 35", script="odia")
+    assert digits.classes == {"digit": 2}
+    latin = errors.line_errors("ଭାଷା", "ଭାଷa", script="odia")
+    assert latin.classes == {"vowel_sign": 1}  # either side's class: ା replaced by a letter
+    foreign = errors.line_errors("ଭାଷ", "ଭାa", script="odia")  # ଷ read as a Latin a
+    assert foreign.classes == {"other_script": 1}
+    assert errors.line_errors("ଭାଷ", "ଭାa").classes == {"other": 1}  # script none: no judging
+
+
+def test_results_carry_errors_per_method_and_per_group():
+    refs = ["ଓଡ଼ିଆ ଭାଷା", "ଭାଷା", "kitten", "abc"]
+    preds = ["ଓଡିଆ ଭାଷା", "ଭିଷା", "sitting", None]
+    group = ["odia", "odia", "latin", "latin"]
+    lines = [_line(i, "base", r, r, group[i]) for i, r in enumerate(refs)]
+    for i, (r, p) in enumerate(zip(refs, preds, strict=True)):
+        line = _line(i, "ocr", r, p, group[i])
+        if p is None:
+            line.update(prediction=None, error="RuntimeError: boom")
+        lines.append(line)
+    out = summarize([_method("base"), _method("ocr")], lines, resamples=50, group_by="group")
+    ocr = out["ocr"]["errors"]
+    assert (
+        out["base"]["errors"]["classes"]["other"] == 0 and out["base"]["errors"]["confusions"] == []
+    )
+    assert (ocr["substitutions"], ocr["insertions"], ocr["deletions"]) == (3, 1, 4)
+    assert ocr["substitutions"] + ocr["insertions"] + ocr["deletions"] == out["ocr"]["char_edits"]
+    assert ["\u0b3c", "", 1] in ocr["confusions"] and ["ା", "ି", 1] in ocr["confusions"]
+    assert ocr["classes"]["nukta"] == 1 and ocr["classes"]["vowel_sign"] == 1
+    per = {g: out["ocr"]["groups"][g]["errors"] for g in ("odia", "latin")}
+    assert per["odia"]["classes"]["nukta"] == 1 and per["odia"]["deletions"] == 1
+    assert per["latin"]["deletions"] == 3 and per["latin"]["substitutions"] == 2
+    validate_results({**out, "run": {}})
