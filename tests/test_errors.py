@@ -165,3 +165,19 @@ def test_results_carry_errors_per_method_and_per_group():
     assert per["odia"]["classes"]["nukta"] == 1 and per["odia"]["deletions"] == 1
     assert per["latin"]["deletions"] == 3 and per["latin"]["substitutions"] == 2
     validate_results({**out, "run": {}})
+
+
+def test_schema_refuses_malformed_errors():
+    doc = _results(0.01, 0.03)
+    doc["new"]["errors"] = errors.line_errors("ଭାଷା", "ଭିଷା", script="odia").to_json()
+    validate_results(doc)
+    bad = [
+        ("substitutions", -1, "errors.substitutions: expected >= 0"),
+        ("confusions", [["ା", "ି"]], r"errors.confusions\[0\]: expected \[ref, hyp, count\]"),
+        ("classes", [], "errors.classes: expected an object"),
+    ]
+    for field, value, why in bad:
+        broken = _results(0.01, 0.03)
+        broken["new"]["errors"] = {**doc["new"]["errors"], field: value}
+        with pytest.raises(SchemaError, match=why):
+            validate_results(broken)
