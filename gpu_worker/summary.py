@@ -142,13 +142,10 @@ def summarize(
         groups = {x["index"]: str(x.get("group") or NO_GROUP) for x in lines}
         for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):
             out[name]["groups"] = per_group
+            decoded = out[name]["errors"] is not None
             for g, figures in per_group.items():
-                mine = line_errors[name].items() if out[name]["errors"] else ()
-                figures["errors"] = (
-                    errors.total(e for i, e in mine if groups.get(i) == g).to_json()
-                    if mine
-                    else None
-                )
+                mine = (e for i, e in line_errors[name].items() if groups.get(i) == g)
+                figures["errors"] = errors.total(mine).to_json() if decoded else None
     return out
 
 
