@@ -109,7 +109,9 @@ def _line(name: str, body: dict) -> str:
     if vs:
         text += (
             f"; vs {vs['method']}: {vs['delta_cer']:+.4f} ({vs['ci'][0]:+.4f} to "
-            f"{vs['ci'][1]:+.4f}) p={vs['p_value']:.3g}, lines needed {vs['lines_needed']}"
+            f"{vs['ci'][1]:+.4f}) p={vs['p_value']:.3g} "
+            f"(Holm {vs.get('p_holm', vs['p_value']):.3g}), "
+            f"lines needed {vs['lines_needed']}"
         )
     return text
 

@@ -14,6 +14,10 @@ Contract:
   and the two-sided p-value is 2 * min(P*(Δ <= 0), P*(Δ >= 0)) with add-one smoothing, capped
   at 1 (identical predictions give Δ = 0 and p = 1; a bootstrap of B resamples cannot show p
   below 2 / (B + 1)).
+- Several methods against one baseline: their p-values are Holm–Bonferroni adjusted together
+  (`holm`; within each group when comparing per group) and `p_holm` is reported beside the raw
+  `p_value`. A comparison is `significant` when its interval excludes 0 AND `p_holm` < 0.05
+  (`ALPHA`); with one comparison `p_holm` equals `p_value`.
 - Lines needed: the normal approximation n = (z_{1-α/2} + z_{power})² · s² / δ², with s² the
   per-line sample variance of the linearised paired difference (d_i - Δ·L_i) / mean(L) and δ the
   observed |Δ| (or `min_delta` when Δ is 0).
@@ -23,7 +27,7 @@ Contract:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
@@ -33,6 +37,7 @@ DEFAULT_SEED = 20261126
 CONFIDENCE = 0.95
 POWER = 0.80
 MIN_DELTA = 0.01
+ALPHA = 0.05  # a comparison is significant when its Holm-adjusted p-value is below this
 _CHUNK_CELLS = 1_200_000  # resampled line slots per chunk: ~10 MB each array, cache-friendly
 
 
@@ -96,11 +101,17 @@ class Paired:
     p_value: float
     lines_needed: int
     lines_needed_delta: float
+    p_holm: float | None = None  # set by `method_statistics` over all comparisons of a run
+
+    @property
+    def adjusted_p(self) -> float:
+        """The Holm-adjusted p-value (the raw one when this is the only comparison)."""
+        return self.p_value if self.p_holm is None else self.p_holm
 
     @property
     def significant(self) -> bool:
-        """True when the interval of Δ excludes 0."""
-        return self.ci[0] > 0 or self.ci[1] < 0
+        """True when the interval of Δ excludes 0 and the adjusted p-value is below ALPHA."""
+        return (self.ci[0] > 0 or self.ci[1] < 0) and self.adjusted_p < ALPHA
 
     def to_json(self) -> dict:
         """A JSON-ready dict (rounded to 6 decimals)."""
@@ -109,6 +120,7 @@ class Paired:
             "delta_cer": round(self.delta, 6),
             "ci": [round(v, 6) for v in self.ci],
             "p_value": round(self.p_value, 6),
+            "p_holm": round(self.adjusted_p, 6),
             "significant": self.significant,
             "lines_needed": self.lines_needed,
             "lines_needed_delta": round(self.lines_needed_delta, 6),
@@ -124,6 +136,21 @@ def paired_from_replicates(replicates: Any) -> tuple[list[float], float]:
     above = int(np.count_nonzero(replicates >= 0))
     p = min(1.0, 2 * (min(below, above) + 1) / (b + 1))
     return percentile_interval(replicates), p
+
+
+def holm(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm–Bonferroni adjusted p-values of m comparisons (keys kept).
+
+    With the raw p-values sorted ascending p(1) <= … <= p(m), the adjusted
+    p(i) = min(1, max over j <= i of (m - j + 1) · p(j)): monotone in the raw order, never below
+    the raw value. Ties keep their input order (their adjusted values are equal anyway).
+    """
+    order = sorted(p_values, key=lambda k: p_values[k])
+    m, running, out = len(order), 0.0, {}
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p_values[key]))
+        out[key] = running
+    return out
 
 
 def lines_needed(
@@ -222,13 +249,17 @@ def method_statistics(
     if baseline not in scored:
         return out
     b = scored.index(baseline)
+    compared: dict[str, Paired] = {}
     for k, m in enumerate(scored):
         if m == baseline:
             continue
         diffs = matrix[:, 2 + 2 * k] - matrix[:, 2 + 2 * b]
         replicates = _ratio(sums[:, 2 + 2 * k] - sums[:, 2 + 2 * b], sums[:, 0])
+        compared[m] = paired_result(diffs, matrix[:, 0], replicates)
+    adjusted = holm({m: res.p_value for m, res in compared.items()})
+    for m, res in compared.items():
         out[m]["vs_baseline"] = {
             "method": baseline,
-            **paired_result(diffs, matrix[:, 0], replicates).to_json(),
+            **replace(res, p_holm=adjusted[m]).to_json(),
         }
     return out

@@ -10,17 +10,23 @@ Contract:
   the intervals are null; it is never "best" (`best_method`).
 - Timing is over decoded lines only.
 - Per method: `cer_ci`/`wer_ci` (95% bootstrap) and `vs_baseline` (paired Δ CER, its interval,
-  p-value, lines needed), see `stats.py`; `wrong_script_rate`, the share of predicted letters
-  outside `data.script` (`preflight.wrong_script_rate`; null for `none` or no letters).
+  p-value, its Holm adjustment `p_holm` over every method compared with the baseline, lines
+  needed), see `stats.py`; `significant` = the interval excludes 0 and `p_holm` < 0.05;
+  `wrong_script_rate`, the share of predicted letters outside `data.script`
+  (`preflight.wrong_script_rate`; null for `none` or no letters).
 - `group_by` (lines carry `group`): per method `groups`, for each group value the same figures
-  over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group).
+  over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group) and
+  `errors`.
+- Per method `errors` (`errors.py`): substitutions, insertions, deletions from the CER's own
+  alignment, the most frequent confused character pairs, edits by class; null for a method
+  with no decoded line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import metrics, stats
+from . import errors, metrics, stats
 from .contract.checks import NO_SCRIPT
 from .contract.schema import best_method, method_names
 from .contract.spec import DEFAULT_RESAMPLES
@@ -50,6 +56,19 @@ def _score_lines(
         prediction = "" if "error" in line else line["prediction"]
         scores[index] = metrics.score_pair(line["reference"], prediction, form, collapse)
     return scores
+
+
+def _line_errors(
+    mine: dict[int, dict], form: str, collapse: bool, script: str
+) -> dict[int, errors.ErrorCounts]:
+    """Per line, the edits the CER counts (a failed line as an empty prediction)."""
+    out = {}
+    for index, line in mine.items():
+        if line.get("reference") is None:
+            continue
+        prediction = "" if "error" in line else line["prediction"]
+        out[index] = errors.line_errors(line["reference"], prediction, form, collapse, script)
+    return out
 
 
 def summarize_run(spec, lines: list[dict]) -> dict:
@@ -85,6 +104,7 @@ def summarize(
     methods = list(methods)
     out: dict = {}
     counts: dict[str, dict] = {}
+    line_errors: dict[str, dict[int, errors.ErrorCounts]] = {}
     for method in methods:
         # the last line per index wins; scores are summed in index order, so the figures do
         # not depend on the order lines were written in (width-sorted batches, merged shards)
@@ -93,6 +113,7 @@ def summarize(
         good = [line for line in mine.values() if "error" not in line]
         bad = [line for line in mine.values() if "error" in line]
         scores = _score_lines(mine, form, collapse_whitespace)
+        line_errors[method.name] = _line_errors(mine, form, collapse_whitespace, script)
         seconds = sum(line["seconds"] for line in good)
         body = {
             **metrics.aggregate(scores.values()).to_json(),
@@ -104,8 +125,10 @@ def summarize(
             "wrong_script_rate": wrong_script_rate((x["prediction"] for x in good), script),
             "settings": method.settings(),
         }
+        body["errors"] = errors.total(line_errors[method.name].values()).to_json()
         if not good:
             body.update(dict.fromkeys(NULL_WHEN_FAILED))
+            body["errors"] = None
         counts[method.name] = (
             {i: (s.char_edits, s.chars, s.word_edits, s.words) for i, s in scores.items()}
             if good
@@ -119,6 +142,10 @@ def summarize(
         groups = {x["index"]: str(x.get("group") or NO_GROUP) for x in lines}
         for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):
             out[name]["groups"] = per_group
+            decoded = out[name]["errors"] is not None
+            for g, figures in per_group.items():
+                mine = (e for i, e in line_errors[name].items() if groups.get(i) == g)
+                figures["errors"] = errors.total(mine).to_json() if decoded else None
     return out
 
 
@@ -145,6 +172,14 @@ def _fmt_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
+def _holm(vs: dict) -> str:
+    """`, Holm 0.012` when the adjusted p-value differs from the raw one (several methods)."""
+    adjusted = vs.get("p_holm")
+    if adjusted is None or adjusted == vs["p_value"]:
+        return ""
+    return f", Holm {_fmt_p(adjusted)[1:].removeprefix('=')}"
+
+
 def _the(baseline: str) -> str:
     return "the baseline" if baseline == "baseline" else f"the baseline {baseline}"
 
@@ -161,7 +196,7 @@ def statement(results: dict, best: str | None, baseline: str) -> str:
         return f"{best} has the lowest CER ({cer:.3f}); {_the(baseline)} failed"
     detail = (
         f"ΔCER {vs['delta_cer']:+.3f} (95% CI {vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}, "
-        f"{_fmt_p(vs['p_value'])}, n={vs['n']})"
+        f"{_fmt_p(vs['p_value'])}{_holm(vs)}, n={vs['n']})"
     )
     if vs["significant"]:
         return f"{best} is significantly better than {_the(baseline)}: {detail}"
@@ -174,7 +209,12 @@ def statement(results: dict, best: str | None, baseline: str) -> str:
 
 def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     """The best method by CER (`best_method`), whether it beats the baseline significantly,
-    and the fastest method within `tolerance` of the best CER."""
+    and the fastest method within `tolerance` of the best CER.
+
+    Significantly: its paired interval excludes 0 AND its Holm-adjusted p-value (`p_holm`, over
+    every method compared with the baseline) is below `stats.ALPHA`, so running more methods
+    never makes a chance winner look significant.
+    """
     best = best_method(results)
     rec = {
         "best": best,
@@ -187,7 +227,7 @@ def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     if best is None:
         return rec
     vs = results[best].get("vs_baseline") or {}
-    rec["significant"] = bool(vs.get("significant"))
+    rec["significant"] = _significant(vs)
     top = results[best]["cer"]
     near = [
         k
@@ -196,6 +236,14 @@ def recommend(results: dict, tolerance: float, baseline: str) -> dict:
     ]
     rec["fastest_within_tolerance"] = max(near, key=lambda k: results[k]["images_per_s"] or 0.0)
     return rec
+
+
+def _significant(vs: dict) -> bool:
+    """The recommendation's rule (see `recommend`), re-applied to what results.json says."""
+    if not vs:
+        return False
+    excludes_zero = vs["ci"][0] > 0 or vs["ci"][1] < 0
+    return bool(excludes_zero and vs.get("p_holm", vs["p_value"]) < stats.ALPHA)
 
 
 def failed_methods(results: dict) -> list[str]:

@@ -385,6 +385,7 @@ def comparison_rows(config: Config) -> Comparison:
                     "delta_cer": vs.get("delta_cer"),
                     "delta_ci": vs.get("ci"),
                     "p_value": vs.get("p_value"),
+                    "p_holm": vs.get("p_holm"),
                     "significant": vs.get("significant"),
                     "lines_needed": vs.get("lines_needed"),
                     "wrong_script_rate": body.get("wrong_script_rate"),

@@ -114,12 +114,26 @@ def _has_script(table: RunTable) -> bool:
     return any(table.results[m].get("wrong_script_rate") is not None for m in table.methods)
 
 
+def _p(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _holm(vs: dict) -> str:
+    """`, Holm 0.012` when the run compared several methods (the adjusted p differs)."""
+    adjusted = vs.get("p_holm")
+    return "" if adjusted is None or adjusted == vs["p_value"] else f", Holm {_p(adjusted)}"
+
+
 def _vs(vs: dict | None) -> str:
+    """Δ CER (interval), raw p and its Holm adjustment; `*`: significant (`summary.recommend`'s
+    rule, recorded in results.json: interval excludes 0 and Holm p < 0.05)."""
     if not vs:
         return "—"
-    p = "p<0.001" if vs["p_value"] < 0.001 else f"p={vs['p_value']:.3f}"
+    raw = _p(vs["p_value"])
+    p = f"p{raw}" if raw.startswith("<") else f"p={raw}"
     mark = " \\*" if vs["significant"] else ""
-    return f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), {p}{mark}"
+    ci = f"({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f})"
+    return f"{vs['delta_cer']:+.3f} {ci}, {p}{_holm(vs)}{mark}"
 
 
 def group_table(table: RunTable) -> list[str]:
@@ -174,8 +188,9 @@ def _notes(table: RunTable) -> list[str]:
         boot = run.get("bootstrap") or {}
         notes.append(
             "CER and WER with 95% bootstrap intervals over lines; Δ CER is paired on the same "
-            f"lines ({boot.get('resamples', 1000)} resamples); \\* marks an interval that "
-            "excludes 0."
+            f"lines ({boot.get('resamples', 1000)} resamples); Holm: the p-value adjusted for "
+            "comparing several methods with the baseline; \\* marks an interval that excludes 0 "
+            "with Holm p < 0.05."
         )
     size = sample_size_line(table)
     if size:
@@ -229,8 +244,9 @@ def render_run(table: RunTable) -> str:
 
 def view_cells(row: dict) -> list[str]:
     """The `orch results` cells of one comparison row (`publish.comparison_rows`): method,
-    CER with interval or `failed (k of n)`, ΔCER vs base with its interval (`*`: excludes 0),
-    p, lines needed, WER, exact, s/image, images/s, n, wrong script (share of letters)."""
+    CER with interval or `failed (k of n)`, ΔCER vs base with its interval (`*`: significant),
+    p (and its Holm adjustment when several methods were compared), lines needed, WER, exact,
+    s/image, images/s, n, wrong script (share of letters)."""
     if row["cer"] is None:
         cer = f"failed ({row['failures']} of {row['n']})"
     else:
@@ -241,6 +257,8 @@ def view_cells(row: dict) -> list[str]:
         mark = " *" if row["significant"] else ""
         delta = f"{row['delta_cer']:+.3f} ({lo:+.3f}..{hi:+.3f}){mark}"
         p = f"{row['p_value']:.3g}"
+        if row.get("p_holm") is not None and row["p_holm"] != row["p_value"]:
+            p += f" (Holm {row['p_holm']:.3g})"
         needed = str(row["lines_needed"])
 
     def num(value, digits):

@@ -262,7 +262,7 @@ def test_failed_image_is_named_in_the_log(grouped):
 def test_group_table_in_readme_and_card(grouped, tmp_path, monkeypatch):
     from orchestrator import readme
     from tests.conftest import git
-    from tests.test_publish import orch_sub
+    from tests.test_publish_hub import orch_sub
 
     results, _, _ = grouped
     table = readme.RunTable("r1", "grouped", results)

@@ -262,11 +262,13 @@ def test_table_shows_intervals_paired_deltas_sample_size_and_failed_rows(pub, or
         f"| greedy | {g['cer']:.3f} ({g['cer_ci'][0]:.3f}–{g['cer_ci'][1]:.3f}) | — |"
     )
     vs = b["vs_baseline"]
-    assert vs["significant"] and vs["p_value"] < 0.01
+    assert vs["significant"] and vs["p_value"] < 0.01 and vs["p_holm"] >= vs["p_value"]
+    assert vs["p_holm"] > vs["p_value"]  # two methods against greedy: Holm doubles the smaller
+    holm = f", Holm {vs['p_holm']:.3f}"
     assert rows["beam"].startswith(
         f"| beam | **{b['cer']:.3f}** ({b['cer_ci'][0]:.3f}–{b['cer_ci'][1]:.3f}) | "
         f"{vs['delta_cer']:+.3f} ({vs['ci'][0]:+.3f} to {vs['ci'][1]:+.3f}), "
-        f"p={vs['p_value']:.3f} \\* |"
+        f"p={vs['p_value']:.3f}{holm} \\* |"
     )
     assert "\\*" not in rows["sample"] and not doc["sample"]["vs_baseline"]["significant"]
     assert rows["broken"] == "| broken | failed (200 of 200) | — | — | — | — | — | 200 |"
@@ -278,6 +280,7 @@ def test_table_shows_intervals_paired_deltas_sample_size_and_failed_rows(pub, or
     assert (pub / "results" / "plots" / "stats.png").exists()
     view = orch("results").stdout
     assert "failed (200 of 200)" in view and f"{b['cer']:.3f} ({b['cer_ci'][0]:.3f}-" in view
+    assert f"{vs['p_value']:.3g} (Holm {vs['p_holm']:.3g})" in view
     rows = {r["method"]: r for r in json.loads(orch("results", "--json").stdout)}
     assert rows["sample"]["lines_needed"] == need and rows["broken"]["cer"] is None
 

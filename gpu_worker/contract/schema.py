@@ -7,11 +7,15 @@ the reserved key ``run`` holds provenance (run id, playbook, host, versions, cod
 prediction); ``failures`` says how many of them failed. A method with no scored sample
 (``failures == n``) has null rates and timings (``NULLABLE``);
 a method with rates may carry ``cer_ci``/``wer_ci`` ([low, high] 95% intervals) and
-``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``), a method may carry
+``vs_baseline`` (the paired comparison with the baseline, see ``stats.py``: ``p_value`` and its
+Holm adjustment ``p_holm`` over every method compared with that baseline, both in [0, 1],
+``p_holm >= p_value``; files written before ``p_holm`` lack it), a method may carry
 ``wrong_script_rate`` (share of predicted letters outside ``data.script``, a fraction or null) and
 ``groups`` (``scoring.group_by``: per group value ``cer wer n`` and the intervals), and a method
 that ran a model ``lora_path``: how it ran its checkpoints (``merged``, ``stacked``, ``base`` or
-``peft (why)``).
+``peft (why)``). A method may carry ``errors`` (null when nothing was decoded; see
+``errors.py``): ``substitutions insertions deletions`` (integers), ``confusions``
+(``[ref, hyp, count]``) and ``classes`` (class name -> count).
 
 progress.json: ``done total method images_per_s eta_s updated_at`` (updated_at: unix seconds),
 and ``lora_path`` of the current method when it runs a model.
@@ -121,6 +125,46 @@ def _validate_method(name: str, body: dict) -> None:
             _number(v, f"results.{name}.{field}")
         if ci[0] > ci[1]:
             raise SchemaError(f"results.{name}.{field}: low > high")
+    _validate_vs(f"results.{name}.vs_baseline", body.get("vs_baseline"))
+    _validate_errors(f"results.{name}.errors", body.get("errors"))
+
+
+def _validate_errors(where: str, doc: Any) -> None:
+    """The error analysis: counts are integers >= 0, confusions `[ref, hyp, count]`."""
+    if doc is None:
+        return
+    if not isinstance(doc, dict):
+        raise SchemaError(f"{where}: expected an object")
+    for field in ("substitutions", "insertions", "deletions"):
+        _number(doc.get(field), f"{where}.{field}", integer=True)
+    classes = doc.get("classes")
+    if not isinstance(classes, dict):
+        raise SchemaError(f"{where}.classes: expected an object of counts")
+    for key, count in classes.items():
+        _number(count, f"{where}.classes.{key}", integer=True)
+    confusions = doc.get("confusions")
+    if not isinstance(confusions, list):
+        raise SchemaError(f"{where}.confusions: expected a list of [ref, hyp, count]")
+    for k, pair in enumerate(confusions):
+        ok = isinstance(pair, list) and len(pair) == 3 and all(isinstance(c, str) for c in pair[:2])
+        if not ok:
+            raise SchemaError(f"{where}.confusions[{k}]: expected [ref, hyp, count]")
+        _number(pair[2], f"{where}.confusions[{k}]", integer=True)
+
+
+def _validate_vs(where: str, vs: Any) -> None:
+    """A paired comparison: its p-values are probabilities, the Holm one never below the raw."""
+    if vs is None:
+        return
+    if not isinstance(vs, dict):
+        raise SchemaError(f"{where}: expected an object")
+    for field in ("p_value", "p_holm"):
+        if field == "p_value" or field in vs:
+            _number(vs.get(field), f"{where}.{field}")
+            if vs[field] > 1:
+                raise SchemaError(f"{where}.{field}: expected a probability <= 1")
+    if "p_holm" in vs and vs["p_holm"] < vs["p_value"]:
+        raise SchemaError(f"{where}.p_holm: below p_value (a Holm adjustment never lowers it)")
 
 
 def validate_progress(doc: Any) -> dict:
