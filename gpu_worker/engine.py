@@ -368,7 +368,10 @@ def _attach_peft(model, checkpoints: list[str], names: list[str], files: list) -
         result = set_peft_model_state_dict(peft_model, state, adapter_name=name)
         stray = [k for k in result.unexpected_keys if f".{name}." in k or "lora_" in k]
         if stray:
-            raise LoadError(f"{file.path}: tensor {stray[0]} matches no module of the model")
+            raise LoadError(
+                f"{file.path}: tensor {stray[0]} matches no LoRA module of the model "
+                "(is it in adapter_config.json's target_modules?)"
+            )
         inner = peft_model.base_model.model
         for module, pair in file.lora.items():
             layer = inner.get_submodule(module)

@@ -121,6 +121,9 @@ def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):
     with pytest.raises(Unsupported, match="use_dora"):
         read_adapter(ckpt, eng.model)
     vision = shutil.copytree(tiny_model / "checkpoints" / "checkpoint-50", tmp_path / "vision")
+    cfg = json.loads((vision / "adapter_config.json").read_text())
+    cfg["target_modules"] += r"|.*visual\.blocks\.0\.attn\.qkv"  # peft must cover them too
+    (vision / "adapter_config.json").write_text(json.dumps(cfg))
     tensors = {
         "base_model.model.model.visual.blocks.0.attn.qkv.lora_A.weight": torch.zeros(4, 32),
         "base_model.model.model.visual.blocks.0.attn.qkv.lora_B.weight": torch.zeros(96, 4),

@@ -238,3 +238,24 @@ def test_lora_path_per_method_in_results(tmp_path):
     assert any("greedy" in line and "LoRA path: merged" in line for line in logged)
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["ensemble"]["lora_path"] == "stacked"
+
+
+def test_every_qwen25vl_layout_maps_onto_the_model():
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from gpu_worker.fastpath.adapters import key_renamer
+
+    config = AutoConfig.from_pretrained(FIXTURES / "t451" / "base")
+    rename = key_renamer(AutoModelForImageTextToText.from_config(config))
+    layer = "model.language_model.layers.1.self_attn.q_proj"
+    for saved, ours in {
+        "model.layers.1.self_attn.q_proj": layer,  # transformers < 4.52
+        "language_model.model.layers.1.self_attn.q_proj": layer,
+        layer: layer,  # 4.52 and later, 5.x
+        "visual.blocks.0.attn.qkv": "model.visual.blocks.0.attn.qkv",
+        "model.visual.blocks.0.attn.qkv": "model.visual.blocks.0.attn.qkv",
+        "model.embed_tokens": "model.language_model.embed_tokens",
+        "language_model.lm_head": "lm_head",
+        "lm_head": "lm_head",
+    }.items():
+        assert rename(saved) == ours, saved

@@ -110,8 +110,8 @@ def key_renamer(model: nn.Module) -> Callable[[str], str]:
             chained = renaming.rename_source_key(chained)[0]
         if chained in modules:
             return chained
-        for pattern, target in LEGACY_RULES:
-            out = re.sub(pattern, target, name, count=1)
+        for pattern, target in LEGACY_RULES:  # rules end names with a dot: add one, drop it
+            out = re.sub(pattern, target, name + ".", count=1)[:-1]
             if out in modules:
                 return out
         return name
