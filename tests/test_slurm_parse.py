@@ -4,13 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.backends.slurm import (
-    SlurmJob,
-    parse_slurm,
-    resources,
-    sbatch_args,
-    slurm_state,
-)
+from orchestrator.backends.slurm import resources, sbatch_args
+from orchestrator.backends.slurm_states import SlurmJob, parse_slurm, slurm_state
 from orchestrator.config import SlurmConfig
 from orchestrator.errors import ConfigError
 

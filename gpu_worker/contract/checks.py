@@ -23,6 +23,12 @@ NO_SCRIPT = "none"
 SWITCHES = ("on", "off")
 PROMPT_FORMATS = ("chat", "raw")  # model.prompt_format (prompts.py renders them)
 IMAGE_FIELD = "{image}"  # where a raw prompt template puts the image
+# Names the worker's modules implement, stated here as data (they import them, not the reverse):
+RULES = ("mbr", "majority", "longest")  # ensemble.py's voting rules
+NORMAL_FORMS = ("nfc", "nfd", "nfkc", "nfkd", "none")  # metrics.normalize
+COMPILE_SETTINGS = ("auto", "on", "off")  # fastpath/shapes.want_compile
+DEFAULT_RESAMPLES = 1000  # stats: bootstrap resamples
+LORA_PATHS = ("fast", "peft")  # generation.lora
 
 
 def template_problem(prompt: object, prompt_format: object) -> str | None:
@@ -84,4 +90,46 @@ def _holdout_problem(data: dict) -> str | None:
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         return f"data.holdout.seed: expected an integer >= 0, got {seed!r}"
+    return None
+
+
+def scoring_problem(scoring: dict, names: list[str]) -> str | None:
+    """`normalize`, `cer_tolerance` (>= 0), `bootstrap` (resamples, >= 100), `baseline`."""
+    tol = scoring["cer_tolerance"]
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
+        return f"scoring.cer_tolerance: expected a number >= 0, got {tol!r}"
+    form = scoring["normalize"]
+    if form not in NORMAL_FORMS:
+        return f"scoring.normalize: expected one of {', '.join(NORMAL_FORMS)}, got {form!r}"
+    resamples = scoring["bootstrap"]
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
+        return f"scoring.bootstrap: expected an integer >= 100 (resamples), got {resamples!r}"
+    baseline = scoring["baseline"]
+    if baseline not in names:
+        return (
+            f"scoring.baseline: '{baseline}' is not a method{did_you_mean(baseline, names)}; "
+            f"methods: {', '.join(names)}"
+        )
+    return None
+
+
+def generation_problem(gen: dict) -> str | None:
+    """`generation.compile` (auto|on|off; YAML's bare on/off arrive as booleans) and `.lora`."""
+    value = gen["compile"]
+    if isinstance(value, bool):
+        gen["compile"] = value = "on" if value else "off"
+    if value not in COMPILE_SETTINGS:
+        return f"generation.compile: expected one of {', '.join(COMPILE_SETTINGS)}, got {value!r}"
+    if gen["lora"] not in LORA_PATHS:
+        return f"generation.lora: expected one of {', '.join(LORA_PATHS)}, got {gen['lora']!r}"
+    return None
+
+
+def shard_problem(data: dict) -> str | None:
+    """`data.num_shards` >= 1 and 0 <= `data.shard` < num_shards (integers)."""
+    count, shard = data["num_shards"], data["shard"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        return f"data.num_shards: expected a positive integer, got {count!r}"
+    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
+        return f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}"
     return None

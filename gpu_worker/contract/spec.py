@@ -17,15 +17,20 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from .checks import settings_problem, template_problem
+from .checks import (  # noqa: F401  (RULES ... LORA_PATHS: the contract's names, stated there)
+    COMPILE_SETTINGS,
+    DEFAULT_RESAMPLES,
+    LORA_PATHS,
+    NORMAL_FORMS,
+    RULES,
+    generation_problem,
+    scoring_problem,
+    settings_problem,
+    shard_problem,
+    template_problem,
+)
 from .hints import did_you_mean
 from .schema import RUN_KEY
-
-# Names the worker's modules implement, stated here as data (they import them, not the reverse):
-RULES = ("mbr", "majority", "longest")  # ensemble.py's voting rules
-NORMAL_FORMS = ("nfc", "nfd", "nfkc", "nfkd", "none")  # metrics.normalize
-COMPILE_SETTINGS = ("auto", "on", "off")  # fastpath/shapes.want_compile
-DEFAULT_RESAMPLES = 1000  # stats: bootstrap resamples
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {
@@ -100,7 +105,6 @@ SECTIONS: dict[str, dict[str, object] | None] = {
     ),
 }
 FILLED = ("model", "data", "generation", "scoring")  # sections the full spec always holds
-LORA_PATHS = ("fast", "peft")
 
 # method kind -> {setting: default}; `kind` and `backend` are settings of every kind
 _MODEL = {"max_new_tokens": None}  # None: generation.max_new_tokens
@@ -372,12 +376,15 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     n = data["n_samples"]
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
-    _check_shard(data)
-    _check_scoring(scoring, methods)
+    for problem in (shard_problem(data), scoring_problem(scoring, [m.name for m in methods])):
+        if problem:
+            raise PlaybookError(problem)
     problem = settings_problem(data, scoring)  # data.script, data.holdout, the gates' settings
     if problem:
         raise PlaybookError(problem)
-    _check_generation(gen)
+    problem = generation_problem(gen)
+    if problem:
+        raise PlaybookError(problem)
     check_template(model["prompt"], model["prompt_format"])
     canonical = json.dumps(full, sort_keys=True, ensure_ascii=False, default=str)
     return RunSpec(
@@ -400,50 +407,3 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
         fail_on_noop=scoring["fail_on_noop"],
         group_by=scoring["group_by"],
     )
-
-
-def _check_scoring(scoring: dict, methods: list[Method]) -> None:
-    """`normalize`, `cer_tolerance` (>= 0), `bootstrap` (resamples, >= 100), `baseline`."""
-    tol = scoring["cer_tolerance"]
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
-        raise PlaybookError(f"scoring.cer_tolerance: expected a number >= 0, got {tol!r}")
-    form = scoring["normalize"]
-    if form not in NORMAL_FORMS:
-        raise PlaybookError(
-            f"scoring.normalize: expected one of {', '.join(NORMAL_FORMS)}, got {form!r}"
-        )
-    resamples = scoring["bootstrap"]
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 100:
-        raise PlaybookError(
-            f"scoring.bootstrap: expected an integer >= 100 (resamples), got {resamples!r}"
-        )
-    baseline, names = scoring["baseline"], [m.name for m in methods]
-    if baseline not in names:
-        raise PlaybookError(
-            f"scoring.baseline: '{baseline}' is not a method{did_you_mean(baseline, names)}; "
-            f"methods: {', '.join(names)}"
-        )
-
-
-def _check_generation(gen: dict) -> None:
-    """`generation.compile` (auto|on|off; YAML's bare on/off arrive as booleans) and `.lora`."""
-    value = gen["compile"]
-    if isinstance(value, bool):
-        gen["compile"] = value = "on" if value else "off"
-    if value not in COMPILE_SETTINGS:
-        raise PlaybookError(
-            f"generation.compile: expected one of {', '.join(COMPILE_SETTINGS)}, got {value!r}"
-        )
-    if gen["lora"] not in LORA_PATHS:
-        raise PlaybookError(
-            f"generation.lora: expected one of {', '.join(LORA_PATHS)}, got {gen['lora']!r}"
-        )
-
-
-def _check_shard(data: dict) -> None:
-    """`data.num_shards` >= 1 and 0 <= `data.shard` < num_shards (integers)."""
-    count, shard = data["num_shards"], data["shard"]
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise PlaybookError(f"data.num_shards: expected a positive integer, got {count!r}")
-    if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < count:
-        raise PlaybookError(f"data.shard: expected an integer from 0 to {count - 1}, got {shard!r}")
