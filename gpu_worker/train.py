@@ -32,9 +32,9 @@ from pathlib import Path
 
 import yaml
 
+from .contract.spec import DataSpec, PlaybookError
 from .contract.trainspec import TrainSpec, parse_train
 from .guards import GuardError, StepGuard, check_labels
-from .spec import DataSpec, PlaybookError
 
 LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 COMPLETE = "trainer_state.json"  # the Trainer writes it last into a checkpoint folder

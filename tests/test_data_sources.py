@@ -300,7 +300,7 @@ def test_group_table_in_readme_and_card(grouped, tmp_path, monkeypatch):
     ],
 )
 def test_new_settings_are_checked_with_the_playbook(data, scoring, message):
-    from gpu_worker.spec import PlaybookError, parse_playbook
+    from gpu_worker.contract.spec import PlaybookError, parse_playbook
 
     doc = {"data": {"source": "d", **data}, "scoring": scoring, "methods": {"t": {}}}
     doc["methods"]["t"] = {"kind": "tesseract"}

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpu_worker.spec import PlaybookError, parse_playbook
 from PIL import Image
 
 from gpu_worker import engine as engine_mod
 from gpu_worker import prompts
+from gpu_worker.contract.spec import PlaybookError, parse_playbook
 from gpu_worker.fastpath.adapters import LoadError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,9 +3,8 @@ name and content hash, and the data's revision."""
 
 import json
 
-from gpu_worker.spec import DataSpec
-
 from gpu_worker.checkpoints import adapter_identity
+from gpu_worker.contract.spec import DataSpec
 from gpu_worker.data import Samples
 
 

@@ -18,12 +18,12 @@ import sys
 import pytest
 import torch
 import yaml
-from gpu_worker.spec import PlaybookError
 from safetensors.torch import load_file
 
 from gpu_worker import engine as engine_mod
 from gpu_worker import train as train_mod
 from gpu_worker.collator import AnswerCollator, PlaceholderError
+from gpu_worker.contract.spec import PlaybookError
 from gpu_worker.contract.trainspec import parse_train
 from gpu_worker.data import holdout_split
 from gpu_worker.guards import GuardError, StepGuard
@@ -309,15 +309,15 @@ def test_training_playbooks_are_validated():
 
 
 def test_orch_runs_the_train_command_for_a_train_playbook():
-    from orchestrator.playbooks import TRAIN_COMMAND, Playbook
+    from orchestrator.playbooks import BUNDLED, TRAIN_COMMAND, Resolved
     from orchestrator.scripts import job_command
 
-    doc = yaml.safe_load((REPO / "playbooks" / "train.yaml").read_text())
+    doc = yaml.safe_load((BUNDLED / "train.yaml").read_text())
     full = parse_train(doc, "train").doc
     assert full["outputs"] == ["checkpoints/"] and full["model"]["prompt_format"] == "chat"
-    book_ = Playbook("train", full)
-    assert book_.command == TRAIN_COMMAND
+    book_ = Resolved("train", full)
+    assert book_.command == TRAIN_COMMAND and book_.train and book_.own_command
     assert str(job_command(book_.command, resume=True)).endswith(
         '-m gpu_worker train "$D"/playbook.yaml --out "$D" --resume'
     )
-    assert Playbook("q", {"methods": {}}).command.startswith("{python} -m gpu_worker run")
+    assert Resolved("q", {"methods": {}}).command.startswith("{python} -m gpu_worker run")
