@@ -1,7 +1,7 @@
 """The only huggingface_hub user: the model card's results block, its `model-index` and plots.
 
 The card keeps its own text: orch owns only what lies between the README markers
-(`readme.replace_block`, appended in a Results section when absent) and the plots that block
+(`markers.replace_block`, appended in a Results section when absent) and the plots that block
 links (`plots/...` in the Hub repo, uploaded in the same commit, so every image link resolves).
 `model-index` holds one entry per (table, method, metric) of the evaluated model; orch's own
 entries (`by: orch` in their args, or the `CER (method, n=N)` names older versions wrote) are
@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from . import readme
+from . import markers, readme
 from .errors import PublishError
 
 TASK = ("image-to-text", "Optical Character Recognition")
@@ -186,8 +186,8 @@ def card_body(old_body: str | None, block: str, title: str) -> str:
     """The card's own text with orch's results block (a new card gets a title)."""
     text = old_body if old_body is not None else f"# {title}\n\n"
     try:
-        return readme.replace_block(text, block)
-    except readme.MarkerError as exc:
+        return markers.replace_block(text, block)
+    except markers.MarkerError as exc:
         raise PublishError(f"hub: the model card's results markers: {exc}") from None
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from gpu_worker.contract.layout import RUN_ID_RE
 from gpu_worker.contract.schema import SchemaError, method_names, validate_results
 
-from . import hub, pins, plot, readme, vcs
+from . import hub, markers, pins, plot, readme, vcs
 from .config import Config
 from .errors import PublishError
 from .fetch import results_dir
@@ -218,8 +218,8 @@ class PublishPlan:
 def _outside_block(text: str) -> str | None:
     """`text` without what lies between the markers (None when they are broken)."""
     try:
-        return readme.replace_block(text, "") if text else text
-    except readme.MarkerError:
+        return markers.replace_block(text, "") if text else text
+    except markers.MarkerError:
         return None
 
 
@@ -309,8 +309,8 @@ def plan_publish(
     tables, pngs = _tables_and_plots(config, loaded, chosen, readme_path)
     old = readme_path.read_text(encoding="utf-8") if readme_path.exists() else ""
     try:
-        new = readme.replace_block(old, readme.render_block(tables))
-    except readme.MarkerError as exc:
+        new = markers.replace_block(old, readme.render_block(tables))
+    except markers.MarkerError as exc:
         raise PublishError(f"{config.defaults.readme}: {exc}") from None
     name = config.defaults.readme
     diff = "".join(

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from orchestrator import readme
+from orchestrator import markers, readme
 from tests.conftest import git
 from tests.test_publish import OLD_BLOCK, RUN, TAIL, USER_TEXT, commits, pub, write_results
 
 __all__ = ["pub"]  # the fixture, shared with test_publish.py
 
-START, END = readme.START, readme.END
+START, END = markers.START, markers.END
 
 
 def _tamper(folder, **run_fields):
@@ -74,7 +74,7 @@ def test_provenance_text_is_escaped_and_the_next_publish_still_works(pub, orch):
     )
     assert orch("publish", "--no-hub").exit_code == 0
     text = (pub / "README.md").read_text()
-    starts, ends = readme.find_markers(text)
+    starts, ends = markers.find_markers(text)
     assert len(starts) == len(ends) == 1
     assert text.startswith(USER_TEXT) and text.endswith(TAIL)
     facts = next(line for line in text.splitlines() if line.startswith("run `"))
@@ -113,13 +113,13 @@ def test_readme_that_would_come_out_broken_is_refused(pub, orch):
 
 def test_replace_block_unit_rules():
     text = f"a\n{START}\nold\n{END}\nb\n"
-    assert readme.replace_block(text, "new") == f"a\n{START}\nnew\n{END}\nb\n"
+    assert markers.replace_block(text, "new") == f"a\n{START}\nnew\n{END}\nb\n"
     for bad in (f"x\n{END}\ny", "```\nopen fence", f"x\n  {START}"):
-        with pytest.raises(readme.MarkerError, match="nothing was written"):
-            readme.replace_block(text, bad)
+        with pytest.raises(markers.MarkerError, match="nothing was written"):
+            markers.replace_block(text, bad)
     inline = f"see `{START}` here\n{START}\nold\n{END}\n"
-    assert readme.replace_block(inline, "n") == f"see `{START}` here\n{START}\nn\n{END}\n"
-    with pytest.raises(readme.MarkerError, match="fix them by hand"):
-        readme.replace_block(f"{START}\n{START}\n{END}\n", "n")
+    assert markers.replace_block(inline, "n") == f"see `{START}` here\n{START}\nn\n{END}\n"
+    with pytest.raises(markers.MarkerError, match="fix them by hand"):
+        markers.replace_block(f"{START}\n{START}\n{END}\n", "n")
     assert readme.md_text("a\nb<!--|") == "a b\\<\\!--\\|"
     assert readme.md_code("x`y\nz") == "`x'y z`"
