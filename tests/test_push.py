@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpu_worker.contract.layout import IDENTITY_FILE
-from orchestrator import sync, worker
+from orchestrator import manifest, sync, worker
 from orchestrator.config import load_config
 from orchestrator.errors import HostUnreachable
 from orchestrator.transport import open_host
@@ -88,7 +88,7 @@ def test_orchignore_adds_to_gitignore_and_include_adds_files(project, orch):
     (project / "gpu_worker" / "run.log").write_text("x\n")
     (project / ".orchignore").write_text("gpu_worker/scratch.py\n")
     (project / "orch.yaml").write_text("push:\n  include: [data]\n")
-    files = sync.list_files(load_config())
+    files = manifest.list_files(load_config())
     assert "data/sample.txt" in files  # git ignores it, orch.yaml asks for it
     assert "gpu_worker/scratch.py" not in files  # .orchignore
     assert "gpu_worker/run.log" not in files  # .gitignore still applies
