@@ -95,10 +95,15 @@ def tiny_folder(model: dict, root: str) -> Path | None:
 
 def locate(model: dict, root: str) -> ModelPaths:
     """The base and checkpoint folders a `model` section names (FileNotFoundError when a
-    checkpoint is missing); a `tiny` model must be built already."""
+    checkpoint is missing); a `tiny` model must be built already. With `tiny`, its base is the
+    base, and its own checkpoints are used only when `model.checkpoints` names none."""
     tiny = tiny_folder(model, root)
     if tiny is not None:
-        return ModelPaths(str(tiny / "base"), expand_checkpoints(str(tiny / "checkpoints")))
+        named = model.get("checkpoints")
+        found = expand_checkpoints(named, root) if named else None
+        return ModelPaths(
+            str(tiny / "base"), found or expand_checkpoints(str(tiny / "checkpoints"))
+        )
     base = model.get("base")
     local = local_path(base, root)
     return ModelPaths(local or base, expand_checkpoints(model.get("checkpoints"), root))
