@@ -261,7 +261,7 @@ class Soak:
     def push(self) -> None:
         name = self.rng.choice(HOSTS)
         self.pushes += 1
-        (self.project / "gpu_worker" / "soak_marker.py").write_text(f"PUSH = {self.pushes}\n")
+        (self.project / "soak_marker.py").write_text(f"PUSH = {self.pushes}\n")
         res = self.orch("push", "--host", name)
         if res.returncode != 0:
             self.report.problems.append(f"push to {name}: {res.stderr.strip()}")

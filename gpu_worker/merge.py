@@ -81,6 +81,9 @@ def merge_results(parent: str, name: str, shards: list[Shard], ids: list[str]) -
     """(results, merged prediction lines, playbook) from every shard's output, in shard order."""
     spec, lines, book = _checked_lines(parent, name, shards, ids)
     results = summarize_run(spec, lines)
+    for method in spec.methods:  # how each shard ran it; the shards' words when they differ
+        paths = sorted({str(s[1][method.name].get("lora_path")) for s in shards} - {"None"})
+        results[method.name]["lora_path"] = ", ".join(paths) or None
     indices = sorted({line["index"] for line in lines})
     first = shards[0][1]["run"]
     results["run"] = {

@@ -138,9 +138,8 @@ def run(
     results = summary.summarize_run(spec, lines)
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
-    for method in spec.methods:
-        if progress.paths.get(method.name):
-            results[method.name]["lora_path"] = progress.paths[method.name]
+    for method in spec.methods:  # null for a method that runs no model (same keys for all)
+        results[method.name]["lora_path"] = progress.paths.get(method.name)
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
     results["run"]["preflight"] = gates

@@ -244,10 +244,8 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
         if rec.error:
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
             continue
-        if s is None and rec.job_id is None and not run_ids:  # an interrupted launch
-            log.warning("%s: never started on %s; remove its record if so", rec.run_id, rec.host)
-            continue
-        if s is None:  # its folder vanished from the host: skipped, so the others are fetched
+        if s is None:  # its folder vanished from the host (or an interrupted launch never made
+            # one): skipped with the hint, so the others are fetched
             why = f"not found on {rec.host}; `orch forget {rec.run_id}` drops its record"
             gone = FetchOutcome.ERROR if run_ids else FetchOutcome.GONE
             out.append(FetchResult(rec.run_id, gone, f"last seen {rec.state}", error=why))

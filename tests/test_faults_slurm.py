@@ -65,7 +65,8 @@ def test_controller_down_is_unknown_never_lost_and_resume_refused(
     orch,
     slurm_cluster,  # noqa: F811
 ):
-    sets = ["data.n_samples=40", "generation.batch_size=1", "generation.max_new_tokens=24"]
+    # long enough (40 lines x 2 methods, one at a time) to outlive the controller's restart
+    sets = ["data.n_samples=40", "generation.batch_size=1", "generation.max_new_tokens=96"]
     res = orch("run", "shardtest", "--host", "hpc", *(x for s in sets for x in ("--set", s)))
     assert res.exit_code == 0, res.output
     run_id = res.stdout.split("started ")[1].split()[0]
