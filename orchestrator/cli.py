@@ -136,7 +136,7 @@ def doctor(state: State, host_name: str | None, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def push(state: State, host_name: str | None, dry_run: bool, watch: bool, as_json: bool) -> None:
-    """Send the worker code to <remote_dir>/code on the host, only what changed.
+    """Send the project to <remote_dir>/code (orch's worker beside it), only what changed.
 
     Example: orch push --host gpu1 --dry-run
     """
