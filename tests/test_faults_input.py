@@ -147,7 +147,13 @@ def test_remote_command_timeout_is_one_line(hosts2, orch, tmp_path):
     hang = tmp_path / "r1" / "runs" / "hang-1"
     hang.mkdir()
     os.mkfifo(hang / "run.json")  # reading it blocks: the status command never answers
-    res = orch("status", "--host", "gpu")
+    try:
+        res = orch("status", "--host", "gpu")
+    finally:  # let the host's blocked reader go (an end of file), so nothing is left running
+        try:
+            os.close(os.open(hang / "run.json", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader left
+            pass
     assert res.exit_code == 3, res.output
     [line] = [x for x in res.stderr.splitlines() if "no answer within 2s" in x]
     assert line.endswith("...") and len(res.stderr.strip().splitlines()) == 1, res.stderr
