@@ -2,7 +2,7 @@
 progress lines, and a checkpoint at the last step.
 
 Progress lines are `orch-progress key=value ...` on stdout (step, total, loss, lr, eval_cer,
-eta_s), the line protocol `orch status` reads from the log.
+eta_s), the line protocol `orch status` reads from the log (`contract.schema.progress_line`).
 """
 
 from __future__ import annotations
@@ -14,17 +14,8 @@ from collections.abc import Callable
 import torch
 from transformers import TrainerCallback
 
+from .contract.schema import progress_line
 from .guards import StepGuard
-
-
-def progress_line(**values) -> str:
-    """`orch-progress k=v ...`; floats in 4 significant digits, None left out."""
-    parts = []
-    for key, value in values.items():
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
-    return "orch-progress " + " ".join(parts)
 
 
 def grad_norm(model) -> float:

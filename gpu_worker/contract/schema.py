@@ -207,9 +207,14 @@ PROGRESS_WORD = "orch-progress"
 PROGRESS_VALUE_MAX = 40
 
 
-def progress_line(step: int, total: int | None = None, **metrics: float | int | str) -> str:
-    """The line a `command:` job prints to report its progress (see above)."""
-    pairs = {"step": int(step), **({"total": int(total)} if total is not None else {}), **metrics}
+def progress_line(step: int, total: int | None = None, **metrics: float | int | str | None) -> str:
+    """The line a `command:` job prints to report its progress (see above). A metric that is
+    None or NaN (not known yet) is left out; floats are written in 4 significant digits."""
+    pairs = {"step": int(step), **({"total": int(total)} if total is not None else {})}
+    for key, value in metrics.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        pairs[key] = f"{value:.4g}" if isinstance(value, float) else value
     for key, value in pairs.items():
         text = str(value)
         if not key.isidentifier() or not text or any(c.isspace() for c in text):
