@@ -1,0 +1,142 @@
+"""Decoding methods in a playbook (`methods:`), part of the contract: the kinds and their
+settings with defaults (`KINDS`, stated here once), and `parse_methods`, which fills in and
+validates each entry into a `Method`; errors (`MethodError`, a `PlaybookError`) name the method
+and the field. Standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .checks import RULES
+from .hints import did_you_mean
+from .schema import RUN_KEY
+
+# method kind -> {setting: default}; `kind` and `backend` are settings of every kind
+_MODEL = {"max_new_tokens": None}  # None: generation.max_new_tokens
+_ADAPTER = {"adapter": "last"}
+_VOTERS = {"checkpoints": "all", "vote": "mbr"}
+KINDS: dict[str, dict[str, object]] = {
+    "greedy": {**_MODEL, **_ADAPTER},
+    "beam": {**_MODEL, **_ADAPTER, "num_beams": 5},
+    "sample": {**_MODEL, **_ADAPTER, "temperature": 1.0, "top_p": 1.0, "seed": 0},
+    "ensemble": {**_MODEL, **_VOTERS},
+    "combined": {**_MODEL, **_VOTERS, "num_beams": 5},
+    "tesseract": {"lang": "ori", "psm": 7, "oem": None, "binary": "tesseract"},
+}
+MODEL_FREE = {"tesseract"}
+TOKEN_VOTE = "logits"  # token-level voting inside generate (ensemble only), see fastpath/vote.py
+BACKENDS = ("transformers", "tesseract")
+_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "seed": 0, "psm": 0}
+_NULLABLE = {"max_new_tokens"}
+
+
+class PlaybookError(ValueError):
+    """The playbook is invalid for the worker; the message names the field."""
+
+
+class MethodError(PlaybookError):
+    """A method entry in a playbook is invalid; the message names method and field."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One decoding method. Only its kind's settings (`KINDS`) are set; the others stay None,
+    except `num_beams`: the kinds without it decode one beam."""
+
+    name: str
+    kind: str
+    adapter: str | None = None
+    num_beams: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    checkpoints: tuple[str, ...] | str | None = None
+    vote: str | None = None
+    max_new_tokens: int | None = None
+    lang: str | None = None
+    psm: int | None = None
+    oem: int | None = None
+    binary: str | None = None
+
+    @property
+    def needs_model(self) -> bool:
+        """False for backends that do not use the transformers model."""
+        return self.kind not in MODEL_FREE
+
+    def settings(self) -> dict:
+        """The settings that define this method, for results.json."""
+        out: dict = {"kind": self.kind}
+        for key, value in asdict(self).items():
+            if key in KINDS[self.kind] and value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _fail(cls: type[PlaybookError], where: str, text: str) -> PlaybookError:
+    return cls(f"{where}: {text}")
+
+
+def _known(keys: dict | set, got: dict, where: str, what: str, cls=PlaybookError) -> None:
+    unknown = sorted(str(k) for k in set(got) - set(keys))
+    if unknown:
+        key = unknown[0]
+        raise _fail(cls, f"{where}{key}", f"{what}{did_you_mean(key, keys)}")
+
+
+def resolve_method(name: str, body: object) -> dict:
+    """A `methods:` entry with its kind, backend and every setting of its kind filled in."""
+    if not isinstance(body, dict):
+        raise MethodError(f"methods.{name}: expected a mapping like {{kind: greedy}}")
+    backend = body.get(
+        "backend", "tesseract" if body.get("kind") == "tesseract" else "transformers"
+    )
+    if backend not in BACKENDS:
+        raise MethodError(
+            f"methods.{name}.backend: unknown '{backend}'{did_you_mean(backend, BACKENDS)}; "
+            f"known: {', '.join(BACKENDS)}"
+        )
+    kind = body.get("kind", "tesseract" if backend == "tesseract" else None)
+    if (backend == "tesseract") != (kind == "tesseract"):
+        raise MethodError(f"methods.{name}: kind {kind} does not run on backend {backend}")
+    if kind not in KINDS:
+        hint = did_you_mean(kind, KINDS)
+        raise MethodError(f"methods.{name}.kind: unknown '{kind}'{hint}; known: {', '.join(KINDS)}")
+    keys = {"kind", "backend", *KINDS[kind]}
+    _known(keys, body, f"methods.{name}.", f"not a setting of kind {kind}", MethodError)
+    return {"kind": kind, "backend": backend, **{k: body.get(k, d) for k, d in KINDS[kind].items()}}
+
+
+def parse_method(name: str, body: object) -> Method:
+    """A `methods:` entry -> Method, or MethodError naming the field."""
+    values = resolve_method(name, body)
+    del values["backend"]
+    if isinstance(values.get("checkpoints"), list):
+        values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])
+    rules = [*RULES, TOKEN_VOTE] if values["kind"] == "ensemble" else list(RULES)
+    if "vote" in values and values["vote"] not in rules:
+        raise MethodError(
+            f"methods.{name}.vote: unknown rule '{values['vote']}' for kind {values['kind']}; "
+            f"known: {', '.join(rules)}"
+        )
+    for key, low in _INTEGERS.items():
+        v = values.get(key)  # bools are ints to Python: `num_beams: true` is refused too
+        if key not in values or (v is None and key in _NULLABLE):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise MethodError(f"methods.{name}.{key}: expected an integer >= {low}, got {v!r}")
+    for key in ("temperature", "top_p"):
+        v = values.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise MethodError(f"methods.{name}.{key}: expected a positive number, got {v!r}")
+    return Method(name=name, **values)
+
+
+def parse_methods(methods: object) -> list[Method]:
+    """The playbook's `methods:` mapping, in order."""
+    if not isinstance(methods, dict) or not methods:
+        raise MethodError("methods: expected a mapping of method name -> {kind: ...}")
+    if RUN_KEY in methods:
+        raise MethodError("methods.run: 'run' is reserved in results.json; pick another name")
+    return [parse_method(str(name), body) for name, body in methods.items()]
