@@ -306,11 +306,12 @@ def load(
     embeddings, is a `LoadError`); adapters carrying the base's embedding rows resize the model
     to their vocabulary, as their training stack did. `lora="fast"` puts them in a
     `fastpath.lora.LoraBank` (falling back to peft, with a warning, for a feature it does not
-    support); `lora="peft"` attaches them as peft adapters, state dicts set and checked here.
+    support); `lora="peft"` attaches them as peft adapters (`adapters.attach_peft`: state dicts
+    set and every tensor checked).
     """
     from transformers import AutoModelForImageTextToText
 
-    from .fastpath.adapters import embedding_plan, key_renamer, read_checkpoint
+    from .fastpath.adapters import attach_peft, embedding_plan, key_renamer, read_checkpoint
 
     check_template(prompt, prompt_format)
     device = pick_device(device)
@@ -339,48 +340,12 @@ def load(
             why = str(exc)
             warnings.warn(f"{exc}; decoding with peft instead", stacklevel=2)
     if checkpoints and bank is None:
-        model = _attach_peft(model, list(checkpoints), names, files)
+        model = attach_peft(model, list(checkpoints), names, files)
         model.to(device).eval()
     return Engine(
         model=model, processor=processor, device=device, adapters=names, prompt=prompt, bank=bank,
         prompt_format=prompt_format, peft_reason=None if bank else why, notes=notes,
     )  # fmt: skip
-
-
-def _attach_peft(model, checkpoints: list[str], names: list[str], files: list) -> object:
-    """peft adapters from the renamed state dicts; every tensor checked in place afterwards."""
-    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
-
-    from .fastpath.adapters import PREFIX, LoadError
-
-    peft_model = None
-    for path, name, file in zip(checkpoints, names, files, strict=True):
-        config = PeftConfig.from_pretrained(path)
-        config.inference_mode = True
-        if peft_model is None:
-            peft_model = get_peft_model(model, config, adapter_name=name)
-        else:
-            peft_model.add_adapter(name, config)
-        state = {
-            f"{PREFIX}{m}.lora_{ab}.weight": t for m, p in file.lora.items() for ab, t in p.items()
-        }
-        state.update({PREFIX + k: v for k, v in file.other.items()})
-        result = set_peft_model_state_dict(peft_model, state, adapter_name=name)
-        stray = [k for k in result.unexpected_keys if f".{name}." in k or "lora_" in k]
-        if stray:
-            raise LoadError(
-                f"{file.path}: tensor {stray[0]} matches no LoRA module of the model "
-                "(is it in adapter_config.json's target_modules?)"
-            )
-        inner = peft_model.base_model.model
-        for module, pair in file.lora.items():
-            layer = inner.get_submodule(module)
-            for ab, tensor in pair.items():
-                held = getattr(layer, f"lora_{ab}", None)
-                got = held[name].weight if held is not None and name in held else None
-                if got is None or not torch.equal(got.detach().cpu(), tensor.to(got.dtype)):
-                    raise LoadError(f"{file.path}: lora_{ab} of {module} did not load into peft")
-    return peft_model
 
 
 def versions() -> dict[str, str]:

@@ -183,3 +183,38 @@ def embedding_plan(files: list[AdapterFile], model: nn.Module) -> int | None:
     if len(sizes) > 1:
         raise LoadError(f"the checkpoints resize the vocabulary to different sizes {sorted(sizes)}")
     return sizes.pop() if sizes else None
+
+
+def attach_peft(model, checkpoints: list[str], names: list[str], files: list) -> object:
+    """The peft reference path: peft adapters from the renamed state dicts (`files`, as
+    `read_checkpoint` gave them), every tensor checked in place afterwards (else `LoadError`)."""
+    from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+
+    peft_model = None
+    for path, name, file in zip(checkpoints, names, files, strict=True):
+        config = PeftConfig.from_pretrained(path)
+        config.inference_mode = True
+        if peft_model is None:
+            peft_model = get_peft_model(model, config, adapter_name=name)
+        else:
+            peft_model.add_adapter(name, config)
+        state = {
+            f"{PREFIX}{m}.lora_{ab}.weight": t for m, p in file.lora.items() for ab, t in p.items()
+        }
+        state.update({PREFIX + k: v for k, v in file.other.items()})
+        result = set_peft_model_state_dict(peft_model, state, adapter_name=name)
+        stray = [k for k in result.unexpected_keys if f".{name}." in k or "lora_" in k]
+        if stray:
+            raise LoadError(
+                f"{file.path}: tensor {stray[0]} matches no LoRA module of the model "
+                "(is it in adapter_config.json's target_modules?)"
+            )
+        inner = peft_model.base_model.model
+        for module, pair in file.lora.items():
+            layer = inner.get_submodule(module)
+            for ab, tensor in pair.items():
+                held = getattr(layer, f"lora_{ab}", None)
+                got = held[name].weight if held is not None and name in held else None
+                if got is None or not torch.equal(got.detach().cpu(), tensor.to(got.dtype)):
+                    raise LoadError(f"{file.path}: lora_{ab} of {module} did not load into peft")
+    return peft_model
