@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from gpu_worker.contract.layout import VENV_DIR
+
 from . import worker
 from .shell import join, quote, remote, trusted
 from .transport import Host
@@ -33,7 +35,7 @@ def setup_env(host: Host) -> SetupResult:
     worker.ship(host)
     reqs = worker.requirements()
     stamp = hashlib.sha256("\n".join([host.config.python, *reqs]).encode()).hexdigest()
-    venv = remote(host.remote_dir, "venv")
+    venv = remote(host.remote_dir, VENV_DIR)
     py = quote(host.config.python)
     script = trusted(f"""set -e
 mkdir -p {remote(host.remote_dir)}

@@ -96,17 +96,13 @@ def _fetched_run(config: Config, res_path: Path, doc: dict) -> FetchedRun:
     return FetchedRun(folder.name, playbook, folder, doc, float(started))
 
 
-def select_runs(config: Config, run_ids: tuple[str, ...]) -> list[FetchedRun]:
+def _select(config: Config, loaded: LoadedRuns, run_ids: tuple[str, ...]) -> list[FetchedRun]:
     """The named runs, or the newest run of each playbook.
 
     An invalid results.json is an error when it is one of the named runs or, with no run named,
     anywhere (it may be the newest run of its playbook: publishing an older one instead would be
     wrong); a named-run publish goes on past other invalid files.
     """
-    return _select(config, load_runs(config), run_ids)
-
-
-def _select(config: Config, loaded: LoadedRuns, run_ids: tuple[str, ...]) -> list[FetchedRun]:
     fix = "; fix it, move it out of the results folder or re-fetch it; nothing was written"
     if run_ids:
         by_id = {r.run_id: r for r in loaded.runs}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from gpu_worker.contract.layout import EXIT_PRECHECK
+from gpu_worker.contract.layout import CODE_DIR, EXIT_PRECHECK, RUNS_DIR, VENV_DIR
 
 from .config import HostConfig
 from .records import check_run_id
@@ -36,7 +36,7 @@ JOB_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 def run_dir(host: HostConfig, run_id: str) -> Quoted:
     """`<remote_dir>/runs/<run_id>`, quoted."""
-    return remote(host.remote_dir, "runs", check_run_id(run_id))
+    return remote(host.remote_dir, RUNS_DIR, check_run_id(run_id))
 
 
 def resolve_dir_script(host: HostConfig) -> Quoted:
@@ -72,7 +72,7 @@ def json_with(doc: dict, key: str, shell_value: str, *, string: bool = False) ->
 def python_setup(host: HostConfig) -> Quoted:
     """Shell lines setting ORCH_PYTHON (the host's venv, else its configured interpreter) and
     putting this orch's shipped worker (`worker.worker_dir`) first on PYTHONPATH."""
-    venv_python = remote(host.remote_dir, "venv", "bin", "python")
+    venv_python = remote(host.remote_dir, VENV_DIR, "bin", "python")
     return trusted(
         f"ORCH_PYTHON={venv_python}\n"
         f'[ -x "$ORCH_PYTHON" ] || ORCH_PYTHON=$(command -v {quote(host.python)})\n'
@@ -85,7 +85,7 @@ def precheck_script(host: HostConfig) -> Quoted:
     problem the run folder is removed and the script exits PRECHECK_EXIT with the problems on
     stdout, so a missing checkpoint is a one-line error of `orch run`, not a failed job."""
     return trusted(f"""rc=0
-msg=$(cd {remote(host.remote_dir, "code")} && {{
+msg=$(cd {remote(host.remote_dir, CODE_DIR)} && {{
 {python_setup(host)}
 "$ORCH_PYTHON" -m gpu_worker.precheck "$D/playbook.yaml" 2>&1; }}) || rc=$?
 if [ "$rc" != 0 ]; then
@@ -149,7 +149,7 @@ def job_steps(
     lines = [
         'echo $$ > "$D/pid"',
         *wait,
-        f'cd "$(cd {remote(host.remote_dir, "code")} && pwd -P)" 2>> "$D/log.txt" || '
+        f'cd "$(cd {remote(host.remote_dir, CODE_DIR)} && pwd -P)" 2>> "$D/log.txt" || '
         f"{{ {write_exit_code('1')}; exit 1; }}",
         'pwd -P > "$D/tree"',  # the code tree this run uses: `orch push` keeps it while it runs
         "trap 'true' INT TERM",  # the wrapper outlives SIGINT/SIGTERM to record exit_code
@@ -222,7 +222,7 @@ def status_script(host: HostConfig, run_ids: list[str] | None) -> Quoted:
     def each(leaf: str) -> str:
         return " ".join(f"{n}/{leaf}" for n in names)
 
-    return trusted(f"""cd {remote(host.remote_dir, "runs")} 2>/dev/null || exit 0
+    return trusted(f"""cd {remote(host.remote_dir, RUNS_DIR)} 2>/dev/null || exit 0
 echo "@now $(date +%s)"
 tmux ls -F '@alive #{{session_name}}' 2>/dev/null
 small="{each("run.json")} {each("progress.json")} {each("exit_code")} {each("waiting")}"

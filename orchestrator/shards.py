@@ -73,11 +73,6 @@ def load_parent(config: Config, parent: str) -> ShardedRun | None:
         raise OrchError(f"{found[0]}: corrupt parent record ({exc}); remove it") from None
 
 
-def expand(config: Config, run_ids: tuple[str, ...]) -> tuple[str, ...]:
-    """Run ids with every parent id replaced by its started shards' ids (see `split`)."""
-    return split(config, run_ids)[0]
-
-
 def split(config: Config, run_ids: tuple[str, ...]) -> tuple[tuple[str, ...], list[RunStatus]]:
     """(run ids with every parent replaced by its shards that have a local run record, a
     `not started` status for each shard that has none: its launch failed or was killed).

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from gpu_worker.contract.layout import EXIT_BUSY, IDENTITY_FILE, CodeIdentity
+from gpu_worker.contract.layout import CODE_DIR, EXIT_BUSY, IDENTITY_FILE, CodeIdentity
 
 from . import shell, worker
 from .config import Config
@@ -78,7 +78,7 @@ class PushResult:
 
 def remote_manifest(host: Host) -> tuple[dict[str, str], dict | None]:
     """path -> sha256 of the host's current tree, and its recorded identity (one round trip)."""
-    code = shell.remote(host.remote_dir, "code")
+    code = shell.remote(host.remote_dir, CODE_DIR)
     ident = shell.quote(IDENTITY_FILE)
     res = host.run(
         shell.trusted(
@@ -228,7 +228,7 @@ def push(
     if dry_run or (not sent and not deleted and same_identity):
         return result(0)
     if not sent and not deleted:  # same files, new commit: rewrite only the identity
-        host.write_file(shell.remote(host.remote_dir, "code", IDENTITY_FILE), ident_json)
+        host.write_file(shell.remote(host.remote_dir, CODE_DIR, IDENTITY_FILE), ident_json)
         return result(len(ident_json))
     deletions = "\0".join(deleted).encode() if deleted else None
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:

@@ -48,14 +48,6 @@ EXIT_PRECHECK = 77
 RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,120}$")
 
 
-def run_subpath(run_id: str) -> tuple[str, str]:
-    """(`runs`, run_id): a run folder's path under `<remote_dir>`; ValueError for a run id
-    that could escape its folder or break a shell word."""
-    if not RUN_ID_RE.match(run_id):
-        raise ValueError(f"invalid run id '{run_id}': expected lowercase letters, digits, - _ .")
-    return RUNS_DIR, run_id
-
-
 @dataclass(frozen=True)
 class CodeIdentity:
     """Which code a tree holds: git commit, whether it differed from it, and a content hash."""
