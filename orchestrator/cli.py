@@ -329,3 +329,6 @@ def main() -> None:
         cli(prog_name="orch")
     except OrchError as exc:  # raised outside a command (rare): the same handler
         sys.exit(report(exc, verbose=False))
+
+
+from . import cli_daily  # noqa: E402, F401  (registers wait, compare)

@@ -60,6 +60,8 @@ hosts:
 # fetch:
 #   max_mb: 4096           # `orch fetch` refuses a run whose files are larger than this
 
+# notify: 'notify-send "orch: $ORCH_RUN_ID $ORCH_STATE (CER $ORCH_CER)"'  # when a run ends
+
 # hub:
 #   repo_id: your-name/qwen-odia-ocr
 #   repo_type: model
@@ -133,6 +135,7 @@ class Config:
     hub: HubConfig | None = None
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     fetch_max_mb: float = DEFAULT_FETCH_MAX_MB  # `fetch: {max_mb: ...}`: a run's files, at most
+    notify: str | None = None  # a local shell command run when a run ends (see notify.py)
 
     def host_list(self, value: str | None) -> list[HostConfig]:
         """`--host a,b` or a group from `groups:` as hosts (one name: a list of one)."""
@@ -181,7 +184,7 @@ def load_config(path: Path | None = None) -> Config:
     label = path.name
     raw = load_yaml(path, label) or {}
     v = _Validator(label)
-    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub", "groups", "fetch"})
+    top = v.mapping(raw, "", {"hosts", "defaults", "push", "hub", "groups", "fetch", "notify"})
     defaults = Defaults(**v.section(top.get("defaults"), "defaults", _DEFAULT_FIELDS))
     hosts = {}
     for name, body in v.mapping(top.get("hosts") or {}, "hosts", None).items():
@@ -217,12 +220,34 @@ def load_config(path: Path | None = None) -> Config:
         hub=HubConfig(**hub_fields) if hub_fields else None,
         groups=groups,
         fetch_max_mb=fetch.get("max_mb", DEFAULT_FETCH_MAX_MB),
+        notify=_notify(v, top.get("notify")),
     )
+
+
+def _notify(v: _Validator, value: Any) -> str | None:
+    """The `notify:` command (a shell command line), or None when there is none."""
+    if value is None:
+        return None
+    try:
+        return _command(value)
+    except TypeError as exc:
+        raise v.fail("notify", str(exc)) from None
 
 
 def _str(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise TypeError("expected a non-empty string")
+    return value
+
+
+def _command(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(
+            "expected a shell command (a non-empty string), e.g. "
+            "notify: 'notify-send \"orch: $ORCH_RUN_ID $ORCH_STATE\"'"
+        )
+    if "\0" in value:
+        raise TypeError("the command contains a NUL character")
     return value
 
 

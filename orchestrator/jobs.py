@@ -21,6 +21,7 @@ from gpu_worker.contract.layout import CodeIdentity
 from .backends import Launch, Options, SubmitRefused, backend_for
 from .config import Config, HostConfig
 from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
+from .notify import notify_ended
 from .playbooks import Resolved
 from .records import (
     RunRecord,
@@ -170,6 +171,7 @@ def new_record(
         num_shards=count,
         remote_dir=host.config.remote_dir,
         after=after,
+        notify_pending=True,
     )
 
 
@@ -252,6 +254,7 @@ def collect_status_report(
     for s in results:
         if s.reachable:
             _remember(config, records.get(s.run_id), s)
+    notify_ended(config, results)
     results += never
     order = {rid: r.started_at for rid, r in records.items()}
     runs = sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
