@@ -1,7 +1,9 @@
 """The `run` block of results.json: what ran, where, on what code and data, and the
 recommendation. Library versions and the GPU name come from `engine.py` (imported only when a
 model was loaded); the pushed code's identity from the file `orch push` writes, the worker's
-(orch version and content hash) from the file shipped beside this package (`run.worker`)."""
+(orch version and content hash) from the file shipped beside this package (`run.worker`); the
+host's `hourly_rate` from the run.json orch wrote in the run folder, and with it each method's
+`cost_per_1k_lines` (steady-state time per line x price per hour)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from . import stats, summary
 from .checkpoints import adapter_identity
 from .contract.layout import IDENTITY_FILE, WORKER_FILE
+from .contract.schema import cost_per_1k_lines
 from .contract.spec import RunSpec
 from .data import selection_hash
 
@@ -65,6 +68,21 @@ def run_block(
         "recommendation": summary.recommend(results, spec.cer_tolerance, spec.baseline_method),
         "started_at": started,
         "ended_at": time.time(),
+        **costs(results, out),
+    }
+
+
+def costs(results: dict, out: Path) -> dict:
+    """`hourly_rate` (from the run folder's run.json; null when unknown) and per method
+    `cost_per_1k_lines` (null for a method without a steady-state time)."""
+    try:
+        rate = json.loads((Path(out) / "run.json").read_text(encoding="utf-8")).get("hourly_rate")
+    except (OSError, ValueError, AttributeError):
+        rate = None
+    per = {m: cost_per_1k_lines(results[m].get("time_per_image_s"), rate) for m in results}
+    return {
+        "hourly_rate": rate if isinstance(rate, (int, float)) else None,
+        "cost_per_1k_lines": per,
     }
 
 

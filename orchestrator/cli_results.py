@@ -158,19 +158,28 @@ def publish(
 
 
 @cli.command()
+@click.option("--playbook", help="Only runs of this playbook.")
+@click.option("--method", help="Only this method's rows.")
+@click.option("--since", metavar="DATE", help="Only runs started since (2026-11-24, or 3d, 12h).")
 @json_option
 @click.pass_obj
-def results(state: State, as_json: bool) -> None:
-    """Compare every fetched run: one row per run and method, oldest first.
+def results(
+    state: State, playbook: str | None, method: str | None, since: str | None, as_json: bool
+) -> None:
+    """Compare every fetched run: one row per run and method, oldest first, with its cost per
+    1,000 lines (the host's hourly_rate) and the `--set` overrides it ran with.
 
-    Example: orch results
+    Example: orch results --playbook quickwin --method beam_search --since 7d
     """
-    from .publish import comparison_rows
+    from .comparison import Filters, parse_since, results_rows
 
-    comparison = comparison_rows(state.config())
+    filters = Filters(playbook, method, parse_since(since) if since else None)
+    comparison = results_rows(state.config(), filters)
     echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
     if as_json:
         return json_out(comparison.rows)
     if not comparison.rows:
-        return click.echo("no fetched results; run `orch fetch`")
+        return click.echo(
+            "no fetched results; run `orch fetch`" if filters == Filters() else "no results match"
+        )
     table(render.results_table(comparison.rows))

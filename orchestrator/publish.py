@@ -386,6 +386,7 @@ def comparison_rows(config: Config) -> Comparison:
                     "lines_needed": vs.get("lines_needed"),
                     "wrong_script_rate": body.get("wrong_script_rate"),
                     "lora_path": body.get("lora_path"),
+                    "run_costs": r.results["run"].get("cost_per_1k_lines"),  # see comparison.py
                 }
             )
     return Comparison(rows, [f"{why}; left out" for why in loaded.invalid.values()])

@@ -125,7 +125,7 @@ def _status_row(s) -> list[str]:
         eta,
         age(s.updated_age_s),
         age(s.elapsed_s),
-        f"${s.cost:.2f}" if s.cost is not None else "-",
+        "-" if s.cost is None else f"${max(0.0, s.cost):.2f}",
     ]
 
 
@@ -278,8 +278,18 @@ RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p"
     "images/s",
     "n",
     "wrong script",
+    "$/1k lines",
+    "overrides",
     "LoRA path",
 ]
+
+
+def money(value: float | None) -> str:
+    """A price: `$0.022`, `$1.40`; `-` when unknown (never `$-0.00`: a negative is shown as 0)."""
+    if value is None:
+        return "-"
+    value = max(0.0, value)
+    return f"${value:.3f}" if value < 1 else f"${value:.2f}"
 
 
 def results_table(rows: list[dict]) -> Table:
@@ -292,6 +302,7 @@ def results_table(rows: list[dict]) -> Table:
         [
             [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))]
             + view_cells(r)
+            + [money(r.get("cost_per_1k_lines")), " ".join(r.get("overrides") or []) or "-"]
             + [str(r.get("lora_path") or "-")]
             for r in rows
         ],

@@ -223,7 +223,8 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
     state = derive_state(seen)
     started = _number(info.get("started_at"))
     end = seen.ended if state in FINISHED else None
-    elapsed = ((end or now) - started) if started is not None else None
+    # never negative: exit_code's mtime is whole seconds and the host's clock may lag the laptop's
+    elapsed = max(0.0, (end or now) - started) if started is not None else None
     rate = _number(info.get("hourly_rate"))
     note = _note(state, seen)
     updated = _number(prog.get("updated_at"))

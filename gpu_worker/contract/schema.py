@@ -198,6 +198,16 @@ def best_method(results: dict) -> str | None:
     return best
 
 
+def cost_per_1k_lines(time_per_image_s: float | None, hourly_rate: float | None) -> float | None:
+    """What 1,000 lines cost at the steady-state time per line and the host's price per hour
+    (same currency as `hourly_rate`, 6 decimals); None when either is unknown or not a number."""
+    ok = all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in (time_per_image_s, hourly_rate)
+    )
+    return round(time_per_image_s * hourly_rate / 3.6, 6) if ok else None  # type: ignore[operator]
+
+
 # -- the progress line of a `command:` job ---------------------------------------------------
 # A training command reports progress by printing lines like
 #   orch-progress step=120 total=500 loss=0.41 eval_cer=0.38

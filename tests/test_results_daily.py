@@ -1,0 +1,105 @@
+"""`orch results` filters, overrides and cost per 1,000 lines, and `orch compare`, over fetched
+run folders as `orch fetch` leaves them (results.json, run.json, predictions.jsonl)."""
+
+import json
+from calendar import timegm
+from pathlib import Path
+
+import pytest
+
+from gpu_worker.contract.schema import cost_per_1k_lines
+
+DAY1 = float(timegm((2026, 11, 20, 9, 0, 0, 0, 0, 0)))
+DAY5 = float(timegm((2026, 11, 25, 9, 0, 0, 0, 0, 0)))
+
+
+def method(cer: float, tpi: float | None, n: int = 4) -> dict:
+    return {
+        "cer": cer,
+        "wer": cer * 2,
+        "exact_match": 0.0,
+        "n": n,
+        "failures": 0,
+        "time_per_image_s": tpi,
+        "images_per_s": 1 / tpi if tpi else None,
+    }
+
+
+def write_run(root: Path, run_id: str, results: dict, run_json: dict, lines=()) -> None:
+    folder = root / "results" / run_id
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "run.json").write_text(json.dumps(run_json))
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+@pytest.fixture
+def fetched(project):
+    """Two fetched runs of two playbooks, five days apart, on hosts with different prices."""
+    a = {
+        "run": {"playbook": "alpha", "started_at": DAY1},
+        "baseline": method(0.20, 0.1),
+        "beam": method(0.15, 0.4),
+    }
+    write_run(project, "alpha-1", a, {"hourly_rate": 1.8, "overrides": ["data.n_samples=20"]})
+    b = {
+        "run": {"playbook": "beta", "started_at": DAY5, "cost_per_1k_lines": {"baseline": 0.5}},
+        "baseline": method(0.30, 0.2),
+    }
+    write_run(project, "beta-1", b, {"hourly_rate": None, "overrides": []})
+    return project
+
+
+def rows(orch, *args) -> list[dict]:
+    res = orch("results", "--json", *args)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_results_cost_overrides_and_filters(fetched, orch):
+    got = {(r["run_id"], r["method"]): r for r in rows(orch)}
+    # 1000 lines x 0.1 s = 100 s at $1.8/h
+    assert got[("alpha-1", "baseline")]["cost_per_1k_lines"] == pytest.approx(0.05)
+    assert got[("alpha-1", "beam")]["cost_per_1k_lines"] == pytest.approx(0.2)
+    assert got[("alpha-1", "beam")]["overrides"] == ["data.n_samples=20"]
+    assert got[("beta-1", "baseline")]["cost_per_1k_lines"] == 0.5  # the results' own figure
+    assert [r["run_id"] for r in rows(orch, "--playbook", "beta")] == ["beta-1"]
+    assert [r["method"] for r in rows(orch, "--method", "beam")] == ["beam"]
+    assert [r["run_id"] for r in rows(orch, "--since", "2026-11-24")] == ["beta-1"]
+    assert len(rows(orch, "--since", "2026-11-19T12:00")) == 3
+    table = orch("results", "--playbook", "alpha").stdout
+    assert "$/1k lines" in table and "overrides" in table.splitlines()[0]
+    assert "$0.050" in table and "$0.200" in table and "data.n_samples=20" in table
+    assert orch("results", "--method", "nosuch").stdout.strip() == "no results match"
+    bad = orch("results", "--since", "last tuesday")
+    assert bad.exit_code == 2
+    assert bad.output.strip() == (
+        "orch: error: --since 'last tuesday': expected a UTC date or time (2026-11-24, "
+        "2026-11-24T10:30) or an age (3d, 12h, 90m)"
+    )
+
+
+def test_cost_per_1k_lines_and_the_worker_run_block(tmp_path):
+    from gpu_worker.provenance import costs
+
+    assert cost_per_1k_lines(3.6, 2.0) == pytest.approx(2.0)  # 1000 lines x 3.6 s = 1 h
+    assert cost_per_1k_lines(None, 2.0) is None and cost_per_1k_lines(1.0, None) is None
+    (tmp_path / "run.json").write_text(json.dumps({"hourly_rate": 0.9}))
+    results = {"greedy": method(0.1, 0.4), "failed": method(0.1, None)}
+    block = costs(results, tmp_path)
+    assert block == {"hourly_rate": 0.9, "cost_per_1k_lines": {"greedy": 0.1, "failed": None}}
+    assert costs(results, tmp_path / "nowhere")["cost_per_1k_lines"]["greedy"] is None
+
+
+def test_status_cost_is_never_negative():
+    from orchestrator import render
+    from orchestrator.status import SeenRun, to_status
+
+    # exit_code's mtime is whole seconds: a run that ends within its first second "ended"
+    # before it started
+    seen = SeenRun(info={"started_at": 1000.4, "hourly_rate": 2.0}, exit=0, ended=1000.0)
+    seen.info["own_command"] = True
+    s = to_status("gpu", "job-1", seen, now=1001.0, read_at=1001.0)
+    assert s.elapsed_s == 0.0 and s.cost == 0.0
+    assert render.status_table([s]).rows[0][-1] == "$0.00"
+    assert render.money(-0.001) == "$0.000" and render.money(None) == "-"
