@@ -111,7 +111,11 @@ def _line(name: str, body: dict) -> str:
             f"; vs {vs['method']}: {vs['delta_cer']:+.4f} ({vs['ci'][0]:+.4f} to "
             f"{vs['ci'][1]:+.4f}) p={vs['p_value']:.3g} "
             f"(Holm {vs.get('p_holm', vs['p_value']):.3g}), "
-            f"lines needed {vs['lines_needed']}"
+            + (
+                "identical on every line"
+                if vs.get("identical")
+                else f"lines needed {vs['lines_needed']}"
+            )
         )
     return text
 

@@ -3,7 +3,9 @@
 `run_method` decodes a method's pending indices in batches of similar image width while a
 background thread loads the next batch (images and processor); the first batch is the warm-up
 and stays out of the steady-state figures when more follow. A corrupt image, or an image whose
-decode fails alone, becomes an error line (a counted failure), never a crash.
+decode fails alone, becomes an error line (a counted failure), never a crash. Each line carries
+its `char_edits` and `chars` (normalised reference length; a failed line: all of them deleted),
+so runs can be compared line by line (`orch compare`) without scoring again.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def timing_fields(timing: dict) -> dict:
 
 def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: Loaded):
     """Decode one loaded batch: its lines (failures too) and the seconds spent decoding."""
-    lines = [_failure(samples, method, index, exc) for index, exc in loaded.failures]
+    lines = [_failure(samples, method, index, exc, spec) for index, exc in loaded.failures]
     ok, images = loaded.indices, loaded.images
     if not ok:
         return lines, 0.0
@@ -97,7 +99,7 @@ def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: 
             except MethodError:
                 raise
             except Exception as one:  # noqa: BLE001 - recorded as this image's failure
-                lines.append(_failure(samples, method, index, one))
+                lines.append(_failure(samples, method, index, one, spec))
     for index, text, per_image in results:
         reference = samples.text(index)
         s = metrics.score_pair(reference, text, spec.normalize, spec.collapse_whitespace)
@@ -108,18 +110,29 @@ def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: 
                 "reference": reference,
                 "prediction": text,
                 "cer": s.cer,
+                "char_edits": s.char_edits,
+                "chars": s.chars,
                 "seconds": per_image,
             }
         )
     return sorted(lines, key=lambda line: line["index"]), seconds
 
 
-def _failure(samples: Samples, method: Method, index: int, exc: BaseException) -> dict:
+def _failure(
+    samples: Samples, method: Method, index: int, exc: BaseException, spec: RunSpec
+) -> dict:
+    """The line of an image that failed: scored as an empty prediction (every reference
+    character an edit) when its reference could be read."""
     try:
         reference = samples.text(index)
     except Exception:  # noqa: BLE001 - the reference is informative only here
         reference = None
+    counts = {}
+    if reference is not None:
+        s = metrics.score_pair(reference, "", spec.normalize, spec.collapse_whitespace)
+        counts = {"char_edits": s.char_edits, "chars": s.chars}
     return {
+        **counts,
         "index": index,
         "method": method.name,
         "reference": reference,

@@ -3,9 +3,11 @@
 Files in the output folder (see `outputs.py`; every file the orchestrator reads is written to a
 temp name and renamed; predictions are appended and flushed per batch):
 - `predictions.jsonl`: one line per (image, method): index, method, reference, prediction,
-  cer, seconds, and `error` for an image that failed (it counts in `failures`, never a crash).
+  cer, char_edits, chars, seconds, and `error` for an image that failed (it counts in
+  `failures`, never a crash).
 - `progress.json`: done/total over all (image, method) pairs, method, images/s, ETA, updated_at;
-  rewritten at most every 2 s.
+  rewritten at most every 2 s. The log gets one `contract.schema.progress_line` per batch
+  (method, its done/total, images/s).
 - `results.json`: per method the scores of `metrics.py`, timing around generation only, and the
   settings; `time_per_image_s`/`images_per_s` are steady state (the method's first batch, its
   warm-up, is left out when more follow), `warmup_s` and `wall_s` (the whole method) beside them;
@@ -194,8 +196,11 @@ def _decode(
             via = f", LoRA path: {path}" if path else ""
             log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}{via}")
             gate = [spec.preflight and len(pending) == len(indices)]  # resumed: checked before
+            mine = [len(indices) - len(pending)]  # this method's lines done (resumed: before)
 
-            def record(new: list[dict], rate: float, name: str = method.name, gate=gate) -> None:
+            def record(
+                new: list[dict], rate: float, name: str = method.name, gate=gate, mine=mine
+            ) -> None:
                 _annotate(spec, samples, new, log)
                 if gate[0] and any("error" not in line for line in new):  # a decoded batch
                     check_first_batch(name, new, spec.data.script)
@@ -205,6 +210,9 @@ def _decode(
                 lines.extend(new)
                 progress.tracker.record(name, len(new), sum(line["seconds"] for line in new))
                 progress.update(len(done), name, rate)
+                mine[0] += len(new)  # one line per batch: the log is never silent for minutes
+                word = "_".join(name.split())  # a progress line's values are single words
+                log(schema.progress_line(mine[0], len(indices), method=word, images_per_s=rate))
 
             timings[method.name] = run_method(engine, method, spec, samples, pending, record)
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)

@@ -21,23 +21,30 @@ Contract:
 - Lines needed: the normal approximation n = (z_{1-α/2} + z_{power})² · s² / δ², with s² the
   per-line sample variance of the linearised paired difference (d_i - Δ·L_i) / mean(L) and δ the
   observed |Δ| (or `min_delta` when Δ is 0).
+- Identical methods (the same edits on every line): `identical` true, lines needed 0.
 - "best" is `contract.schema.best_method` (re-used here, stated once there).
+- `Paired`, the p-value, `holm` and `lines_needed` live in `contract/paired.py` (standard
+  library, so `orch compare` runs the same test on the laptop); the resampling is numpy here.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
-from statistics import NormalDist
+from dataclasses import replace
 from typing import Any
 
+from .contract.paired import (  # noqa: F401 - stated once in the contract, re-exported here
+    ALPHA,
+    CONFIDENCE,
+    DEFAULT_SEED,
+    MIN_DELTA,
+    POWER,
+    Paired,
+    holm,
+    lines_needed,
+    two_sided_p,
+)
 from .contract.spec import DEFAULT_RESAMPLES
 
-DEFAULT_SEED = 20261126
-CONFIDENCE = 0.95
-POWER = 0.80
-MIN_DELTA = 0.01
-ALPHA = 0.05  # a comparison is significant when its Holm-adjusted p-value is below this
 _CHUNK_CELLS = 1_200_000  # resampled line slots per chunk: ~10 MB each array, cache-friendly
 
 
@@ -91,93 +98,13 @@ def rate_interval(
     return percentile_interval(_ratio(sums[:, 0], sums[:, 1]))
 
 
-@dataclass(frozen=True)
-class Paired:
-    """Method b against method a on the same lines: Δ = rate(b) - rate(a)."""
-
-    n: int
-    delta: float
-    ci: list[float]
-    p_value: float
-    lines_needed: int
-    lines_needed_delta: float
-    p_holm: float | None = None  # set by `method_statistics` over all comparisons of a run
-
-    @property
-    def adjusted_p(self) -> float:
-        """The Holm-adjusted p-value (the raw one when this is the only comparison)."""
-        return self.p_value if self.p_holm is None else self.p_holm
-
-    @property
-    def significant(self) -> bool:
-        """True when the interval of Δ excludes 0 and the adjusted p-value is below ALPHA."""
-        return (self.ci[0] > 0 or self.ci[1] < 0) and self.adjusted_p < ALPHA
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (rounded to 6 decimals)."""
-        return {
-            "n": self.n,
-            "delta_cer": round(self.delta, 6),
-            "ci": [round(v, 6) for v in self.ci],
-            "p_value": round(self.p_value, 6),
-            "p_holm": round(self.adjusted_p, 6),
-            "significant": self.significant,
-            "lines_needed": self.lines_needed,
-            "lines_needed_delta": round(self.lines_needed_delta, 6),
-        }
-
-
 def paired_from_replicates(replicates: Any) -> tuple[list[float], float]:
     """(interval, two-sided p-value) from bootstrap replicates of Δ (see the module docstring)."""
     import numpy as np
 
-    b = len(replicates)
     below = int(np.count_nonzero(replicates <= 0))
     above = int(np.count_nonzero(replicates >= 0))
-    p = min(1.0, 2 * (min(below, above) + 1) / (b + 1))
-    return percentile_interval(replicates), p
-
-
-def holm(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm–Bonferroni adjusted p-values of m comparisons (keys kept).
-
-    With the raw p-values sorted ascending p(1) <= … <= p(m), the adjusted
-    p(i) = min(1, max over j <= i of (m - j + 1) · p(j)): monotone in the raw order, never below
-    the raw value. Ties keep their input order (their adjusted values are equal anyway).
-    """
-    order = sorted(p_values, key=lambda k: p_values[k])
-    m, running, out = len(order), 0.0, {}
-    for i, key in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p_values[key]))
-        out[key] = running
-    return out
-
-
-def lines_needed(
-    diffs: Any,
-    lengths: Any,
-    delta: float | None = None,
-    min_delta: float = MIN_DELTA,
-    confidence: float = CONFIDENCE,
-    power: float = POWER,
-) -> tuple[int, float]:
-    """(lines, δ): lines needed to detect δ in corpus rate with a paired two-sided test.
-
-    `diffs` are per-line edit differences (b - a), `lengths` the reference lengths. δ is the
-    observed Δ unless given; when it is 0, `min_delta`.
-    """
-    import numpy as np
-
-    d, length = np.asarray(diffs, dtype=np.float64), np.asarray(lengths, dtype=np.float64)
-    n, total = len(d), float(length.sum())
-    if n < 2 or total <= 0:
-        return 0, min_delta
-    observed = float(d.sum()) / total
-    target = abs(delta if delta is not None else observed) or min_delta
-    z = (d - observed * length) / (total / n)
-    var = float(z.var(ddof=1))
-    q = NormalDist().inv_cdf(1 - (1 - confidence) / 2) + NormalDist().inv_cdf(power)
-    return max(2, math.ceil(q * q * var / (target * target))), target
+    return percentile_interval(replicates), two_sided_p(below, above, len(replicates))
 
 
 def paired(
@@ -201,8 +128,9 @@ def paired_result(diffs: Any, lengths: Any, replicates: Any) -> Paired:
     total = float(lengths.sum())
     delta = float(diffs.sum()) / total if total > 0 else 0.0
     ci, p = paired_from_replicates(replicates)
-    needed, target = lines_needed(diffs, lengths)
-    return Paired(len(diffs), delta, ci, p, needed, target)
+    needed, target = lines_needed(diffs.tolist(), lengths.tolist())
+    identical = not bool(diffs.any())
+    return Paired(len(diffs), delta, ci, p, needed, target, identical=identical)
 
 
 def _interval_json(values: Any) -> list[float]:

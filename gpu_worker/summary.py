@@ -200,6 +200,8 @@ def statement(results: dict, best: str | None, baseline: str) -> str:
     )
     if vs["significant"]:
         return f"{best} is significantly better than {_the(baseline)}: {detail}"
+    if vs.get("identical"):
+        return f"{best} made the same edits as {_the(baseline)} on every line (identical): {detail}"
     return (
         f"{best} has the lowest CER, but this run cannot tell it apart from {_the(baseline)} "
         f"at n={vs['n']}: {detail}; about {vs['lines_needed']} lines would detect a difference "

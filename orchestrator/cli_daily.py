@@ -9,7 +9,7 @@ import click
 
 from . import render_daily as render
 from .cli import cli, json_option
-from .console import State, echo, json_out
+from .console import State, echo, json_out, table
 
 
 @cli.command()
@@ -53,3 +53,24 @@ def wait(
     elif outcome.timed_out:
         click.echo(render.wait_timeout_line(outcome, timeout or 0), err=True)
     sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--method", help="Compare only this method (default: every method both have).")
+@json_option
+@click.pass_obj
+def compare(state: State, run_a: str, run_b: str, method: str | None, as_json: bool) -> None:
+    """Paired ΔCER of two fetched runs (B - A) with its 95% interval and p-value, on the
+    lines both scored (matched by dataset index).
+
+    Example: orch compare quickwin-20261124-101200-ab12 quickwin-20261125-090000-cd34
+    """
+    from .compare import compare_runs
+
+    res = compare_runs(state.config(), run_a, run_b, method)
+    if as_json:
+        return json_out(res.to_json())
+    table(render.compare_table(res))
+    echo(render.compare_notes(res))

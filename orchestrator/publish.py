@@ -384,6 +384,7 @@ def comparison_rows(config: Config) -> Comparison:
                     "p_holm": vs.get("p_holm"),
                     "significant": vs.get("significant"),
                     "lines_needed": vs.get("lines_needed"),
+                    "identical": vs.get("identical", False),
                     "wrong_script_rate": body.get("wrong_script_rate"),
                     "lora_path": body.get("lora_path"),
                     "run_costs": r.results["run"].get("cost_per_1k_lines"),  # see comparison.py

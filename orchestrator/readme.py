@@ -152,6 +152,9 @@ def sample_size_line(table: RunTable) -> str | None:
         vs = table.results[m].get("vs_baseline")
         if not vs:
             continue
+        if vs.get("identical"):  # the same edits on every line: no n would tell them apart
+            parts.append(f"{m}: identical")
+            continue
         parts.append(f"{m} ≈ {vs['lines_needed']:,} (Δ {vs['lines_needed_delta']:.3f})")
         rerun = rerun or (not vs["significant"] and vs["lines_needed"] > vs["n"])
     if not parts:
@@ -245,7 +248,7 @@ def view_cells(row: dict) -> list[str]:
         p = f"{row['p_value']:.3g}"
         if row.get("p_holm") is not None and row["p_holm"] != row["p_value"]:
             p += f" (Holm {row['p_holm']:.3g})"
-        needed = str(row["lines_needed"])
+        needed = "identical" if row.get("identical") else str(row["lines_needed"])
 
     def num(value, digits):
         return "-" if value is None else f"{value:.{digits}f}"

@@ -103,3 +103,56 @@ def test_status_cost_is_never_negative():
     assert s.elapsed_s == 0.0 and s.cost == 0.0
     assert render.status_table([s]).rows[0][-1] == "$0.00"
     assert render.money(-0.001) == "$0.000" and render.money(None) == "-"
+
+
+def prediction_lines(method_name: str, edits: list[int], lengths: list[int], refs=None):
+    refs = refs or [f"line {i}" for i in range(len(edits))]
+    return [
+        {"index": i, "method": method_name, "reference": refs[i], "prediction": "x",
+         "cer": e / n, "char_edits": e, "chars": n, "seconds": 0.1}
+        for i, (e, n) in enumerate(zip(edits, lengths, strict=True))
+    ]  # fmt: skip
+
+
+def test_compare_is_paired_on_the_lines_both_scored(project, orch):
+    import numpy as np
+
+    from gpu_worker import stats
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(20, 60, size=30).tolist()
+    ea = rng.binomial(lengths, 0.30).tolist()
+    eb = rng.binomial(lengths, 0.18).tolist()
+    res_a = {"run": {"playbook": "p", "started_at": DAY1}, "greedy": method(0.3, 0.1, n=30)}
+    res_b = {"run": {"playbook": "p", "started_at": DAY5}, "greedy": method(0.2, 0.1, n=24)}
+    write_run(project, "cmp-a", res_a, {}, prediction_lines("greedy", ea, lengths))
+    lines_b = prediction_lines("greedy", eb, lengths)[:24]  # B scored 24 of A's 30 lines
+    lines_b[5] = {**lines_b[5], "char_edits": 99, "prediction": "y"}  # rewritten: the last wins
+    lines_b.append(prediction_lines("greedy", eb, lengths)[5])
+    write_run(project, "cmp-b", res_b, {}, lines_b)
+    res = orch("compare", "cmp-a", "cmp-b", "--json")
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)["methods"][0]
+    assert (got["n_a"], got["n_b"], got["matched"]) == (30, 24, 24)
+    want = stats.paired(ea[:24], eb[:24], lengths[:24], 1000)  # the worker's numpy bootstrap
+    assert got["delta_cer"] == pytest.approx((sum(eb[:24]) - sum(ea[:24])) / sum(lengths[:24]))
+    assert got["ci"] == pytest.approx(want.ci, abs=0.015)
+    assert got["significant"] and want.significant and got["p_value"] < 0.01
+    assert got["lines_needed"] == want.lines_needed and not got["identical"]
+    text = orch("compare", "cmp-a", "cmp-b").stdout
+    assert "cmp-b vs cmp-a" in text and "*" in text
+    assert "greedy: cmp-a scored 30 lines, cmp-b 24; compared on the 24 both scored" in text
+    same = orch("compare", "cmp-a", "cmp-a", "--method", "greedy")
+    assert "identical" in same.stdout and "the same edits on every matched line" in same.stdout
+    assert orch("compare", "cmp-a", "cmp-b", "--method", "beam").exit_code == 2
+    # not the same data: refused, nothing compared
+    other = prediction_lines("greedy", eb, lengths, refs=[f"other {i}" for i in range(30)])
+    write_run(project, "cmp-c", res_b, {}, other)
+    bad = orch("compare", "cmp-a", "cmp-c")
+    assert bad.exit_code == 1 and "30 of 30 matched lines have different references" in bad.output
+    # lines written before edit counts were recorded: refused
+    old = [{k: v for k, v in x.items() if k != "char_edits"} for x in lines_b]
+    write_run(project, "cmp-old", res_b, {}, old)
+    bad = orch("compare", "cmp-a", "cmp-old")
+    assert bad.exit_code == 1 and "has no edit counts (char_edits, chars)" in bad.output
+    assert orch("compare", "cmp-a", "nosuch").exit_code == 2
