@@ -131,15 +131,15 @@ class _Named:
         return {}
 
 
-def _read_rows(path: str, method: str | None) -> list[dict]:
-    """Prediction rows as summarize() takes them; ValueError names the line. Rows without an
-    `index` are paired by position: the k-th row of each method is line k."""
+def _read_rows(path: str, methods: set[str] | None) -> list[dict]:
+    """Prediction rows (of `methods`, or all) as summarize() takes them; ValueError names the
+    line. Rows without an `index` are paired by position: the k-th row of each method is line k."""
     from .contract.fsio import read_jsonl
 
     rows: list[dict] = []
     position: dict[str, int] = {}
     for number, row in enumerate(read_jsonl(path), 1):
-        if method and row.get("method") != method:
+        if methods and row.get("method") not in methods:
             continue
         ref, pred = row.get("reference"), row.get("prediction")
         if not isinstance(ref, str) or not (isinstance(pred, str) or row.get("error")):
@@ -153,12 +153,14 @@ def _read_rows(path: str, method: str | None) -> list[dict]:
 
 def _score(args: argparse.Namespace) -> int:
     """Score a predictions file like the worker does: failures as empty predictions, intervals,
-    paired comparisons with the baseline. One method: its object; several: one per method."""
+    paired comparisons with the baseline. One method (or `--method`): its object (compared with
+    `--baseline` when given); several: one per method."""
     from . import stats
     from .summary import summarize
 
+    wanted = {args.method, args.baseline} - {None} if args.method else None
     try:
-        rows = _read_rows(args.file, args.method)
+        rows = _read_rows(args.file, wanted)
     except (OSError, ValueError) as exc:
         print(f"gpu_worker: error: {exc}", file=sys.stderr)
         return 2
@@ -185,7 +187,8 @@ def _score(args: argparse.Namespace) -> int:
     for body in out.values():
         for key in ("settings", "time_per_image_s", "images_per_s"):
             body.pop(key)
-    print(json.dumps(out[names[0]] if len(names) == 1 else out, indent=2, ensure_ascii=False))
+    one = args.method if args.method in out else names[0] if len(names) == 1 else None
+    print(json.dumps(out if one is None else out[one], indent=2, ensure_ascii=False))
     return 0
 
 

@@ -82,7 +82,11 @@ def check_script(host: HostConfig, paths: list[str]) -> Quoted:
     ]
     for i, p in enumerate(paths):
         target = glob_words(p) if any(c in p for c in "*?[") else path(p)
-        lines.append(f'echo "path{i}=$(ls -d {target} 2>/dev/null | wc -l)"')
+        # a folder of `checkpoint-*` folders counts its checkpoints (as the worker expands it)
+        lines.append(
+            f"n=$(ls -d {target}/checkpoint-* 2>/dev/null | wc -l); "
+            f'[ "$n" -gt 0 ] || n=$(ls -d {target} 2>/dev/null | wc -l); echo "path{i}=$n"'
+        )
     return trusted("\n".join(lines))
 
 

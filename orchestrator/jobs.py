@@ -161,6 +161,7 @@ def new_record(
         run_id=check_run_id(run_id),
         host=host.name,
         playbook=book.name,
+        playbook_file=book.file or None,
         started_at=time.time(),
         overrides=list(book.overrides),
         code=identity,

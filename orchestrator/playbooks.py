@@ -69,6 +69,7 @@ class Resolved:
     spec: spec.RunSpec | None = None
     overrides: tuple[str, ...] = ()
     refs: tuple[str, ...] = ()  # runs whose folders model.checkpoints names (`runrefs.py`)
+    file: str = ""  # the playbook file's stem when `name` differs (what --resume resolves)
 
     @property
     def own_command(self) -> bool:
@@ -136,16 +137,19 @@ def resolve(
     check_names(data, path)
     check_outputs(data.get("outputs"), path)
     refs = resolve_refs(config, data, host, path.name)
+    # one name for the run id, the status column and the results: `name:` (or --set name=X)
+    name = str(data.get("name") or path.stem)
+    file = path.stem if name != path.stem else ""
     if "command" in data:
-        return Resolved(name=path.stem, doc=data, overrides=tuple(overrides), refs=refs)
+        return Resolved(name, data, None, tuple(overrides), refs, file)
     try:
         if trainspec.is_train(data):  # its exit status is its state, like a `command:` job's
             doc = trainspec.parse_train(data, path.stem).doc
-            return Resolved(path.stem, doc, None, tuple(overrides), refs)
+            return Resolved(name, doc, None, tuple(overrides), refs, file)
         parsed = spec.parse_playbook(data, path.stem)
     except spec.PlaybookError as exc:
         raise ConfigError(f"{path.name}: {exc}") from None
-    return Resolved(path.stem, parsed.doc, parsed, tuple(overrides), refs)
+    return Resolved(name, parsed.doc, parsed, tuple(overrides), refs, file)
 
 
 def check_outputs(outputs: object, path: Path) -> None:

@@ -52,6 +52,7 @@ class RunRecord:
     remote_dir: str | None = None  # the host's absolute remote_dir, resolved there at launch
     error: str | None = None  # why the run never started (the scheduler refused it)
     after: str | None = None  # the run this one was queued after (`orch run --after`)
+    playbook_file: str | None = None  # the playbook file when `playbook` (its name) differs
     notify_pending: bool = False  # `notify:` fires when its end is first seen (notify.py)
 
     @classmethod

@@ -46,6 +46,7 @@ class ShardedRun:
     hosts: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    playbook_file: str | None = None  # the playbook file when `playbook` (its name) differs
 
 
 def shards_dir(config: Config) -> Path:
@@ -152,6 +153,7 @@ def launch_sharded(
         raise ConfigError("--shards on one host needs a `backend: slurm` host (a job array)")
     parent = new_run_id(book.name)
     run = ShardedRun(parent, book.name, time.time(), count, overrides=list(book.overrides))
+    run.playbook_file = book.file or None
     run.shards = [f"{parent}-s{i}" for i in range(count)]
     run.hosts = [h.name for h in hosts] if len(hosts) > 1 else [hosts[0].name] * count
     save_parent(config, run)
@@ -248,6 +250,7 @@ def resume_target(config: Config, run_id: str, shard: int | None) -> RunRecord:
             run_id=parent.shards[shard],
             host=parent.hosts[shard],
             playbook=parent.playbook,
+            playbook_file=parent.playbook_file,
             started_at=time.time(),
             overrides=parent.overrides,
             parent=parent.parent,

@@ -78,7 +78,8 @@ def _start_sharded(config: Config, req: RunRequest, on_push: Callable) -> Starte
         record = shards.resume_target(config, req.resume_id, req.shard)
         host = config.host(req.host_name) if req.host_name else None
         target = host or config.host(record.host)
-        book = playbooks.resolve(config, record.playbook, tuple(record.overrides), target)
+        file = record.playbook_file or record.playbook  # `name:` may differ from the file
+        book = playbooks.resolve(config, file, tuple(record.overrides), target)
         new = shards.resume(config, book, record, host, on_push, req.allow_concurrent)
         return Started(record=new, resumed=True)
     if req.playbook is None:

@@ -47,20 +47,28 @@ def daily_project(tmp_path, sshd, box, monkeypatch):
     yield from checkout
 
 
-def start(orch, book: str) -> str:
-    res = orch("run", book, "--host", "gpu", "--allow-concurrent")
+def start(orch, book: str, *sets: str) -> str:
+    res = orch("run", book, "--host", "gpu", "--allow-concurrent", *sets)
     assert res.exit_code == 0, res.output
     return res.stdout.split("started ")[1].split()[0]
 
 
 def test_wait_exits_with_the_runs_state_and_notify_fires_once(daily_project, orch):
     ok, bad, scored = start(orch, "ok"), start(orch, "fails"), start(orch, "scored")
+    renamed = start(orch, "ok", "--set", "name=ok_renamed")  # one name: run id, status, results
+    assert renamed.startswith("ok_renamed-")
+    assert orch("wait", renamed, "--interval", "0.3").exit_code == 0
+    seen = json.loads(orch("status", "--json", renamed).stdout)[0]
+    assert seen["playbook"] == "ok_renamed"
+    record = json.loads((daily_project / ".orch" / "runs" / f"{renamed}.json").read_text())
+    assert (record["playbook"], record["playbook_file"]) == ("ok_renamed", "ok")
     res = orch("wait", ok, bad, scored, "--interval", "0.3")
     assert res.exit_code == 1, res.output  # one failed
     assert f"{ok}: succeeded" in res.stdout and f"{bad}: failed (exit 3)" in res.stdout
     notified = (daily_project / "notified.txt").read_text().splitlines()
     assert sorted(notified) == sorted(
         [
+            f"{renamed} succeeded ok_renamed gpu [] no-token",
             f"{ok} succeeded ok gpu [] no-token",
             f"{bad} failed fails gpu [] no-token",
             f"{scored} succeeded scored gpu [0.25] no-token",
@@ -70,7 +78,7 @@ def test_wait_exits_with_the_runs_state_and_notify_fires_once(daily_project, orc
     # all succeeded: 0; seen again by wait and status: no second notification
     assert orch("wait", ok, scored, "--interval", "0.3").exit_code == 0
     assert orch("status").exit_code == 0
-    assert len((daily_project / "notified.txt").read_text().splitlines()) == 3
+    assert len((daily_project / "notified.txt").read_text().splitlines()) == 4
     # still running at the timeout: 124, and --json says so
     slow = start(orch, "slow")
     res = orch("wait", slow, "--interval", "0.2", "--timeout", "0.5", "--json")
@@ -79,7 +87,7 @@ def test_wait_exits_with_the_runs_state_and_notify_fires_once(daily_project, orc
     assert out["timed_out"] and out["runs"][0]["state"] == "running"
     assert orch("cancel", slow, "--grace", "0.5").exit_code == 0
     assert orch("wait", slow, "--interval", "0.2").exit_code == 1  # cancelled: not a success
-    assert len((daily_project / "notified.txt").read_text().splitlines()) == 3  # no notify
+    assert len((daily_project / "notified.txt").read_text().splitlines()) == 4  # no notify
 
 
 def test_notify_must_be_a_command(project, orch):

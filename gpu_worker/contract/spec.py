@@ -208,13 +208,15 @@ def check_key(doc: dict, parts: list[str]) -> str | None:
     are checked against their settings, `methods.<name>.<key>` against the method's kind, free
     sections (a `command` playbook's `job`) against the keys the file holds."""
     head = parts[0]
+    if parts in (["name"], ["description"]):  # set even where the playbook leaves them out
+        return None
     if head not in SECTIONS and head not in doc:
         return _no_key(parts, 1, SECTIONS)
     table, depth = SECTIONS.get(head), 1  # parts[depth] must be in table, and be the last
     if head == "methods" and len(parts) > 1:
         methods = doc.get("methods") if isinstance(doc.get("methods"), dict) else {}
-        if parts[1] not in methods:
-            return _no_key(parts, 2, methods)
+        if parts[1] not in methods:  # a whole new method is added: methods.NEW={kind: beam}
+            return None if len(parts) == 2 else _no_key(parts, 2, methods)
         body = methods[parts[1]] if isinstance(methods[parts[1]], dict) else {}
         kind = body.get("kind") or ("tesseract" if body.get("backend") == "tesseract" else "")
         table, depth = {"kind": 0, "backend": 0, **KINDS.get(str(kind), {})}, 2
