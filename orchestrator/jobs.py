@@ -255,7 +255,7 @@ def collect_status_report(
     for s in results:
         if s.reachable:
             _remember(config, records.get(s.run_id), s)
-    notify_ended(config, results)
+    notify_ended(config, results, records)
     results += never
     order = {rid: r.started_at for rid, r in records.items()}
     runs = sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))

@@ -49,12 +49,17 @@ def safe_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in env.items() if not SECRET_WORDS.search(k)}
 
 
-def notify_ended(config: Config, statuses: list[RunStatus]) -> None:
-    """Fire `notify:` for each run in `statuses` whose end is seen here for the first time."""
+def notify_ended(
+    config: Config, statuses: list[RunStatus], known: dict[str, RunRecord] | None = None
+) -> None:
+    """Fire `notify:` for each run in `statuses` whose end is seen here for the first time
+    (`known`: the records as loaded by the caller, so only armed ones are read again)."""
     for s in statuses:
         if not s.reachable or not s.state.finished:
             continue
-        record = read_record(records_dir(config) / f"{s.run_id}.json")
+        if known is not None and not getattr(known.get(s.run_id), "notify_pending", False):
+            continue
+        record = read_record(records_dir(config) / f"{s.run_id}.json")  # not another command's
         if record is None or not record.notify_pending:
             continue
         record.notify_pending = False  # at most once: disarmed before anything runs

@@ -103,3 +103,22 @@ def test_notify_must_be_a_command(project, orch):
 def test_unknown_run_is_a_usage_error(project, orch):
     res = orch("wait", "nosuch-run")
     assert res.exit_code == 2 and "no run 'nosuch-run'" in res.output
+
+
+def test_notify_environment_has_no_credentials():
+    from orchestrator.notify import safe_environment
+
+    env = {
+        "PATH": "/usr/bin",
+        "HOME": "/home/me",
+        "MONKEY": "kept",
+        "HF_TOKEN": "x",
+        "HUGGING_FACE_HUB_TOKEN": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_ACCESS_KEY_ID": "x",
+        "OPENAI_API_KEY": "x",
+        "GITHUB_PAT_PASSWORD": "x",
+        "SSH_AUTH_SOCK": "x",
+        "DB_CREDENTIALS": "x",
+    }
+    assert safe_environment(env) == {"PATH": "/usr/bin", "HOME": "/home/me", "MONKEY": "kept"}
