@@ -24,7 +24,7 @@ from .console import (
 from .console import (
     follow as follow_log,
 )
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, ConfigError, OrchError
 
 host_option = click.option(
     "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
@@ -103,7 +103,12 @@ def hosts_trust(state: State, name: str, yes: bool, replace: bool) -> None:
 
     def confirm(line: str) -> bool:
         click.echo(f"{name}: {line}")
-        return yes or (sys.stdin.isatty() and click.confirm("Trust this key?", default=False))
+        if not yes and not sys.stdin.isatty():
+            raise ConfigError(
+                f"{name}: no terminal to confirm the key on; if the fingerprint above is the "
+                f"host's, run `orch hosts trust {name} --yes`"
+            )
+        return yes or click.confirm("Trust this key?", default=False)
 
     with SSHHost(cfg) as host:
         click.echo(host.trust(confirm, replace=replace))

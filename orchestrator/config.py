@@ -35,7 +35,7 @@ defaults:
 
 hosts:
   gpu1:                    # use as `--host gpu1`; a ~/.ssh/config alias works too
-    host: 203.0.113.10     # address or ~/.ssh/config alias
+    host: 203.0.113.10     # address or ~/.ssh/config alias (default: the name, gpu1)
     user: root
     port: 22
     identity_file: ~/.ssh/id_ed25519
@@ -186,9 +186,8 @@ def load_config(path: Path | None = None) -> Config:
     hosts = {}
     for name, body in v.mapping(top.get("hosts") or {}, "hosts", None).items():
         fields = v.section(body, f"hosts.{name}", _HOST_FIELDS)
-        if name != LOCAL_HOST and "host" not in fields:
-            raise ConfigError(f"{label}: hosts.{name}.host: required (an address or ssh alias)")
-        fields["hostname"] = fields.pop("host", "localhost")
+        # no `host:`: the name itself is the address or ~/.ssh/config alias (as for `ssh NAME`)
+        fields["hostname"] = fields.pop("host", "localhost" if name == LOCAL_HOST else str(name))
         if name == LOCAL_HOST:
             fields["is_local"] = True
             rd = Path(fields.get("remote_dir", ".orch/local")).expanduser()
