@@ -120,9 +120,12 @@ def show_status(statuses, as_json: bool, unreachable: dict[str, str] | None = No
     echo(render.unreachable_lines(unreachable), err=True)
 
 
-def follow(state: State, record, lines: int):
-    """Stream the run's log to stdout until it ends; its final status (see `follow.follow_run`)."""
-    from .follow import follow_run
+def follow(state: State, records: list, lines: int, follow: bool = True, reattach: str = ""):
+    """Stream the runs' logs to stdout (until they end with `follow`; several side by side, see
+    `follow.Follow`); their final statuses. Ctrl-C stops following only: one line says the
+    jobs keep running and how to re-attach (`orch logs REATTACH --follow`), exit 130."""
+    from .errors import EXIT_INTERRUPTED
+    from .follow import Follow
 
     out = sys.stdout.buffer
 
@@ -130,6 +133,19 @@ def follow(state: State, record, lines: int):
         out.write(chunk)
         out.flush()
 
-    return follow_run(
-        state.config(), record, lines, write, lambda msg: click.echo(f"orch: {msg}", err=True)
-    )
+    def warn(msg: str) -> None:
+        click.echo(f"orch: {msg}", err=True)
+
+    job = Follow(state.config(), records, lines, write, warn, follow)
+    try:
+        return job.run()
+    except KeyboardInterrupt:
+        job.stop()
+        reattach = reattach or records[0].run_id
+        where = ", ".join(dict.fromkeys(r.host for r in records))
+        click.echo(
+            f"orch: stopped following; {reattach} keeps running on {where}; "
+            f"re-attach with `orch logs {reattach} --follow`",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)

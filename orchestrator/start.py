@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import ConfigError, OrchError
+from .errors import ConfigError, UsageError
 from .records import RunRecord
 
 if TYPE_CHECKING:
@@ -40,6 +40,24 @@ class Started:
     sharded: ShardedRun | None = None
     resumed: bool = False
 
+    def to_json(self) -> dict:
+        """`orch run --json`: what started, where (a sharded run: its shards and errors)."""
+        if self.sharded is not None:
+            run = self.sharded
+            shards = [{"run_id": r, "host": h} for r, h in zip(run.shards, run.hosts, strict=True)]
+            return {
+                "run_id": run.parent,
+                "playbook": run.playbook,
+                "shards": shards,
+                "errors": list(run.errors),
+            }
+        rec = self.record
+        return {"run_id": rec.run_id, "playbook": rec.playbook, "host": rec.host} | {
+            "resumed": self.resumed,
+            "parent": rec.parent,
+            "shard": rec.shard,
+        }
+
 
 def start_run(config: Config, req: RunRequest, on_push: Callable) -> Started:
     """Start what `req` asks for; `on_push` is told each push result."""
@@ -48,12 +66,14 @@ def start_run(config: Config, req: RunRequest, on_push: Callable) -> Started:
     from .runrefs import find_run
     from .transport import open_host
 
+    if req.shard is not None and not req.resume_id:
+        raise UsageError("--shard N goes with --resume PARENT (it starts that shard again)")
     if req.resume_id or req.shards or len(config.host_list(req.host_name)) > 1:
-        if req.follow or req.after or req.queue:
-            raise OrchError("--follow, --after and --queue need one run on one host")
+        if req.after or req.queue:
+            raise UsageError("--after and --queue need one new run on one host")
         return _start_sharded(config, req, on_push)
     if req.playbook is None:
-        raise OrchError("name a PLAYBOOK to run, or --resume RUN")
+        raise UsageError("name a PLAYBOOK to run, or --resume RUN")
     host_cfg = config.host(req.host_name)
     book = playbooks.resolve(config, req.playbook, req.overrides, host_cfg)
     after = find_run(config, req.after) if req.after else None
@@ -74,7 +94,7 @@ def _start_sharded(config: Config, req: RunRequest, on_push: Callable) -> Starte
 
     if req.resume_id:
         if req.overrides or req.playbook:
-            raise OrchError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
+            raise UsageError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
         record = shards.resume_target(config, req.resume_id, req.shard)
         host = config.host(req.host_name) if req.host_name else None
         target = host or config.host(record.host)
@@ -82,7 +102,7 @@ def _start_sharded(config: Config, req: RunRequest, on_push: Callable) -> Starte
         new = shards.resume(config, book, record, host, on_push, req.allow_concurrent)
         return Started(record=new, resumed=True)
     if req.playbook is None:
-        raise OrchError("name a PLAYBOOK to run")
+        raise UsageError("name a PLAYBOOK to run")
     hosts = config.host_list(req.host_name)
     book = playbooks.resolve(
         config, req.playbook, req.overrides, hosts[0] if len(hosts) == 1 else None
