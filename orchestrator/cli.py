@@ -79,7 +79,7 @@ def hosts_list(state: State, as_json: bool) -> None:
     """
     from .hosts import list_hosts
 
-    entries = list_hosts(state.config())
+    entries = list_hosts(state.hosts())
     if as_json:
         return json_out([e.to_json() for e in entries])
     table(render.hosts_table(entries))
@@ -97,7 +97,7 @@ def hosts_trust(state: State, name: str, yes: bool, replace: bool) -> None:
     """
     from .transport import SSHHost
 
-    cfg = state.config().host(name)
+    cfg = state.hosts().host(name)
     if cfg.is_local:
         raise OrchError("the local host needs no key")
 
@@ -244,7 +244,7 @@ def run(
     req = RunRequest(*args, queue, after)
     pushed: list = []
     on_push = pushed.append if as_json else lambda r: show_push(r, False)
-    started = start_run(state.config(), req, on_push)
+    started = start_run(state.config(), req, on_push, state.hosts())
     if as_json:
         json_out(started.to_json() | {"pushed": [p.to_json() for p in pushed]})
     sharded = started.sharded
@@ -294,7 +294,7 @@ def status(
         ids, unstarted = split(state.config(), runs)  # shards that never started: shown as such
         report = jobs.StatusReport([])
         if ids or not runs:
-            report = jobs.collect_status_report(state.config(), ids, host_name)
+            report = jobs.collect_status_report(state.config(), ids, host_name, state.hosts())
         seen = report.runs + ([] if host_name else unstarted)
         if watch and not as_json:
             click.clear()
@@ -345,7 +345,7 @@ def cancel(state: State, run_id: str, grace: float, as_json: bool) -> None:
     outcomes = {}
     for rid in ids:
         record = find_record(cfg, rid)
-        outcomes[record.run_id] = str(jobs.cancel(cfg, record, grace))
+        outcomes[record.run_id] = str(jobs.cancel(cfg, record, grace, state.hosts()))
     outcomes |= {s.run_id: "not started" for s in unstarted}
     forgot = bool(unstarted) and forget_unstarted(cfg, unstarted[0].parent)
     if as_json:

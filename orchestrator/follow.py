@@ -1,6 +1,6 @@
 """Following runs' logs: `follow_runs` streams one run's log, or the logs of a sharded run's
 shards side by side (each line prefixed `[host/shard] `), until every job ends, reconnecting
-when a link drops (`jobs.stream_log`), and returns their final statuses; `worst_state` is the
+when a link drops (`stream_log`), and returns their final statuses; `worst_state` is the
 state a set of runs exits with.
 
 Several runs are followed on daemon threads; their lines reach `write` whole, one at a time.
@@ -10,11 +10,17 @@ keep running on their hosts.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 
-from .config import Config
+from .backends import backend_for
+from .config import Config, HostConfig
+from .errors import HostKeyError, HostUnreachable, JobNotFound
+from .hosts import Hosts, scoped
 from .records import RunRecord
+from .scripts import log_follow_script, log_tail_script
 from .states import RunState
 
 # the state a set of runs ends in: the first of these any of them is in
@@ -53,36 +59,41 @@ class Follow:
         write: Callable[[bytes], None],
         warn: Callable[[str], None],
         follow: bool = True,
+        hosts: Hosts | None = None,
     ) -> None:
         self.config, self.records, self.lines = config, records, lines
         self.write, self.warn, self.follow = write, warn, follow
+        self.hosts = hosts
         self._lock = threading.Lock()
         self._stopped = False
 
     def run(self) -> list:
         """Stream every log until its job ends (once, without `follow`); the final statuses
         (`jobs.RunStatus`, in `records` order; a run no longer known has none)."""
-        from . import jobs
+        from .jobs import collect_status
 
-        if len(self.records) == 1:  # one run: in this thread, as it prints
-            jobs.stream_log(
-                self.config, self.records[0], self.lines, self.follow, self.write, self.warn
-            )
-        else:
-            self._run_all()
-        if not self.follow:
-            return []
-        return jobs.collect_status(self.config, [r.run_id for r in self.records])
+        with scoped(self.config, self.hosts) as hosts:
+            if len(self.records) == 1:  # one run: in this thread, as it prints
+                self._stream(self.records[0], self.write, self.warn, hosts)
+            else:
+                self._run_all(hosts)
+            if not self.follow:
+                return []
+            return collect_status(self.config, [r.run_id for r in self.records], hosts=hosts)
+
+    def _stream(self, record: RunRecord, write, warn, hosts: Hosts) -> None:
+        stream_log(self.config, record, self.lines, self.follow, write, warn, hosts)
 
     def stop(self) -> None:
         """Write nothing more (the threads are left to end with the process)."""
         with self._lock:
             self._stopped = True
 
-    def _run_all(self) -> None:
+    def _run_all(self, hosts: Hosts) -> None:
         errors: list[BaseException] = []
         threads = [
-            threading.Thread(target=self._one, args=(r, errors), daemon=True) for r in self.records
+            threading.Thread(target=self._one, args=(r, errors, hosts), daemon=True)
+            for r in self.records
         ]
         for t in threads:
             t.start()
@@ -92,9 +103,7 @@ class Follow:
         if errors:
             raise errors[0]
 
-    def _one(self, record: RunRecord, errors: list[BaseException]) -> None:
-        from . import jobs
-
+    def _one(self, record: RunRecord, errors: list[BaseException], hosts: Hosts) -> None:
         prefix, pending = prefix_of(record), b""
 
         def lines(chunk: bytes) -> None:
@@ -106,7 +115,7 @@ class Follow:
             self.warn(f"{prefix.decode().strip()} {msg}")
 
         try:
-            jobs.stream_log(self.config, record, self.lines, self.follow, lines, warn)
+            self._stream(record, lines, warn, hosts)
         except Exception as exc:  # noqa: BLE001 - handed to the caller by _run_all
             errors.append(exc)
         if pending:
@@ -116,3 +125,77 @@ class Follow:
         with self._lock:
             if data and not self._stopped:
                 self.write(data)
+
+
+def stream_log(
+    config: Config,
+    record: RunRecord,
+    lines: int,
+    follow: bool,
+    on_output: Callable[[bytes], None],
+    on_reconnect: Callable[[str], None] = lambda msg: None,
+    hosts: Hosts | None = None,
+) -> None:
+    """Print the last `lines` of the log; with `follow`, stream until the job ends.
+
+    Following survives a lost connection: it reconnects with backoff and resumes at the byte
+    offset it had reached, so nothing is printed twice or skipped. `hosts`: the command's
+    connections (None: this call's own).
+    """
+    with scoped(config, hosts) as own:
+        _stream_log(config, record, lines, follow, on_output, on_reconnect, own)
+
+
+def _stream_log(
+    config: Config,
+    record: RunRecord,
+    lines: int,
+    follow: bool,
+    on_output: Callable[[bytes], None],
+    on_reconnect: Callable[[str], None],
+    hosts: Hosts,
+) -> None:
+    from .jobs import run_host
+
+    host_cfg: HostConfig = run_host(config, record, hosts)
+    offset = 0
+    delay = 1.0
+    first = True
+    while True:
+        try:
+            with hosts.open(host_cfg) as host:
+                if first:
+                    res = host.run(log_tail_script(host_cfg, record.run_id, lines))
+                    size, _, text = res.stdout.partition(b"\n")
+                    if size == b"gone":
+                        raise JobNotFound(
+                            f"{record.run_id}: its folder is gone from {record.host}; "
+                            f"`orch forget {record.run_id}` drops its record"
+                        )
+                    offset = int(size or 0)
+                    on_output(text)
+                    first = False
+                if not follow:
+                    return
+
+                def count(chunk: bytes) -> None:
+                    nonlocal offset
+                    offset += len(chunk)
+                    on_output(chunk)
+
+                until = backend_for(host_cfg).follow_until(host, record.run_id)
+                host.run(
+                    log_follow_script(host_cfg, record.run_id, offset, until),
+                    timeout=math.inf,
+                    on_stdout=count,
+                    check=False,
+                )
+                return
+        except HostKeyError:
+            raise
+        except HostUnreachable as exc:
+            if not follow:  # one bounded try: exit 3, no retry loop against a dead host
+                raise
+            on_reconnect(f"{exc}; reconnecting in {delay:.0f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
