@@ -117,3 +117,41 @@ def test_run_json_is_one_object(fproj, orch):
     poll(lambda: orch("fetch", doc["run_id"]).stdout.count("fetched (succeeded)"), 30)
     sharded = json.loads(orch("run", "job", "--host", "gpu,local", "--json").stdout)
     assert [s["host"] for s in sharded["shards"]] == ["gpu", "local"] and not sharded["errors"]
+
+
+def test_one_connection_per_host_per_command(fproj, orch, monkeypatch):
+    """`orch fetch` of 3 runs on one host, and cancelling a 2-shard parent whose shards share
+    one host, each open one SSH connection (counted where the transport opens them)."""
+    from orchestrator.transport.ssh import SSHHost
+
+    runs = [json.loads(orch("run", "job", "--host", "gpu", "--json").stdout)["run_id"]]
+    for _ in range(2):
+        poll(lambda: orch("status", "--json", runs[-1]).stdout.count('"succeeded"'), 30)
+        res = orch("run", "job", "--host", "gpu", "--json")
+        runs.append(json.loads(res.stdout)["run_id"])
+    poll(lambda: orch("status", "--json", *runs).stdout.count('"succeeded"') == 3, 30)
+    opened: list[str] = []
+    real_open = SSHHost._open
+
+    def counted(self):
+        opened.append(self.name)
+        return real_open(self)
+
+    monkeypatch.setattr(SSHHost, "_open", counted)
+    res = orch("fetch")
+    assert res.stdout.count("fetched (succeeded)") == 3, res.output
+    assert opened == ["gpu"]
+
+    # a parent with both shards on gpu: shard 1 cancelled on local, started again on gpu
+    sets = ["--set", "job.steps=400", "--json"]
+    parent = json.loads(orch("run", "job", "--host", "gpu,local", *sets).stdout)["run_id"]
+    assert orch("cancel", f"{parent}-s1", "--grace", "1").exit_code == 0
+    moved = orch("run", "--resume", parent, "--shard", "1", "--host", "gpu", "--allow-concurrent")
+    assert moved.exit_code == 0, moved.output
+    opened.clear()
+    res = orch("cancel", parent, "--grace", "1", "--json")
+    assert json.loads(res.stdout)["runs"] == {
+        f"{parent}-s0": "cancelled",
+        f"{parent}-s1": "cancelled",
+    }, res.output
+    assert opened == ["gpu"]
