@@ -153,8 +153,9 @@ class HostEntry:
         return asdict(self)
 
 
-def list_hosts(hosts: Hosts) -> list[HostEntry]:
+def list_hosts(hosts: Hosts | Config) -> list[HostEntry]:
     """Hosts from orch.yaml, then the built-in `local`, then literal ~/.ssh/config aliases."""
+    hosts = Hosts(hosts) if isinstance(hosts, Config) else hosts
     config = hosts.config
     names = list(config.hosts) + [n for n in (LOCAL_HOST,) if n not in config.hosts]
     names += sorted(hosts.aliases() - set(names))

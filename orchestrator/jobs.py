@@ -274,9 +274,9 @@ def _status_report(
 RECORD_REFRESH_S = 60.0
 
 
-def unknown_host(hosts: Hosts, name: str) -> str | None:
+def unknown_host(hosts: Hosts | Config, name: str) -> str | None:
     """Why `name` cannot be asked (a host removed from orch.yaml), said once per command as a
-    warning; None when it is known."""
+    warning; None when it is known (`hosts`: the command's, or a Config)."""
     try:
         hosts.host(name)
     except ConfigError as exc:
