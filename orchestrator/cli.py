@@ -254,7 +254,8 @@ def run(
         echo(render.sharded_error_lines(sharded), err=True)
         if not follow:
             sys.exit(EXIT_FAILED if sharded.errors else 0)
-        records = started_records(state.config(), sharded.parent)
+        some = len(sharded.errors) < sharded.num_shards  # else none started: nothing to follow
+        records = started_records(state.config(), sharded.parent) if some else []
         finals = follow_log(state, records, 1000, reattach=sharded.parent) if records else []
         show_status(finals, False)
         echo(render.parent_lines(combine(state.config(), finals)))

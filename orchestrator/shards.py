@@ -99,10 +99,13 @@ def split(config: Config, run_ids: tuple[str, ...]) -> tuple[tuple[str, ...], li
 
 
 def started_records(config: Config, parent_id: str) -> list[RunRecord]:
-    """The run records of the shards of `parent_id` that started, in shard order."""
+    """The run records of the shards of `parent_id` that started, in shard order (a run that
+    is not a parent: its own record)."""
     from .records import find_record
 
-    ids, _ = split(config, (parent_id,))
+    ids, unstarted = split(config, (parent_id,))
+    if not ids:
+        raise JobNotFound(f"{parent_id}: none of its shards started; {unstarted[0].note}")
     return [find_record(config, rid) for rid in ids]
 
 
