@@ -4,21 +4,55 @@
 
 Exit codes: 0 success, 1 the run failed (a method with no scored sample: results are still
 written; or a preflight gate stopped it: no results.json), 2 a usage, playbook or data error,
-75 another live worker holds the run folder.
+75 another live worker holds the run folder, 128+N stopped by signal N (SIGINT or SIGTERM:
+`orch cancel`), with one line on stderr instead of a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 
 from .contract.layout import EXIT_BUSY
 
 BUSY_EXIT = EXIT_BUSY
 
 
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (so cleanup code runs as on Ctrl-C); the
+    signal last received is kept for the one line `main` prints."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        if threading.current_thread() is threading.main_thread():  # only there can it be set
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._raise)
+
+    def _raise(self, signum: int, frame: object) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; a stop signal ends it with one line and exit 128 + the signal."""
+    signals = _Signals()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        signum = signals.received or signal.SIGINT
+        name = signal.Signals(signum).name
+        print(
+            f"gpu_worker: stopped by {name}; what was written so far is kept "
+            "(predictions and checkpoints: --resume continues from them)",
+            file=sys.stderr,
+        )
+        return 128 + signum
+
+
+def _main(argv: list[str] | None) -> int:
     """Parse the command line and run one sub-command."""
     parser = argparse.ArgumentParser(prog="python -m gpu_worker")
     sub = parser.add_subparsers(dest="command", required=True)

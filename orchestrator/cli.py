@@ -24,7 +24,7 @@ from .console import (
 from .console import (
     follow as follow_log,
 )
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, OrchError
+from .errors import EXIT_FAILED, EXIT_UNREACHABLE, ConfigError, OrchError
 
 host_option = click.option(
     "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
@@ -77,9 +77,9 @@ def hosts_list(state: State, as_json: bool) -> None:
 
     Example: orch hosts list
     """
-    from .follow import list_hosts
+    from .hosts import list_hosts
 
-    entries = list_hosts(state.config())
+    entries = list_hosts(state.hosts())
     if as_json:
         return json_out([e.to_json() for e in entries])
     table(render.hosts_table(entries))
@@ -97,13 +97,18 @@ def hosts_trust(state: State, name: str, yes: bool, replace: bool) -> None:
     """
     from .transport import SSHHost
 
-    cfg = state.config().host(name)
+    cfg = state.hosts().host(name)
     if cfg.is_local:
         raise OrchError("the local host needs no key")
 
     def confirm(line: str) -> bool:
         click.echo(f"{name}: {line}")
-        return yes or (sys.stdin.isatty() and click.confirm("Trust this key?", default=False))
+        if not yes and not sys.stdin.isatty():
+            raise ConfigError(
+                f"{name}: no terminal to confirm the key on; if the fingerprint above is the "
+                f"host's, run `orch hosts trust {name} --yes`"
+            )
+        return yes or click.confirm("Trust this key?", default=False)
 
     with SSHHost(cfg) as host:
         click.echo(host.trust(confirm, replace=replace))
@@ -191,7 +196,14 @@ def setup(state: State, host_name: str | None) -> None:
     metavar="KEY=VALUE",
     help="Override a playbook setting (repeatable), e.g. data.n_samples=20.",
 )
-@click.option("--follow", "-f", is_flag=True, help="Stream the log; exit with the job's status.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Stream the log (shards side by side, lines prefixed [host/shard]); exit with the "
+    "run's state. Ctrl-C stops following only.",
+)
+@json_option
 @click.option("--allow-concurrent", is_flag=True, help="Start even if an orch job is running.")
 @click.option("--queue", is_flag=True, help="On a busy host, wait there for its jobs to end.")
 @click.option(
@@ -209,6 +221,7 @@ def run(
     shard: int | None,
     overrides: tuple[str, ...],
     follow: bool,
+    as_json: bool,
     allow_concurrent: bool,
     queue: bool,
     after: str | None,
@@ -221,21 +234,42 @@ def run(
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
     """
+    from .follow import worst_state
+    from .shards import combine, started_records
     from .start import RunRequest, start_run
 
+    if follow and as_json:
+        raise click.UsageError("--json and --follow do not go together (see `orch status --json`)")
     args = (playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent)
     req = RunRequest(*args, queue, after)
-    started = start_run(state.config(), req, lambda r: show_push(r, False))
-    if started.sharded is not None:
-        echo(render.sharded_start_lines(started.sharded))
-        echo(render.sharded_error_lines(started.sharded), err=True)
-        sys.exit(EXIT_FAILED if started.sharded.errors else 0)
+    pushed: list = []
+    on_push = pushed.append if as_json else lambda r: show_push(r, False)
+    started = start_run(state.config(), req, on_push, state.hosts())
+    if as_json:
+        json_out(started.to_json() | {"pushed": [p.to_json() for p in pushed]})
+    sharded = started.sharded
+    if sharded is not None:
+        if not as_json:
+            echo(render.sharded_start_lines(sharded))
+        echo(render.sharded_error_lines(sharded), err=True)
+        if not follow:
+            sys.exit(EXIT_FAILED if sharded.errors else 0)
+        some = len(sharded.errors) < sharded.num_shards  # else none started: nothing to follow
+        records = started_records(state.config(), sharded.parent) if some else []
+        finals = follow_log(state, records, 1000, reattach=sharded.parent) if records else []
+        show_status(finals, False)
+        echo(render.parent_lines(combine(state.config(), finals)))
+        states = [f.state for f in finals]
+        ok = len(finals) == sharded.num_shards and worst_state(states) == "succeeded"
+        sys.exit(0 if ok else EXIT_FAILED)
     record = started.record
-    click.echo(f"{'resumed' if started.resumed else 'started'} {record.run_id} on {record.host}")
+    if not as_json:
+        verb = "resumed" if started.resumed else "started"
+        click.echo(f"{verb} {record.run_id} on {record.host}")
     if follow:
-        final = follow_log(state, record, 1000)
-        show_status([final] if final else [], False)
-        sys.exit(0 if final and final.state == "succeeded" else EXIT_FAILED)
+        finals = follow_log(state, [record], 1000)
+        show_status(finals, False)
+        sys.exit(0 if finals and finals[0].state == "succeeded" else EXIT_FAILED)
 
 
 @cli.command()
@@ -261,7 +295,7 @@ def status(
         ids, unstarted = split(state.config(), runs)  # shards that never started: shown as such
         report = jobs.StatusReport([])
         if ids or not runs:
-            report = jobs.collect_status_report(state.config(), ids, host_name)
+            report = jobs.collect_status_report(state.config(), ids, host_name, state.hosts())
         seen = report.runs + ([] if host_name else unstarted)
         if watch and not as_json:
             click.clear()
@@ -281,25 +315,24 @@ def status(
 @click.option("--lines", "-n", default=50, show_default=True, help="Lines to show first.")
 @click.pass_obj
 def logs(state: State, run_id: str, follow: bool, lines: int) -> None:
-    """Print a run's log; -f follows it (and reconnects if the link drops).
+    """Print a run's log; -f follows it (and reconnects if the link drops). A sharded run's
+    shards are shown side by side, each line prefixed [host/shard].
 
     Example: orch logs quickwin-20261124-101200-ab12 -f
     """
-    from . import jobs
-    from .records import find_record
+    from .shards import load_parent, started_records
 
-    record = find_record(state.config(), run_id)
-    if follow:
-        return follow_log(state, record, lines)
-    out = sys.stdout.buffer
-    jobs.stream_log(state.config(), record, lines, False, out.write)
+    records = started_records(state.config(), run_id)
+    parent = load_parent(state.config(), run_id) if len(records) > 1 else None
+    follow_log(state, records, lines, follow, reattach=parent.parent if parent else "")
 
 
 @cli.command()
 @click.argument("run_id")
 @click.option("--grace", default=10.0, show_default=True, help="Seconds between signals.")
+@json_option
 @click.pass_obj
-def cancel(state: State, run_id: str, grace: float) -> None:
+def cancel(state: State, run_id: str, grace: float, as_json: bool) -> None:
     """Stop a run: SIGINT, then SIGTERM, then SIGKILL after a grace period; mark it cancelled.
 
     Example: orch cancel quickwin-20261124-101200-ab12
@@ -310,13 +343,16 @@ def cancel(state: State, run_id: str, grace: float) -> None:
 
     cfg = state.config()
     ids, unstarted = split(cfg, (run_id,))
+    outcomes = {}
     for rid in ids:
         record = find_record(cfg, rid)
-        outcome = jobs.cancel(cfg, record, grace)
-        click.echo(f"{record.run_id}: {outcome}")
-    for s in unstarted:
-        click.echo(f"{s.run_id}: not started")
-    if unstarted and forget_unstarted(cfg, unstarted[0].parent):
+        outcomes[record.run_id] = str(jobs.cancel(cfg, record, grace, state.hosts()))
+    outcomes |= {s.run_id: "not started" for s in unstarted}
+    forgot = bool(unstarted) and forget_unstarted(cfg, unstarted[0].parent)
+    if as_json:
+        return json_out({"runs": outcomes, "parent_removed": forgot})
+    echo([f"{rid}: {outcome}" for rid, outcome in outcomes.items()])
+    if forgot:
         click.echo(f"{unstarted[0].parent}: no shard had started; its parent record is removed")
 
 

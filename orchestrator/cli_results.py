@@ -48,7 +48,7 @@ def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: boo
         raise OrchError("--outputs needs the RUN whose outputs to fetch")
     runs = latest_ids(state.config(), runs)
     ids, unstarted = split(state.config(), runs) if runs else ((), [])
-    results = fetch_runs(state.config(), ids) if ids or not runs else []
+    results = fetch_runs(state.config(), ids, state.hosts()) if ids or not runs else []
     results += [
         FetchResult(s.run_id, FetchOutcome.NOT_FINAL, s.state, error=s.note) for s in unstarted
     ]

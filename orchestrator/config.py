@@ -1,4 +1,5 @@
-"""Load `orch.yaml` into validated, frozen objects (`~/.ssh/config` aliases: transport.ssh_config).
+"""Load `orch.yaml` into validated, frozen objects; no I/O beyond reading the file (resolving
+`--host` values, ~/.ssh/config aliases included, is `hosts.Hosts`).
 
 Every error names the file and the field: ``orch.yaml: hosts.gpu1.port: expected an integer``.
 Precedence is built-in defaults < orch.yaml (< playbook < ``--set``, applied in playbooks.py).
@@ -14,8 +15,6 @@ from typing import Any
 from gpu_worker.contract.hints import did_you_mean
 
 from .errors import ConfigError
-from .transport.ssh_config import is_configured
-from .transport.ssh_config import literal_hosts as ssh_config_aliases
 from .yamlfile import load_yaml
 
 CONFIG_NAME = "orch.yaml"
@@ -35,7 +34,7 @@ defaults:
 
 hosts:
   gpu1:                    # use as `--host gpu1`; a ~/.ssh/config alias works too
-    host: 203.0.113.10     # address or ~/.ssh/config alias
+    host: 203.0.113.10     # address or ~/.ssh/config alias (default: the name, gpu1)
     user: root
     port: 22
     identity_file: ~/.ssh/id_ed25519
@@ -138,32 +137,17 @@ class Config:
     notify: str | None = None  # a local shell command run when a run ends (see notify.py)
 
     def host_list(self, value: str | None) -> list[HostConfig]:
-        """`--host a,b` or a group from `groups:` as hosts (one name: a list of one)."""
-        value = value or self.defaults.host
-        names = self.groups.get(value) or [n.strip() for n in value.split(",") if n.strip()]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"--host {value}: a host is named twice")
-        return [self.host(n) for n in names]
+        """`Hosts(config).host_list(value)` (kept for callers that hold only a Config)."""
+        from .hosts import Hosts
+
+        return Hosts(self).host_list(value)
 
     def host(self, name: str | None) -> HostConfig:
-        """Resolve a `--host` value: orch.yaml, then built-in `local`, then ~/.ssh/config."""
-        name = name or self.defaults.host
-        if name in self.hosts:
-            return self.hosts[name]
-        if name == LOCAL_HOST:
-            return HostConfig(
-                name=LOCAL_HOST,
-                hostname="localhost",
-                remote_dir=str(self.root / ".orch" / "local"),
-                is_local=True,
-            )
-        if is_configured(name):
-            return HostConfig(name=name, hostname=name)
-        known = sorted(set(self.hosts) | {LOCAL_HOST} | ssh_config_aliases())
-        raise ConfigError(
-            f"unknown host '{name}': not in {CONFIG_NAME} hosts, not 'local', not a host that "
-            f"~/.ssh/config configures{_hint(name, known)}; add it under hosts: in {CONFIG_NAME}"
-        )
+        """`Hosts(config).host(name)` (kept for callers that hold only a Config; a command
+        resolves its hosts once through its own `Hosts`)."""
+        from .hosts import Hosts
+
+        return Hosts(self).host(name)
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -189,9 +173,8 @@ def load_config(path: Path | None = None) -> Config:
     hosts = {}
     for name, body in v.mapping(top.get("hosts") or {}, "hosts", None).items():
         fields = v.section(body, f"hosts.{name}", _HOST_FIELDS)
-        if name != LOCAL_HOST and "host" not in fields:
-            raise ConfigError(f"{label}: hosts.{name}.host: required (an address or ssh alias)")
-        fields["hostname"] = fields.pop("host", "localhost")
+        # no `host:`: the name itself is the address or ~/.ssh/config alias (as for `ssh NAME`)
+        fields["hostname"] = fields.pop("host", "localhost" if name == LOCAL_HOST else str(name))
         if name == LOCAL_HOST:
             fields["is_local"] = True
             rd = Path(fields.get("remote_dir", ".orch/local")).expanduser()

@@ -7,8 +7,9 @@ from __future__ import annotations
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,17 +17,38 @@ from . import config as config_mod
 from . import render
 from .errors import OrchError, exit_code_for, message_for
 
+if TYPE_CHECKING:
+    from .hosts import Hosts
+
 
 @dataclass
 class State:
-    """Global options shared by every command."""
+    """Global options shared by every command, and what a command loads once: orch.yaml and
+    its hosts (one connection per host for the whole command, closed by `close`)."""
 
     config_path: Path | None
     verbose: bool
+    _config: config_mod.Config | None = field(default=None, repr=False)
+    _hosts: Hosts | None = field(default=None, repr=False)
 
     def config(self) -> config_mod.Config:
-        """The loaded orch.yaml (or defaults when there is none)."""
-        return config_mod.load_config(self.config_path)
+        """The loaded orch.yaml (or defaults when there is none), loaded once."""
+        if self._config is None:
+            self._config = config_mod.load_config(self.config_path)
+        return self._config
+
+    def hosts(self) -> Hosts:
+        """The command's hosts: `--host` values resolved once, one connection per host."""
+        if self._hosts is None:
+            from .hosts import Hosts
+
+            self._hosts = Hosts(self.config())
+        return self._hosts
+
+    def close(self) -> None:
+        """Close the command's connections."""
+        if self._hosts is not None:
+            self._hosts.close()
 
 
 def report(exc: BaseException, verbose: bool) -> int:
@@ -47,6 +69,9 @@ class OrchGroup(click.Group):
         except (OrchError, KeyboardInterrupt) as exc:
             state = ctx.obj if isinstance(ctx.obj, State) else None
             ctx.exit(report(exc, state is not None and state.verbose))
+        finally:
+            if isinstance(ctx.obj, State):
+                ctx.obj.close()
 
 
 def echo(lines: list[str], err: bool = False) -> None:
@@ -78,11 +103,8 @@ def json_out(data) -> None:
 @contextmanager
 def connected(state: State, host_name: str | None):
     """The configuration and an open connection to `--host`."""
-    from .transport import open_host
-
-    cfg = state.config()
-    with open_host(cfg.host(host_name)) as host:
-        yield cfg, host
+    hosts = state.hosts()
+    yield state.config(), hosts.open(hosts.host(host_name))
 
 
 def show_push(res, as_json: bool) -> None:
@@ -120,9 +142,12 @@ def show_status(statuses, as_json: bool, unreachable: dict[str, str] | None = No
     echo(render.unreachable_lines(unreachable), err=True)
 
 
-def follow(state: State, record, lines: int):
-    """Stream the run's log to stdout until it ends; its final status (see `follow.follow_run`)."""
-    from .follow import follow_run
+def follow(state: State, records: list, lines: int, follow: bool = True, reattach: str = ""):
+    """Stream the runs' logs to stdout (until they end with `follow`; several side by side, see
+    `follow.Follow`); their final statuses. Ctrl-C stops following only: one line says the
+    jobs keep running and how to re-attach (`orch logs REATTACH --follow`), exit 130."""
+    from .errors import EXIT_INTERRUPTED
+    from .follow import Follow
 
     out = sys.stdout.buffer
 
@@ -130,6 +155,19 @@ def follow(state: State, record, lines: int):
         out.write(chunk)
         out.flush()
 
-    return follow_run(
-        state.config(), record, lines, write, lambda msg: click.echo(f"orch: {msg}", err=True)
-    )
+    def warn(msg: str) -> None:
+        click.echo(f"orch: {msg}", err=True)
+
+    job = Follow(state.config(), records, lines, write, warn, follow, state.hosts())
+    try:
+        return job.run()
+    except KeyboardInterrupt:
+        job.stop()
+        reattach = reattach or records[0].run_id
+        where = ", ".join(dict.fromkeys(r.host for r in records))
+        click.echo(
+            f"orch: stopped following; {reattach} keeps running on {where}; "
+            f"re-attach with `orch logs {reattach} --follow`",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)

@@ -41,6 +41,10 @@ class ConfigError(OrchError):
     exit_code = EXIT_USAGE
 
 
+class UsageError(ConfigError):
+    """Command-line options that do not go together (exit 2, as click's own usage errors)."""
+
+
 class HostUnreachable(OrchError):
     """The host did not answer, refused us, or the link died during a command."""
 

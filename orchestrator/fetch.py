@@ -35,12 +35,13 @@ from . import fetchlock
 from .backends import FETCH_FILES
 from .config import Config
 from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
+from .hosts import Hosts, scoped
 from .jobs import collect_status, run_host, unknown_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
 from .shell import join, trusted
 from .states import FINISHED, FetchOutcome
-from .transport import Host, open_host
+from .transport import Host
 
 FILES = FETCH_FILES  # the same on every backend
 MB = 1 << 20
@@ -163,10 +164,12 @@ def fetch_run(
     state: str,
     log_tail: list[str],
     results_required: bool = True,
+    hosts: Hosts | None = None,
 ) -> FetchResult:
     """Copy one finished run into results/<run_id>/ (see the module docstring), holding the
     run's fetch lock (orchestrator/fetchlock.py): a second fetch of the run waits for the first.
-    A `command:` job (`results_required` false) may have no results.json."""
+    A `command:` job (`results_required` false) may have no results.json. `hosts`: the
+    command's connections (None: this call's own)."""
     dest = results_dir(config) / check_run_id(record.run_id)
     if dest.exists():
         return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
@@ -181,7 +184,8 @@ def fetch_run(
     with fetchlock.run_lock(dest.parent, record.run_id, on_wait=waiting):
         if dest.exists():  # the fetch we waited for brought it
             return FetchResult(record.run_id, FetchOutcome.ALREADY, state, str(dest))
-        return _fetch_locked(config, record, state, log_tail, dest, results_required)
+        with scoped(config, hosts) as own:
+            return _fetch_locked(config, record, state, log_tail, dest, results_required, own)
 
 
 def _fetch_locked(
@@ -191,14 +195,15 @@ def _fetch_locked(
     log_tail: list[str],
     dest: Path,
     results_required: bool,
+    hosts: Hosts,
 ) -> FetchResult:
     try:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{record.run_id}.fetch-"))
     except OSError as exc:
         raise local_error(record.run_id, dest.parent, exc) from None
     try:
-        with open_host(run_host(config, record)) as host:
-            _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
+        host = hosts.open(run_host(config, record, hosts))
+        _download(host, record.run_id, tmp / ARCHIVE, config.fetch_max_mb)
         names = _unpack(tmp / ARCHIVE, tmp, record.run_id, config.fetch_max_mb)
         (tmp / ARCHIVE).unlink()
         if "results.json" in names:
@@ -225,17 +230,26 @@ def _fetch_locked(
     return FetchResult(record.run_id, FetchOutcome.FETCHED, state, str(dest), names, log_tail)
 
 
-def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
-    """Fetch the named runs, or every finished run not yet fetched."""
+def fetch(
+    config: Config, run_ids: tuple[str, ...] = (), hosts: Hosts | None = None
+) -> list[FetchResult]:
+    """Fetch the named runs, or every finished run not yet fetched, over one connection per
+    host (`hosts`: the command's; None: this call's own)."""
+    with scoped(config, hosts) as own:
+        return _fetch(config, run_ids, own)
+
+
+def _fetch(config: Config, run_ids: tuple[str, ...], hosts: Hosts) -> list[FetchResult]:
     if run_ids:
         records = [find_record(config, r) for r in run_ids]
     else:
         records = [r for r in load_records(config) if not r.fetched and not r.error]
-        records = [r for r in records if unknown_host(config, r.host) is None]  # warned
+        records = [r for r in records if unknown_host(hosts, r.host) is None]  # warned
     if not records:
         return []
     fetchlock.sweep(results_dir(config))  # temp folders of fetches killed earlier
-    statuses = {s.run_id: s for s in collect_status(config, [r.run_id for r in records])}
+    asked = [r.run_id for r in records]
+    statuses = {s.run_id: s for s in collect_status(config, asked, hosts=hosts)}
     out = []
     for rec in load_records(config):  # reload: collect_status updated the records
         if rec.run_id not in {r.run_id for r in records}:
@@ -259,7 +273,7 @@ def fetch(config: Config, run_ids: tuple[str, ...] = ()) -> list[FetchResult]:
             out.append(FetchResult(rec.run_id, FetchOutcome.NOT_FINAL, s.state, error=why))
         else:
             try:
-                out.append(fetch_run(config, rec, s.state, s.log_tail, not s.own_command))
+                out.append(fetch_run(config, rec, s.state, s.log_tail, not s.own_command, hosts))
             except HostUnreachable as exc:
                 out.append(
                     FetchResult(rec.run_id, FetchOutcome.UNREACHABLE, s.state, error=str(exc))

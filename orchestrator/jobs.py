@@ -1,5 +1,5 @@
 """The verbs over a run's backend: launch (push, then submit), status across hosts in
-parallel, cancel, and following logs.
+parallel, and cancel (a run's log: `follow.stream_log`).
 
 Run records live in `records.py`, the scripts sent to hosts in `scripts.py` (and the backends),
 the status output's parsing and the states in `status.py`. A host that does not answer is
@@ -10,7 +10,6 @@ is known for it; it is never turned into a job failure.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,9 @@ from gpu_worker.contract.layout import CodeIdentity
 
 from .backends import Launch, Options, SubmitRefused, backend_for
 from .config import Config, HostConfig
-from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
+from .errors import ConfigError, HostUnreachable, JobNotFound, OrchError
+from .follow import stream_log  # noqa: F401 - moved there; kept importable from here
+from .hosts import Hosts, scoped
 from .notify import notify_ended
 from .playbooks import Resolved
 from .records import (
@@ -32,11 +33,11 @@ from .records import (
     new_run_id,
     save_record,
 )
-from .scripts import log_follow_script, log_tail_script, resolve_dir_script
+from .scripts import resolve_dir_script
 from .states import FINISHED, CancelOutcome, RunState
 from .status import RunStatus
 from .sync import push
-from .transport import Host, open_host
+from .transport import Host
 
 DEFAULT_OPTIONS = Options()
 log = logging.getLogger("orchestrator")
@@ -139,10 +140,10 @@ def pin_remote_dir(host: Host) -> None:
     host.config = replace(host.config, remote_dir=found[0])
 
 
-def run_host(config: Config, record: RunRecord) -> HostConfig:
+def run_host(config: Config, record: RunRecord, hosts: Hosts | None = None) -> HostConfig:
     """The host configuration for one run: its host, with the absolute remote_dir the run was
     started in (a record made before runs kept it: the configured one)."""
-    host = config.host(record.host)
+    host = hosts.host(record.host) if hosts is not None else config.host(record.host)
     return replace(host, remote_dir=record.remote_dir) if record.remote_dir else host
 
 
@@ -190,33 +191,46 @@ class StatusReport:
 
 
 def collect_status(
-    config: Config, run_ids: Iterable[str] = (), host_name: str | None = None
+    config: Config,
+    run_ids: Iterable[str] = (),
+    host_name: str | None = None,
+    hosts: Hosts | None = None,
 ) -> list[RunStatus]:
     """The runs of `collect_status_report` (for callers that need only those)."""
-    return collect_status_report(config, run_ids, host_name).runs
+    return collect_status_report(config, run_ids, host_name, hosts).runs
 
 
 def collect_status_report(
-    config: Config, run_ids: Iterable[str] = (), host_name: str | None = None
+    config: Config,
+    run_ids: Iterable[str] = (),
+    host_name: str | None = None,
+    hosts: Hosts | None = None,
 ) -> StatusReport:
     """Status of the named runs, or all runs on `host_name`, or all recorded runs.
 
     Hosts are asked in parallel, one SSH round trip each, each bounded by its timeout. Local
     records are updated with what was seen; runs found on a host without a local record are
     adopted. A host that does not answer is listed in `unreachable` even when no run is known
-    for it.
+    for it. `hosts`: the command's connections (None: this call's own).
     """
+    with scoped(config, hosts) as own:
+        return _status_report(config, run_ids, host_name, own)
+
+
+def _status_report(
+    config: Config, run_ids: Iterable[str], host_name: str | None, hosts: Hosts
+) -> StatusReport:
     records = {r.run_id: r for r in load_records(config)}
     # Runs are asked for where they were started: (host, its absolute remote_dir) (see run_host).
     wanted: dict[tuple[str, str | None], list[str] | None] = {}
     never: list[RunStatus] = []  # runs the scheduler refused: their record is all there is
     chosen = [find_record(config, rid) for rid in run_ids]
     if host_name and not chosen:
-        wanted[(config.host(host_name).name, None)] = None
+        wanted[(hosts.host(host_name).name, None)] = None
     for rec in chosen or ([] if host_name else list(records.values())):
         if rec.error:
             never.append(_never_started(rec))
-        elif (why := unknown_host(config, rec.host)) is not None:
+        elif (why := unknown_host(hosts, rec.host)) is not None:
             never.append(_never_started(rec, why))
         else:
             wanted.setdefault((rec.host, rec.remote_dir), []).append(rec.run_id)
@@ -226,12 +240,11 @@ def collect_status_report(
     def ask(key: tuple[str, str | None]) -> list[RunStatus]:
         name, remote_dir = key
         ids = wanted[key]
-        host_cfg = config.host(name)
+        host_cfg = hosts.host(name)
         if remote_dir:
             host_cfg = replace(host_cfg, remote_dir=remote_dir)
         try:
-            with open_host(host_cfg) as host:
-                return host_status(host, ids)
+            return host_status(hosts.open(host_cfg), ids)
         except HostUnreachable as exc:  # a ConfigError is the user's to fix: exit 2
             unreachable[name] = str(exc)
             known = [
@@ -265,11 +278,11 @@ def collect_status_report(
 RECORD_REFRESH_S = 60.0
 
 
-def unknown_host(config: Config, name: str) -> str | None:
+def unknown_host(hosts: Hosts | Config, name: str) -> str | None:
     """Why `name` cannot be asked (a host removed from orch.yaml), said once per command as a
-    warning; None when it is known."""
+    warning; None when it is known (`hosts`: the command's, or a Config)."""
     try:
-        config.host(name)
+        hosts.host(name)
     except ConfigError as exc:
         why = f"unknown host '{name}' (last seen state shown)"
         if name not in _warned_hosts:
@@ -316,69 +329,16 @@ def _remember(config: Config, record: RunRecord | None, s: RunStatus) -> None:
     save_record(config, record)
 
 
-# -- logs and cancel -----------------------------------------------------------------------
+# -- cancel (logs: follow.stream_log) --------------------------------------------------------
 
 
-def stream_log(
-    config: Config,
-    record: RunRecord,
-    lines: int,
-    follow: bool,
-    on_output: Callable[[bytes], None],
-    on_reconnect: Callable[[str], None] = lambda msg: None,
-) -> None:
-    """Print the last `lines` of the log; with `follow`, stream until the job ends.
-
-    Following survives a lost connection: it reconnects with backoff and resumes at the byte
-    offset it had reached, so nothing is printed twice or skipped.
-    """
-    host_cfg: HostConfig = run_host(config, record)
-    offset = 0
-    delay = 1.0
-    first = True
-    while True:
-        try:
-            with open_host(host_cfg) as host:
-                if first:
-                    res = host.run(log_tail_script(host_cfg, record.run_id, lines))
-                    size, _, text = res.stdout.partition(b"\n")
-                    if size == b"gone":
-                        raise JobNotFound(
-                            f"{record.run_id}: its folder is gone from {record.host}; "
-                            f"`orch forget {record.run_id}` drops its record"
-                        )
-                    offset = int(size or 0)
-                    on_output(text)
-                    first = False
-                if not follow:
-                    return
-
-                def count(chunk: bytes) -> None:
-                    nonlocal offset
-                    offset += len(chunk)
-                    on_output(chunk)
-
-                until = backend_for(host_cfg).follow_until(host, record.run_id)
-                host.run(
-                    log_follow_script(host_cfg, record.run_id, offset, until),
-                    timeout=math.inf,
-                    on_stdout=count,
-                    check=False,
-                )
-                return
-        except HostKeyError:
-            raise
-        except HostUnreachable as exc:
-            if not follow:  # one bounded try: exit 3, no retry loop against a dead host
-                raise
-            on_reconnect(f"{exc}; reconnecting in {delay:.0f}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-
-def cancel(config: Config, record: RunRecord, grace: float = 10.0) -> CancelOutcome:
-    """Stop the job: SIGINT, then SIGTERM, then SIGKILL, each after `grace` seconds; mark it."""
-    with open_host(run_host(config, record)) as host:
+def cancel(
+    config: Config, record: RunRecord, grace: float = 10.0, hosts: Hosts | None = None
+) -> CancelOutcome:
+    """Stop the job: SIGINT, then SIGTERM, then SIGKILL, each after `grace` seconds; mark it.
+    `hosts`: the command's connections (None: this call's own)."""
+    with scoped(config, hosts) as own:
+        host = own.open(run_host(config, record, own))
         outcome = backend_for(host.config).cancel(host, record.run_id, grace)
     if outcome == CancelOutcome.MISSING:
         raise JobNotFound(f"run {record.run_id} not found on {record.host}")

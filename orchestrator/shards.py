@@ -26,6 +26,7 @@ from gpu_worker.contract.fsio import atomic_write
 from .backends import Options
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
+from .follow import worst_state
 from .jobs import launch, launch_one, run_host
 from .playbooks import Resolved
 from .records import RunRecord, check_run_id, new_run_id
@@ -96,6 +97,17 @@ def split(config: Config, run_ids: tuple[str, ...]) -> tuple[tuple[str, ...], li
             not_started(parent, i) for i, s in enumerate(parent.shards) if s not in started
         ]
     return (tuple(out) if run_ids else ()), unstarted
+
+
+def started_records(config: Config, parent_id: str) -> list[RunRecord]:
+    """The run records of the shards of `parent_id` that started, in shard order (a run that
+    is not a parent: its own record)."""
+    from .records import find_record
+
+    ids, unstarted = split(config, (parent_id,))
+    if not ids:
+        raise JobNotFound(f"{parent_id}: none of its shards started; {unstarted[0].note}")
+    return [find_record(config, rid) for rid in ids]
 
 
 def not_started(parent: ShardedRun, shard: int) -> RunStatus:
@@ -287,10 +299,9 @@ def combine(config: Config, statuses: list) -> list[ParentStatus]:
         for s in members:
             states[s.state] = states.get(s.state, 0) + 1
         etas = [s.eta_s for s in members if s.state == "running" and s.eta_s is not None]
-        order = ("failed", "lost", "cancelled", "running", "queued", "not started", "succeeded")
         record = load_parent(config, parent)
         missing = (record.num_shards if record else len(members)) - len(members)
-        state = next((o for o in order if o in states), "unknown")
+        state = worst_state(list(states))
         out.append(
             ParentStatus(
                 parent=parent,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import ConfigError, OrchError
+from .errors import ConfigError, UsageError
+from .hosts import Hosts, scoped
 from .records import RunRecord
 
 if TYPE_CHECKING:
@@ -40,21 +41,48 @@ class Started:
     sharded: ShardedRun | None = None
     resumed: bool = False
 
+    def to_json(self) -> dict:
+        """`orch run --json`: what started, where (a sharded run: its shards and errors)."""
+        if self.sharded is not None:
+            run = self.sharded
+            shards = [{"run_id": r, "host": h} for r, h in zip(run.shards, run.hosts, strict=True)]
+            return {
+                "run_id": run.parent,
+                "playbook": run.playbook,
+                "shards": shards,
+                "errors": list(run.errors),
+            }
+        rec = self.record
+        return {"run_id": rec.run_id, "playbook": rec.playbook, "host": rec.host} | {
+            "resumed": self.resumed,
+            "parent": rec.parent,
+            "shard": rec.shard,
+        }
 
-def start_run(config: Config, req: RunRequest, on_push: Callable) -> Started:
-    """Start what `req` asks for; `on_push` is told each push result."""
+
+def start_run(
+    config: Config, req: RunRequest, on_push: Callable, hosts: Hosts | None = None
+) -> Started:
+    """Start what `req` asks for; `on_push` is told each push result. `hosts`: the command's
+    hosts and connections (None: this call's own)."""
+    with scoped(config, hosts) as own:
+        return _start(config, req, on_push, own)
+
+
+def _start(config: Config, req: RunRequest, on_push: Callable, hosts: Hosts) -> Started:
     from . import jobs, playbooks
     from .backends import Options
     from .runrefs import find_run
-    from .transport import open_host
 
-    if req.resume_id or req.shards or len(config.host_list(req.host_name)) > 1:
-        if req.follow or req.after or req.queue:
-            raise OrchError("--follow, --after and --queue need one run on one host")
-        return _start_sharded(config, req, on_push)
+    if req.shard is not None and not req.resume_id:
+        raise UsageError("--shard N goes with --resume PARENT (it starts that shard again)")
+    if req.resume_id or req.shards or len(hosts.host_list(req.host_name)) > 1:
+        if req.after or req.queue:
+            raise UsageError("--after and --queue need one new run on one host")
+        return _start_sharded(config, req, on_push, hosts)
     if req.playbook is None:
-        raise OrchError("name a PLAYBOOK to run, or --resume RUN")
-    host_cfg = config.host(req.host_name)
+        raise UsageError("name a PLAYBOOK to run, or --resume RUN")
+    host_cfg = hosts.host(req.host_name)
     book = playbooks.resolve(config, req.playbook, req.overrides, host_cfg)
     after = find_run(config, req.after) if req.after else None
     if after is not None and after.host != host_cfg.name:
@@ -63,30 +91,29 @@ def start_run(config: Config, req: RunRequest, on_push: Callable) -> Started:
             f"queue it there with --host {after.host}"
         )
     options = Options(req.allow_concurrent, req.queue, after)
-    with open_host(host_cfg) as host:
-        record = jobs.launch_one(config, host, book, options, on_push=on_push)
+    record = jobs.launch_one(config, hosts.open(host_cfg), book, options, on_push=on_push)
     return Started(record=record)
 
 
-def _start_sharded(config: Config, req: RunRequest, on_push: Callable) -> Started:
+def _start_sharded(config: Config, req: RunRequest, on_push: Callable, hosts: Hosts) -> Started:
     """Several hosts, a job array, or `--resume` of one run or shard."""
     from . import playbooks, shards
 
     if req.resume_id:
         if req.overrides or req.playbook:
-            raise OrchError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
+            raise UsageError("--resume RUN runs the run's own playbook; drop PLAYBOOK and --set")
         record = shards.resume_target(config, req.resume_id, req.shard)
-        host = config.host(req.host_name) if req.host_name else None
-        target = host or config.host(record.host)
+        host = hosts.host(req.host_name) if req.host_name else None
+        target = host or hosts.host(record.host)
         file = record.playbook_file or record.playbook  # `name:` may differ from the file
         book = playbooks.resolve(config, file, tuple(record.overrides), target)
         new = shards.resume(config, book, record, host, on_push, req.allow_concurrent)
         return Started(record=new, resumed=True)
     if req.playbook is None:
-        raise OrchError("name a PLAYBOOK to run")
-    hosts = config.host_list(req.host_name)
+        raise UsageError("name a PLAYBOOK to run")
+    targets = hosts.host_list(req.host_name)
     book = playbooks.resolve(
-        config, req.playbook, req.overrides, hosts[0] if len(hosts) == 1 else None
+        config, req.playbook, req.overrides, targets[0] if len(targets) == 1 else None
     )
-    run = shards.launch_sharded(config, hosts, book, req.shards, req.allow_concurrent, on_push)
+    run = shards.launch_sharded(config, targets, book, req.shards, req.allow_concurrent, on_push)
     return Started(sharded=run)

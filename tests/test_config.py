@@ -49,7 +49,6 @@ def test_full_config_loads(tmp_path):
             "hosts:\n  gpu1: {host: h, prot: 22}\n",
             "orch.yaml: hosts.gpu1.prot: unknown key (did you mean 'port'?)",
         ),
-        ("hosts:\n  gpu1: {user: root}\n", "orch.yaml: hosts.gpu1.host: required"),
         ("defualts: {}\n", "orch.yaml: defualts: unknown key (did you mean 'defaults'?)"),
         ("hosts: [a, b]\n", "orch.yaml: hosts: expected a mapping"),
         ("hub: {repo_type: model}\n", "orch.yaml: hub.repo_id: required"),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from orchestrator import render
 from orchestrator.fetch import FetchOutcome, FetchResult
-from orchestrator.follow import HostEntry
+from orchestrator.hosts import HostEntry
 
 
 def test_age_steps_from_seconds_to_minutes_to_hours():

@@ -64,9 +64,11 @@ def test_unknown_host_key_refused_then_trusted(project, sshd, isolated_home, orc
     assert res.exit_code == 3
     assert "not in known_hosts" in res.stderr and "orch hosts trust box" in res.stderr
     assert not (isolated_home / ".ssh" / "known_hosts").exists()
-    # without --yes and without a terminal nothing is written
+    # without --yes and without a terminal nothing is written, and it says to pass --yes
     res = orch("hosts", "trust", "box")
-    assert res.exit_code == 3 and not (isolated_home / ".ssh" / "known_hosts").exists()
+    assert res.exit_code == 2 and not (isolated_home / ".ssh" / "known_hosts").exists()
+    assert "`orch hosts trust box --yes`" in res.stderr and "not trusted" not in res.stderr
+    assert res.stderr.count("\n") == 1
     res = orch("hosts", "trust", "box", "--yes")
     assert res.exit_code == 0, res.output
     assert "SHA256:" in res.output

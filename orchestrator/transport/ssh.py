@@ -12,6 +12,7 @@ Contract (the run loop itself is `base.Host.run`):
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
@@ -34,6 +35,17 @@ from .ssh_config import SSHOptions
 
 if TYPE_CHECKING:
     from ..config import HostConfig
+
+# paramiko logs each failed handshake with a traceback (20 lines a try); orch reports the failure
+# itself in one line (`SSHHost._unreachable`), so its records go nowhere.
+_PARAMIKO_LOG = logging.getLogger("paramiko")
+_PARAMIKO_LOG.addHandler(logging.NullHandler())
+_PARAMIKO_LOG.propagate = False
+
+
+class NoSSHBanner(Exception):
+    """Something accepted the TCP connection but sent no SSH banner (sshd still starting, or
+    another service on the port)."""
 
 
 class ConnectionLost(ConnectionError):
@@ -156,6 +168,11 @@ class SSHHost(Host):
                 f"known_hosts has {fingerprint(exc.expected_key)}); if the host was reinstalled, "
                 f"run `orch hosts trust {self.name} --replace`, else do not connect"
             ) from None
+        except Exception as exc:
+            transport = conn.client.get_transport()
+            if transport is not None and not transport.remote_version:
+                raise NoSSHBanner(str(exc)) from exc  # whatever paramiko said after that
+            raise
         # an SSH-level keepalive is data in flight, so TCP_USER_TIMEOUT notices a dead link
         conn.transport.set_keepalive(max(1, min(5, math.ceil(self.config.timeout))))
 
@@ -170,6 +187,12 @@ class SSHHost(Host):
     def _unreachable(self, exc: BaseException) -> HostUnreachable:
         where = f"{self.config.hostname}" + (f":{self.config.port}" if self.config.port else "")
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, NoSSHBanner):
+            reason = (
+                f"it accepts TCP but does not speak SSH (no SSH banner within "
+                f"{self.config.timeout:g}s); if it just started, its sshd may not be up yet: "
+                "try again in a minute"
+            )
         return HostUnreachable(f"{self.name}: unreachable ({where}): {reason}")
 
     # -- what the run loop needs -----------------------------------------------------------
