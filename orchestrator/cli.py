@@ -242,32 +242,47 @@ def run(
 @click.argument("runs", nargs=-1)
 @host_option
 @json_option
+@click.option("--all", "-a", "show_all", is_flag=True, help="Show every finished run too.")
 @click.option("--watch", "-w", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
 @click.pass_obj
 def status(
-    state: State, runs: tuple[str, ...], host_name: str | None, as_json: bool, watch: bool
+    state: State,
+    runs: tuple[str, ...],
+    host_name: str | None,
+    as_json: bool,
+    show_all: bool,
+    watch: bool,
 ) -> None:
     """Show runs: state, progress, method, images/s, ETA, last update, elapsed, cost.
-    Exits 3 when a host asked did not answer (its runs show their last state seen).
+    Active runs and the last 5 finished ones (-a: all; --json: all); a failed run in one line
+    (name it for its log's tail). RUN: an id, a unique prefix or suffix, @latest or
+    @latest:PLAYBOOK. A fresh clone (no .orch/runs) asks every host of orch.yaml and records
+    its runs (later: --host NAME). Exits 3 when a host asked did not answer.
 
-    Example: orch status --host gpu1
+    Example: orch status; orch status @latest; orch status --host gpu1 -a
     """
     import time
 
     from . import jobs
+    from .discover import discover, fresh_clone
     from .shards import combine, split
 
     while True:
-        ids, unstarted = split(state.config(), runs)  # shards that never started: shown as such
+        cfg = state.config()
+        ids, unstarted = split(cfg, runs)  # shards that never started: shown as such
         report = jobs.StatusReport([])
-        if ids or not runs:
-            report = jobs.collect_status_report(state.config(), ids, host_name)
+        if not runs and not host_name and fresh_clone(cfg):
+            report = discover(cfg)  # a fresh clone: the hosts' run.json files
+        elif ids or not runs:
+            report = jobs.collect_status_report(cfg, ids, host_name)
         seen = report.runs + ([] if host_name else unstarted)
+        shown, older = (seen, 0) if show_all or runs or as_json else render.recent(seen)
         if watch and not as_json:
             click.clear()
-        show_status(seen, as_json, report.unreachable)
+        show_status(shown, as_json, report.unreachable, detail=bool(runs))
         if not as_json:
-            echo(render.parent_lines(combine(state.config(), seen)))
+            echo(render.parent_lines(combine(cfg, shown)))
+            echo([render.older_line(older)] if older else [])
         if not watch:
             break
         time.sleep(2)

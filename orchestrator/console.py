@@ -62,12 +62,30 @@ def table(table: render.Table) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(highlight=False)
+    table = table.fit(console.width)
     out = Table(title=table.title, show_lines=False)
-    for c in table.columns:
-        out.add_column(c)
+    first = table.widths()[0] if table.columns else 0
+    for i, c in enumerate(table.columns):  # the first column (a run id) is never cut
+        out.add_column(c, no_wrap=i == 0, min_width=first if i == 0 else None, overflow="fold")
     for r in table.rows:
         out.add_row(*r)
-    Console(highlight=False).print(out)
+    console.print(out)
+
+
+def echo_wrapped(lines: list[str]) -> None:
+    """Lines on stdout; on a terminal, wrapped at its width between words (ids stay whole)."""
+    if not sys.stdout.isatty():
+        return echo(lines)
+    import shutil
+    import textwrap
+
+    width = shutil.get_terminal_size().columns
+    for line in lines:
+        parts = textwrap.wrap(
+            line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+        )
+        echo(parts or [""])
 
 
 def json_out(data) -> None:
@@ -107,8 +125,11 @@ def progress(enabled: bool):
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def show_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
-    """Runs as JSON or a table with notes; hosts that did not answer on stderr."""
+def show_status(
+    statuses, as_json: bool, unreachable: dict[str, str] | None = None, detail: bool = True
+) -> None:
+    """Runs as JSON or a table with notes (`detail`: a failed run's log tail, else one line);
+    hosts that did not answer on stderr."""
     unreachable = unreachable or {}
     if as_json:
         json_out([s.to_json() for s in statuses])
@@ -116,7 +137,7 @@ def show_status(statuses, as_json: bool, unreachable: dict[str, str] | None = No
         click.echo(render.no_runs_line(unreachable))
     else:
         table(render.status_table(statuses))
-        echo(render.status_notes(statuses))
+        echo_wrapped(render.status_notes(statuses, detail))
     echo(render.unreachable_lines(unreachable), err=True)
 
 

@@ -297,9 +297,10 @@ def _remember(config: Config, record: RunRecord | None, s: RunStatus) -> None:
     """Update the local record with what was seen (written only when something changed, or
     `last_seen_at` is older than RECORD_REFRESH_S: status is read far more often than it moves)."""
     if record is None:
-        record = RunRecord(
+        record = RunRecord(  # adopted (a fresh clone): what the host's run.json says
             run_id=s.run_id, host=s.host, playbook=s.playbook, started_at=time.time()
         )
+        record.parent, record.shard, record.after = s.parent, s.shard, s.after
         if s.elapsed_s is not None:
             record.started_at = s.read_at - s.elapsed_s
     elif (record.state, record.exit_code) == (s.state, s.exit_code) and (

@@ -9,23 +9,52 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from .states import FINISHED
 
 
 @dataclass(frozen=True)
 class Table:
-    """Cells of a table: a title (or None), column names and rows of strings."""
+    """Cells of a table: a title (or None), column names and rows of strings. The first column
+    names the row and is never cut; on a narrow terminal the `drop` columns are left out, in
+    that order, until it fits (`fit`), and the `wrap` columns may wrap at spaces."""
 
     title: str | None
     columns: list[str]
     rows: list[list[str]]
+    drop: tuple[str, ...] = ()
+    wrap: tuple[str, ...] = ()
+
+    def widths(self) -> list[int]:
+        """Each column's natural width (header included)."""
+        return [max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows, strict=True)]
+
+    def needed(self, border: int = 3) -> int:
+        """The narrowest it can be drawn: `wrap` columns at their longest word, the others at
+        their natural width, `border` characters per column (rich: padding and rule) and one."""
+        total = 1
+        for i, name in enumerate(self.columns):
+            cells = [name] + [str(r[i]) for r in self.rows]
+            words = [w for c in cells for w in c.split()] if name in self.wrap else cells
+            total += max(map(len, words), default=0) + border
+        return total
+
+    def fit(self, width: int, border: int = 3) -> Table:
+        """This table without as many of its `drop` columns (in order) as it takes to fit."""
+        table = self
+        for name in self.drop:
+            if table.needed(border) <= width:
+                break
+            i = table.columns.index(name)
+            cols = table.columns[:i] + table.columns[i + 1 :]
+            table = replace(table, columns=cols, rows=[r[:i] + r[i + 1 :] for r in table.rows])
+        return table
 
     def plain(self) -> str:
         """Aligned columns without colour: for pipes, logs and tests."""
-        widths = [
-            max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows, strict=True)
-        ]
+        widths = self.widths()
         lines = [self.title] if self.title else []
         for r in [self.columns, *self.rows]:
             lines.append(
@@ -129,25 +158,55 @@ def _status_row(s) -> list[str]:
     ]
 
 
+# leave these out first when the terminal is narrow (the run id and its state always stay)
+STATUS_DROP = ("playbook", "cost", "img/s", "updated", "elapsed", "method", "ETA", "host")
+RECENT_FINISHED = 5  # finished runs `orch status` shows without -a
+
+
 def status_table(statuses) -> Table:
     """`orch status`: one row per run."""
-    return Table(None, STATUS_COLUMNS, [_status_row(s) for s in statuses])
+    rows = [_status_row(s) for s in statuses]
+    return Table(None, STATUS_COLUMNS, rows, drop=STATUS_DROP, wrap=("state", "method"))
 
 
-def status_notes(statuses) -> list[str]:
-    """What follows the table: why a run is queued/lost/failed/unreachable, a failed run's log."""
+def recent(statuses: list, keep: int = RECENT_FINISHED) -> tuple[list, int]:
+    """The runs `orch status` shows by default: every active run and the last `keep` finished
+    ones, in order; and how many finished runs that leaves out."""
+    finished = [s for s in statuses if s.state in FINISHED]
+    hidden = {id(s) for s in finished[: max(0, len(finished) - keep)]}
+    return [s for s in statuses if id(s) not in hidden], len(hidden)
+
+
+def older_line(count: int) -> str:
+    """What follows the table when finished runs were left out."""
+    return f"… {count} older run{'s' if count != 1 else ''} (orch status -a)"
+
+
+def status_notes(statuses, detail: bool = False) -> list[str]:
+    """What follows the table: why a run is queued/lost/failed/unreachable; a failed run's
+    log tail with `detail` (the runs were named), else one line: its last log line."""
     lines = []
     for s in statuses:
-        noted = ("failed", "lost", "queued", "not started", "skipped")
-        if s.note and (not s.reachable or s.state in noted):
+        noted = ("lost", "queued", "not started", "skipped")
+        if s.state == "failed" and not detail:
+            lines.append(_failed_line(s))
+        elif s.note and (not s.reachable or s.state in noted or s.state == "failed"):
             lines.append(f"{s.run_id}: {s.note}")
         if getattr(s, "metrics", None):
             said = " ".join(f"{k}={_metric(v)}" for k, v in s.metrics.items())
             lines.append(f"{s.run_id}: step {s.done}/{s.total}: {said}")
-        if s.state == "failed" and s.log_tail:
+        if detail and s.state == "failed" and s.log_tail:
             lines.append(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
             lines.extend(s.log_tail)
     return lines
+
+
+def _failed_line(s) -> str:
+    """A failed run in one line: its exit code and why (its note, else its log's last line)."""
+    last = next((line.strip() for line in reversed(s.log_tail) if line.strip()), "")
+    why = s.note or last[:200] or f"see `orch logs {s.run_id}`"
+    code = f" (exit code {s.exit_code})" if s.exit_code not in (None, 0) else ""
+    return f"{s.run_id}: failed{code}: {why}"
 
 
 def _metric(value) -> str:

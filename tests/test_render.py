@@ -50,6 +50,7 @@ class Status:
     note: str = ""
     exit_code: int | None = None
     log_tail: list = field(default_factory=list)
+    after: str | None = None
 
 
 def test_status_row_and_notes():
@@ -63,10 +64,15 @@ def test_status_row_and_notes():
         "-",
     ]
     failed = Status(state="failed", note="exit 2", exit_code=2, log_tail=["boom"])
-    assert render.status_notes([Status(note="ignored while running"), failed]) == [
+    assert render.status_notes([Status(note="ignored while running"), failed], True) == [
         "job-1: exit 2",
         "--- last lines of job-1 log.txt (exit code 2) ---",
         "boom",
+    ]
+    old = Status(state="failed", exit_code=3, log_tail=["step 1", "ValueError: bad line", ""])
+    assert render.status_notes([old, failed]) == [  # not named: one line each, no traceback
+        "job-1: failed (exit code 3): ValueError: bad line",
+        "job-1: failed (exit code 2): exit 2",
     ]
     assert render.no_runs_line({}) == "no runs"
     assert render.no_runs_line({"gpu": "x"}) == "no runs seen: some hosts did not answer"
@@ -189,3 +195,24 @@ def test_status_and_results_show_the_lora_path():
            "images_per_s": 1.0, "lora_path": "peft (generation.lora: peft)"}  # fmt: skip
     table = render.results_table([row])
     assert table.rows[0][-1] == "peft (generation.lora: peft)" and table.columns[-1] == "LoRA path"
+
+
+def test_status_table_drops_columns_to_fit_and_keeps_the_run_id():
+    run_id = "quickwin-20261124-101200-ab12"
+    rows = [Status(run_id=run_id, state="queued", after=run_id), Status(run_id=run_id)]
+    table = render.status_table(rows)
+    assert table.fit(200).columns == render.STATUS_COLUMNS  # wide enough: nothing dropped
+    narrow = table.fit(80)
+    assert narrow.columns[0] == "run" and "state" in narrow.columns and narrow.needed() <= 80
+    assert "playbook" not in narrow.columns and "cost" not in narrow.columns
+    assert all(r[0] == run_id for r in narrow.rows)
+    assert table.fit(100).needed() <= 100 and len(table.fit(100).columns) > len(narrow.columns)
+
+
+def test_recent_keeps_active_runs_and_the_last_finished():
+    runs = [Status(run_id=f"r{i}", state="succeeded") for i in range(8)]
+    runs.insert(1, Status(run_id="live", state="running"))
+    shown, older = render.recent(runs, keep=5)
+    assert [s.run_id for s in shown] == ["live", "r3", "r4", "r5", "r6", "r7"] and older == 3
+    assert render.older_line(older) == "… 3 older runs (orch status -a)"
+    assert render.recent(runs[:3]) == (runs[:3], 0)
