@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,24 +13,40 @@ from . import render
 from .console import (
     OrchGroup,
     State,
+    StatusPage,
     connected,
     echo,
     json_out,
     progress,
     report,
+    show,
     show_push,
-    show_status,
     table,
 )
 from .console import (
     follow as follow_log,
 )
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, OrchError
+from .errors import OrchError
+
+if TYPE_CHECKING:
+    from .doctor import DoctorReport
+    from .start import StartResult
 
 host_option = click.option(
     "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """Tell the group that shows the command's result (`console.OrchGroup`) to print JSON."""
+    if value and isinstance(ctx.obj, State):
+        ctx.obj.as_json = True
+    return value
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts.", callback=_json_flag
+)
 
 
 @click.group(cls=OrchGroup)
@@ -113,20 +130,15 @@ def hosts_trust(state: State, name: str, yes: bool, replace: bool) -> None:
 @host_option
 @json_option
 @click.pass_obj
-def doctor(state: State, host_name: str | None, as_json: bool) -> None:
+def doctor(state: State, host_name: str | None, as_json: bool) -> DoctorReport:
     """Check that a host can run the worker: SSH, tmux, python, torch, GPU, disk, model files.
 
     Example: orch doctor --host gpu1
     """
-    from .doctor import doctor_exit_code, run_doctor
+    from .doctor import DoctorReport, run_doctor
 
     with connected(state, host_name) as (cfg, host):
-        checks = run_doctor(cfg, host)
-    if as_json:
-        json_out({"host": host.name, "checks": [c.to_json() for c in checks]})
-    else:
-        table(render.doctor_table(host.name, checks))
-    sys.exit(doctor_exit_code(checks))
+        return DoctorReport(host.name, run_doctor(cfg, host))
 
 
 @cli.command()
@@ -212,7 +224,7 @@ def run(
     allow_concurrent: bool,
     queue: bool,
     after: str | None,
-) -> None:
+) -> StartResult:
     """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
     \b
@@ -221,21 +233,18 @@ def run(
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
     """
+    from dataclasses import replace
+
     from .start import RunRequest, start_run
 
     args = (playbook, host_name, overrides, shards, resume_id, shard, follow, allow_concurrent)
     req = RunRequest(*args, queue, after)
     started = start_run(state.config(), req, lambda r: show_push(r, False))
-    if started.sharded is not None:
-        echo(render.sharded_start_lines(started.sharded))
-        echo(render.sharded_error_lines(started.sharded), err=True)
-        sys.exit(EXIT_FAILED if started.sharded.errors else 0)
-    record = started.record
-    click.echo(f"{'resumed' if started.resumed else 'started'} {record.run_id} on {record.host}")
-    if follow:
-        final = follow_log(state, record, 1000)
-        show_status([final] if final else [], False)
-        sys.exit(0 if final and final.state == "succeeded" else EXIT_FAILED)
+    if follow and started.record is not None:
+        echo(render.start_lines(started))  # said before the log; the final status follows it
+        final = follow_log(state, started.record, 1000)
+        return replace(started, followed=True, final=final)
+    return started
 
 
 @cli.command()
@@ -252,7 +261,7 @@ def status(
     as_json: bool,
     show_all: bool,
     watch: bool,
-) -> None:
+) -> StatusPage:
     """Show runs: state, progress, method, images/s, ETA, last update, elapsed, cost.
     Active runs and the last 5 finished ones (-a: all; --json: all); a failed run in one line
     (name it for its log's tail). RUN: an id, a unique prefix or suffix, @latest or
@@ -277,17 +286,13 @@ def status(
             report = jobs.collect_status_report(cfg, ids, host_name)
         seen = report.runs + ([] if host_name else unstarted)
         shown, older = (seen, 0) if show_all or runs or as_json else render.recent(seen)
-        if watch and not as_json:
-            click.clear()
-        show_status(shown, as_json, report.unreachable, detail=bool(runs))
-        if not as_json:
-            echo(render.parent_lines(combine(cfg, shown)))
-            echo([render.older_line(older)] if older else [])
+        page = StatusPage(report, shown, older, bool(runs), combine(cfg, shown))
         if not watch:
-            break
+            return page
+        if not as_json:
+            click.clear()
+        show(page, as_json)
         time.sleep(2)
-    if report.unreachable:
-        sys.exit(EXIT_UNREACHABLE)
 
 
 @cli.command()

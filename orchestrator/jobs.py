@@ -20,7 +20,15 @@ from gpu_worker.contract.layout import CodeIdentity
 
 from .backends import Launch, Options, SubmitRefused, backend_for
 from .config import Config, HostConfig
-from .errors import ConfigError, HostKeyError, HostUnreachable, JobNotFound, OrchError
+from .errors import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    ConfigError,
+    HostKeyError,
+    HostUnreachable,
+    JobNotFound,
+    OrchError,
+)
 from .playbooks import Resolved
 from .records import (
     RunRecord,
@@ -184,6 +192,11 @@ class StatusReport:
 
     runs: list[RunStatus]
     unreachable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when a host asked did not answer, else 0."""
+        return EXIT_UNREACHABLE if self.unreachable else EXIT_OK
 
 
 def collect_status(

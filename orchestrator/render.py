@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .states import FINISHED
+
+if TYPE_CHECKING:  # the library's own result types (imported for checking only: no cost)
+    from .artifacts import OutputsResult
+    from .doctor import DoctorReport
+    from .envsetup import SetupResult
+    from .fetch import FetchResult
+    from .follow import HostEntry
+    from .publish import PublishPlan
+    from .publish_steps import PublishResult
+    from .shards import ParentStatus, ShardedRun
+    from .start import StartResult
+    from .status import RunStatus
+    from .sync import PushResult
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,7 @@ def age(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def hosts_table(entries) -> Table:
+def hosts_table(entries: Sequence[HostEntry]) -> Table:
     """`orch hosts list`: name, address, remote folder and where the host comes from."""
     return Table(
         None,
@@ -92,16 +106,16 @@ def hosts_table(entries) -> Table:
 DOCTOR_MARKS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
 
 
-def doctor_table(host: str, checks) -> Table:
+def doctor_table(report: DoctorReport) -> Table:
     """`orch doctor`: one row per check."""
     return Table(
-        f"doctor: {host}",
+        f"doctor: {report.host}",
         ["check", "status", "detail"],
-        [[c.name, DOCTOR_MARKS[str(c.status)], c.detail] for c in checks],
+        [[c.name, DOCTOR_MARKS[str(c.status)], c.detail] for c in report.checks],
     )
 
 
-def push_lines(res) -> list[str]:
+def push_lines(res: PushResult) -> list[str]:
     """`orch push`: one summary line; with --dry-run, every file it would send or delete."""
     verb = "would send" if res.dry_run else "sent"
     lines = [
@@ -116,7 +130,7 @@ def push_lines(res) -> list[str]:
     return lines
 
 
-def setup_line(res) -> str:
+def setup_line(res: SetupResult) -> str:
     """`orch setup`: whether the venv changed and how many requirements it holds."""
     word = "updated" if res.changed else "already up to date"
     return f"{res.host}: {res.venv} {word} ({len(res.requirements)} requirements)"
@@ -138,7 +152,7 @@ STATUS_COLUMNS = ["run", "host", "playbook", "state", "progress", "method", "img
 ]
 
 
-def _status_row(s) -> list[str]:
+def _status_row(s: RunStatus) -> list[str]:
     state = f"{s.state} (after {s.after})" if s.state == "queued" and s.after else str(s.state)
     state = state if s.reachable else f"unreachable (last: {state})"
     rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
@@ -149,7 +163,7 @@ def _status_row(s) -> list[str]:
         s.playbook,
         str(state),
         f"{s.done}/{s.total}" if s.total is not None else "-",
-        (s.method or "-") + (f" ({path})" if (path := getattr(s, "lora_path", None)) else ""),
+        (s.method or "-") + (f" ({s.lora_path})" if s.lora_path else ""),
         rate,
         eta,
         age(s.updated_age_s),
@@ -163,13 +177,13 @@ STATUS_DROP = ("playbook", "cost", "img/s", "updated", "elapsed", "method", "ETA
 RECENT_FINISHED = 5  # finished runs `orch status` shows without -a
 
 
-def status_table(statuses) -> Table:
+def status_table(statuses: Sequence[RunStatus]) -> Table:
     """`orch status`: one row per run."""
     rows = [_status_row(s) for s in statuses]
     return Table(None, STATUS_COLUMNS, rows, drop=STATUS_DROP, wrap=("state", "method"))
 
 
-def recent(statuses: list, keep: int = RECENT_FINISHED) -> tuple[list, int]:
+def recent(statuses: list[RunStatus], keep: int = RECENT_FINISHED) -> tuple[list[RunStatus], int]:
     """The runs `orch status` shows by default: every active run and the last `keep` finished
     ones, in order; and how many finished runs that leaves out."""
     finished = [s for s in statuses if s.state in FINISHED]
@@ -182,7 +196,7 @@ def older_line(count: int) -> str:
     return f"… {count} older run{'s' if count != 1 else ''} (orch status -a)"
 
 
-def status_notes(statuses, detail: bool = False) -> list[str]:
+def status_notes(statuses: Sequence[RunStatus], detail: bool = False) -> list[str]:
     """What follows the table: why a run is queued/lost/failed/unreachable; a failed run's
     log tail with `detail` (the runs were named), else one line: its last log line."""
     lines = []
@@ -192,7 +206,7 @@ def status_notes(statuses, detail: bool = False) -> list[str]:
             lines.append(_failed_line(s))
         elif s.note and (not s.reachable or s.state in noted or s.state == "failed"):
             lines.append(f"{s.run_id}: {s.note}")
-        if getattr(s, "metrics", None):
+        if s.metrics:
             said = " ".join(f"{k}={_metric(v)}" for k, v in s.metrics.items())
             lines.append(f"{s.run_id}: step {s.done}/{s.total}: {said}")
         if detail and s.state == "failed" and s.log_tail:
@@ -201,7 +215,7 @@ def status_notes(statuses, detail: bool = False) -> list[str]:
     return lines
 
 
-def _failed_line(s) -> str:
+def _failed_line(s: RunStatus) -> str:
     """A failed run in one line: its exit code and why (its note, else its log's last line)."""
     last = next((line.strip() for line in reversed(s.log_tail) if line.strip()), "")
     why = s.note or last[:200] or f"see `orch logs {s.run_id}`"
@@ -209,7 +223,7 @@ def _failed_line(s) -> str:
     return f"{s.run_id}: failed{code}: {why}"
 
 
-def _metric(value) -> str:
+def _metric(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -218,7 +232,7 @@ def no_runs_line(unreachable: dict[str, str]) -> str:
     return "no runs" + (" seen: some hosts did not answer" if unreachable else "")
 
 
-def parent_lines(parents) -> list[str]:
+def parent_lines(parents: Sequence[ParentStatus]) -> list[str]:
     """One line per sharded run: its combined state, progress, ETA and its shards' states."""
     lines = []
     for p in parents:
@@ -229,14 +243,24 @@ def parent_lines(parents) -> list[str]:
     return lines
 
 
-def sharded_start_lines(run) -> list[str]:
+def sharded_start_lines(run: ShardedRun) -> list[str]:
     """`orch run` over several hosts: the parent and where each shard started."""
     lines = [f"started {run.parent}: {run.num_shards} shards"]
     lines += [f"  {rid} on {host}" for rid, host in zip(run.shards, run.hosts, strict=True)]
     return lines
 
 
-def sharded_error_lines(run) -> list[str]:
+def start_lines(res: StartResult) -> list[str]:
+    """`orch run`: where the run (or each shard) started; nothing for a followed run (its
+    start was said before its log)."""
+    if res.sharded is not None:
+        return sharded_start_lines(res.sharded)
+    if res.followed or res.record is None:
+        return []
+    return [f"{'resumed' if res.resumed else 'started'} {res.record.run_id} on {res.record.host}"]
+
+
+def sharded_error_lines(run: ShardedRun) -> list[str]:
     """Shards that did not start, and how to start them again (for stderr)."""
     if not run.errors:
         return []
@@ -245,7 +269,7 @@ def sharded_error_lines(run) -> list[str]:
     return lines
 
 
-def fetch_lines(results) -> list[str]:
+def fetch_lines(results: Sequence[FetchResult]) -> list[str]:
     """`orch fetch`: one line per run, a failed run's last log lines under it."""
     if not results:
         return ["nothing to fetch"]
@@ -260,7 +284,7 @@ def fetch_lines(results) -> list[str]:
     return lines
 
 
-def outputs_lines(results) -> list[str]:
+def outputs_lines(results: Sequence[OutputsResult]) -> list[str]:
     """`orch fetch --outputs`: per run, files sent and files already complete."""
     return [
         f"{r.run_id}: outputs -> {r.path}: {r.fetched} file(s) fetched "
@@ -269,7 +293,7 @@ def outputs_lines(results) -> list[str]:
     ]
 
 
-def publish_plan_lines(plan) -> list[str]:
+def publish_plan_lines(plan: PublishPlan) -> list[str]:
     """`orch publish --dry-run`: the README diff, the commit message and the Hub upload."""
     lines = [f"note: {n}" for n in plan.notes]
     lines.append(plan.readme_diff or "README.md: no change")
@@ -287,7 +311,7 @@ def publish_plan_lines(plan) -> list[str]:
     return lines
 
 
-def publish_lines(res) -> list[str]:
+def publish_lines(res: PublishResult) -> list[str]:
     """`orch publish`: each step's outcome in order (what was written, committed, pushed and
     uploaded); the failed step's error is printed after them, on stderr, by the command."""
     lines = [f"note: {n}" for n in res.notes]
@@ -322,7 +346,7 @@ _AFTER_FAILURE = {
 }
 
 
-def publish_error_line(res) -> str | None:
+def publish_error_line(res: PublishResult) -> str | None:
     """The failed step's error and what it leaves (stderr), or None when every step was done."""
     if not res.error:
         return None

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import ConfigError, OrchError
+from .errors import EXIT_FAILED, EXIT_OK, ConfigError, OrchError
 from .records import RunRecord
+from .states import RunState
 
 if TYPE_CHECKING:
     from .shards import ShardedRun
+    from .status import RunStatus
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,38 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
-class Started:
-    """One started run (`record`, resumed or not), or a sharded run (`sharded`)."""
+class StartResult:
+    """One started run (`record`, resumed or not), or a sharded run (`sharded`); with
+    `followed`, the run's status when it ended (`final`, None when it could not be read)."""
 
     record: RunRecord | None = None
     sharded: ShardedRun | None = None
     resumed: bool = False
+    followed: bool = False
+    final: RunStatus | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a shard did not start or a followed run did not succeed, else 0."""
+        if self.sharded is not None:
+            return EXIT_FAILED if self.sharded.errors else EXIT_OK
+        if self.followed:
+            return RunState(self.final.state).exit_code if self.final else EXIT_FAILED
+        return EXIT_OK
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        from dataclasses import asdict
+
+        return {
+            "record": self.record.to_json() if self.record else None,
+            "sharded": asdict(self.sharded) if self.sharded else None,
+            "resumed": self.resumed,
+            "final": self.final.to_json() if self.final else None,
+        }
+
+
+Started = StartResult  # the name it had
 
 
 def start_run(config: Config, req: RunRequest, on_push: Callable) -> Started:

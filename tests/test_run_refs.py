@@ -75,3 +75,15 @@ def test_commands_take_any_run_name_and_exit_2_when_ambiguous(project, orch):
     assert orch("forget", "@latest").stdout == "forgot val-20261126-080000-9f9f-s1\n"
     logs = orch("logs", "@latest:nope")
     assert logs.exit_code == 2 and "no run of playbook 'nope'" in logs.stderr
+
+
+def test_a_bug_is_one_line_and_its_traceback_is_behind_v(project, orch, monkeypatch):
+    def boom(config, ref):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("orchestrator.records.forget_record", boom)
+    res = orch("forget", "x")
+    assert res.exit_code == 1 and res.stderr == (
+        "orch: internal error: RuntimeError: boom (run with -v)\n"
+    )
+    assert "Traceback" in orch("-v", "forget", "x").stderr
