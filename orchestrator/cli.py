@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,24 +13,40 @@ from . import render
 from .console import (
     OrchGroup,
     State,
+    StatusPage,
     connected,
     echo,
     json_out,
     progress,
     report,
+    show,
     show_push,
-    show_status,
     table,
 )
 from .console import (
     follow as follow_log,
 )
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, ConfigError, OrchError
+from .errors import ConfigError, OrchError
+
+if TYPE_CHECKING:
+    from .doctor import DoctorReport
+    from .start import StartResult
 
 host_option = click.option(
     "--host", "host_name", help="Host from orch.yaml, ~/.ssh/config or `local`."
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """Tell the group that shows the command's result (`console.OrchGroup`) to print JSON."""
+    if value and isinstance(ctx.obj, State):
+        ctx.obj.as_json = True
+    return value
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts.", callback=_json_flag
+)
 
 
 @click.group(cls=OrchGroup)
@@ -118,20 +135,15 @@ def hosts_trust(state: State, name: str, yes: bool, replace: bool) -> None:
 @host_option
 @json_option
 @click.pass_obj
-def doctor(state: State, host_name: str | None, as_json: bool) -> None:
+def doctor(state: State, host_name: str | None, as_json: bool) -> DoctorReport:
     """Check that a host can run the worker: SSH, tmux, python, torch, GPU, disk, model files.
 
     Example: orch doctor --host gpu1
     """
-    from .doctor import doctor_exit_code, run_doctor
+    from .doctor import DoctorReport, run_doctor
 
     with connected(state, host_name) as (cfg, host):
-        checks = run_doctor(cfg, host)
-    if as_json:
-        json_out({"host": host.name, "checks": [c.to_json() for c in checks]})
-    else:
-        table(render.doctor_table(host.name, checks))
-    sys.exit(doctor_exit_code(checks))
+        return DoctorReport(host.name, run_doctor(cfg, host))
 
 
 @cli.command()
@@ -225,7 +237,7 @@ def run(
     allow_concurrent: bool,
     queue: bool,
     after: str | None,
-) -> None:
+) -> StartResult:
     """Push, then start PLAYBOOK on the host (tmux session, or Slurm job on a cluster).
 
     \b
@@ -234,7 +246,8 @@ def run(
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
     """
-    from .follow import worst_state
+    from dataclasses import replace
+
     from .shards import combine, started_records
     from .start import RunRequest, start_run
 
@@ -245,68 +258,67 @@ def run(
     pushed: list = []
     on_push = pushed.append if as_json else lambda r: show_push(r, False)
     started = start_run(state.config(), req, on_push, state.hosts())
-    if as_json:
-        json_out(started.to_json() | {"pushed": [p.to_json() for p in pushed]})
+    started = replace(started, pushed=[p.to_json() for p in pushed])
+    if not follow:
+        return started
+    echo(render.start_lines(started))  # said before the log; the final status follows it
     sharded = started.sharded
-    if sharded is not None:
-        if not as_json:
-            echo(render.sharded_start_lines(sharded))
-        echo(render.sharded_error_lines(sharded), err=True)
-        if not follow:
-            sys.exit(EXIT_FAILED if sharded.errors else 0)
-        some = len(sharded.errors) < sharded.num_shards  # else none started: nothing to follow
-        records = started_records(state.config(), sharded.parent) if some else []
-        finals = follow_log(state, records, 1000, reattach=sharded.parent) if records else []
-        show_status(finals, False)
-        echo(render.parent_lines(combine(state.config(), finals)))
-        states = [f.state for f in finals]
-        ok = len(finals) == sharded.num_shards and worst_state(states) == "succeeded"
-        sys.exit(0 if ok else EXIT_FAILED)
-    record = started.record
-    if not as_json:
-        verb = "resumed" if started.resumed else "started"
-        click.echo(f"{verb} {record.run_id} on {record.host}")
-    if follow:
-        finals = follow_log(state, [record], 1000)
-        show_status(finals, False)
-        sys.exit(0 if finals and finals[0].state == "succeeded" else EXIT_FAILED)
+    if sharded is None:
+        return replace(started, followed=True, finals=follow_log(state, [started.record], 1000))
+    echo(render.sharded_error_lines(sharded), err=True)
+    some = len(sharded.errors) < sharded.num_shards  # else none started: nothing to follow
+    records = started_records(state.config(), sharded.parent) if some else []
+    finals = follow_log(state, records, 1000, reattach=sharded.parent) if records else []
+    parents = combine(state.config(), finals)
+    return replace(started, followed=True, finals=finals, parents=parents)
 
 
 @cli.command()
 @click.argument("runs", nargs=-1)
 @host_option
 @json_option
+@click.option("--all", "-a", "show_all", is_flag=True, help="Show every finished run too.")
 @click.option("--watch", "-w", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
 @click.pass_obj
 def status(
-    state: State, runs: tuple[str, ...], host_name: str | None, as_json: bool, watch: bool
-) -> None:
+    state: State,
+    runs: tuple[str, ...],
+    host_name: str | None,
+    as_json: bool,
+    show_all: bool,
+    watch: bool,
+) -> StatusPage:
     """Show runs: state, progress, method, images/s, ETA, last update, elapsed, cost.
-    Exits 3 when a host asked did not answer (its runs show their last state seen).
+    Active runs and the last 5 finished ones (-a: all; --json: all); a failed run in one line
+    (name it for its log's tail). RUN: an id, a unique prefix or suffix, @latest or
+    @latest:PLAYBOOK. A fresh clone (no .orch/runs) asks every host of orch.yaml and records
+    its runs (later: --host NAME). Exits 3 when a host asked did not answer.
 
-    Example: orch status --host gpu1
+    Example: orch status; orch status @latest; orch status --host gpu1 -a
     """
     import time
 
     from . import jobs
+    from .discover import discover, fresh_clone
     from .shards import combine, split
 
     while True:
-        ids, unstarted = split(state.config(), runs)  # shards that never started: shown as such
+        cfg = state.config()
+        ids, unstarted = split(cfg, runs)  # shards that never started: shown as such
         report = jobs.StatusReport([])
-        if ids or not runs:
-            report = jobs.collect_status_report(state.config(), ids, host_name, state.hosts())
+        if not runs and not host_name and fresh_clone(cfg):
+            report = discover(cfg)  # a fresh clone: the hosts' run.json files
+        elif ids or not runs:
+            report = jobs.collect_status_report(cfg, ids, host_name, state.hosts())
         seen = report.runs + ([] if host_name else unstarted)
-        if watch and not as_json:
-            click.clear()
-        show_status(seen, as_json, report.unreachable)
-        if not as_json:
-            echo(render.parent_lines(combine(state.config(), seen)))
+        shown, older = (seen, 0) if show_all or runs or as_json else render.recent(seen)
+        page = StatusPage(report, shown, older, bool(runs), combine(cfg, shown))
         if not watch:
-            break
+            return page
+        if not as_json:
+            click.clear()
+        show(page, as_json)
         time.sleep(2)
-    if report.unreachable:
-        sys.exit(EXIT_UNREACHABLE)
 
 
 @cli.command()

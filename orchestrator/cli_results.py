@@ -5,6 +5,7 @@ render)."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from . import render
 from .cli import cli, json_option
 from .console import State, echo, json_out, table
 from .errors import OrchError
+
+if TYPE_CHECKING:
+    from .fetch import FetchReport
 
 
 @cli.command()
@@ -28,16 +32,16 @@ from .errors import OrchError
 )
 @json_option
 @click.pass_obj
-def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: bool) -> None:
+def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: bool) -> FetchReport:
     """Copy finished runs' results, predictions, log and playbook into results/<run_id>/
-    (RUN: an id, a prefix, or latest:PLAYBOOK).
+    (RUN: an id, a unique prefix or suffix, @latest or @latest:PLAYBOOK).
 
     \b
     Example: orch fetch
     Example: orch fetch train-20261124-101200-ab12 --outputs 'checkpoints/checkpoint-500/*'
     """
     from .artifacts import fetch_named
-    from .fetch import FetchResult, fetch_exit_code
+    from .fetch import FetchReport, FetchResult
     from .fetch import fetch as fetch_runs
     from .merge import merge_fetched
     from .runrefs import latest_ids
@@ -54,11 +58,7 @@ def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: boo
     ]
     results += merge_fetched(state.config(), runs)
     got = fetch_named(state.config(), runs, outputs) if outputs is not None else []
-    if as_json:
-        json_out([r.to_json() for r in results + got])
-    else:
-        echo(render.fetch_lines(results) + render.outputs_lines(got))
-    sys.exit(fetch_exit_code(results))
+    return FetchReport(results, got)
 
 
 @cli.command()

@@ -1,6 +1,12 @@
 """The output side of the `orch` command line: global state, the error-to-exit-code mapping,
 and writing what `render` produced to the terminal (rich tables on a terminal, plain text
-otherwise), the push progress bar and a followed log."""
+otherwise), the push progress bar and a followed log.
+
+A command returns its result (an `Outcome`: it carries its `exit_code`); `OrchGroup` shows it
+(`show`: JSON with `--json`, else text) and exits with that code, once. An `OrchError` or Ctrl-C
+is reported in one line (`report`); anything else is a bug: `orch: internal error: … (run with
+-v)`, exit 1.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +15,30 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
 from . import config as config_mod
 from . import render
-from .errors import OrchError, exit_code_for, message_for
+from .errors import EXIT_FAILED, OrchError, exit_code_for, message_for
 
 if TYPE_CHECKING:
     from .hosts import Hosts
+    from .jobs import StatusReport
+    from .shards import ParentStatus
+    from .status import RunStatus
 
 
 @dataclass
 class State:
-    """Global options shared by every command, and what a command loads once: orch.yaml and
-    its hosts (one connection per host for the whole command, closed by `close`)."""
+    """Global options shared by every command (`as_json`: the command was given `--json`), and
+    what a command loads once: orch.yaml and its hosts (one connection per host for the whole
+    command, closed by `close`)."""
 
     config_path: Path | None
     verbose: bool
+    as_json: bool = False
     _config: config_mod.Config | None = field(default=None, repr=False)
     _hosts: Hosts | None = field(default=None, repr=False)
 
@@ -60,18 +71,56 @@ def report(exc: BaseException, verbose: bool) -> int:
     return exit_code_for(exc)
 
 
+class Outcome(Protocol):
+    """A command's result: what it did, and the exit code that says so (the types `show`
+    knows: `outcome_types`)."""
+
+    @property
+    def exit_code(self) -> int: ...
+
+
+def outcome_types() -> tuple[type, ...]:
+    """The results a command returns for the group to show (imported when one is returned)."""
+    from .doctor import DoctorReport
+    from .fetch import FetchReport
+    from .start import StartResult
+
+    return (StatusPage, DoctorReport, FetchReport, StartResult)
+
+
+def internal_error(exc: Exception, verbose: bool) -> int:
+    """A bug, not a user error: one line (the traceback with -v); exit 1."""
+    if verbose:
+        traceback.print_exc()
+    click.echo(f"orch: internal error: {type(exc).__name__}: {exc} (run with -v)", err=True)
+    return EXIT_FAILED
+
+
 class OrchGroup(click.Group):
-    """A click group that hands `OrchError` and Ctrl-C to `report` (the single handler)."""
+    """A click group that shows each command's `Outcome` and exits with its code, and hands
+    `OrchError` and Ctrl-C to `report` (the single handler), any other error to
+    `internal_error`."""
 
     def invoke(self, ctx: click.Context):
+        def state() -> State:  # set by the group's own callback, inside `super().invoke`
+            return ctx.obj if isinstance(ctx.obj, State) else State(None, False)
+
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            if result is None or not isinstance(result, outcome_types()):
+                return result
+            show(result, state().as_json)
+            code = result.exit_code
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except (OrchError, KeyboardInterrupt) as exc:
-            state = ctx.obj if isinstance(ctx.obj, State) else None
-            ctx.exit(report(exc, state is not None and state.verbose))
+            code = report(exc, state().verbose)
+        except Exception as exc:  # noqa: BLE001 (the last resort: a bug)
+            code = internal_error(exc, state().verbose)
         finally:
             if isinstance(ctx.obj, State):
                 ctx.obj.close()
+        ctx.exit(code)
 
 
 def echo(lines: list[str], err: bool = False) -> None:
@@ -87,12 +136,30 @@ def table(table: render.Table) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(highlight=False)
+    table = table.fit(console.width)
     out = Table(title=table.title, show_lines=False)
-    for c in table.columns:
-        out.add_column(c)
+    first = table.widths()[0] if table.columns else 0
+    for i, c in enumerate(table.columns):  # the first column (a run id) is never cut
+        out.add_column(c, no_wrap=i == 0, min_width=first if i == 0 else None, overflow="fold")
     for r in table.rows:
         out.add_row(*r)
-    Console(highlight=False).print(out)
+    console.print(out)
+
+
+def echo_wrapped(lines: list[str]) -> None:
+    """Lines on stdout; on a terminal, wrapped at its width between words (ids stay whole)."""
+    if not sys.stdout.isatty():
+        return echo(lines)
+    import shutil
+    import textwrap
+
+    width = shutil.get_terminal_size().columns
+    for line in lines:
+        parts = textwrap.wrap(
+            line, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+        )
+        echo(parts or [""])
 
 
 def json_out(data) -> None:
@@ -129,8 +196,57 @@ def progress(enabled: bool):
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def show_status(statuses, as_json: bool, unreachable: dict[str, str] | None = None) -> None:
-    """Runs as JSON or a table with notes; hosts that did not answer on stderr."""
+@dataclass(frozen=True)
+class StatusPage:
+    """What `orch status` shows: the report, the runs picked from it, how many finished runs
+    were left out (`older`), whether the runs were named (`detail`: a failed run's log tail)
+    and the sharded runs among them."""
+
+    report: StatusReport
+    shown: list[RunStatus]
+    older: int = 0
+    detail: bool = True
+    parents: list[ParentStatus] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when a host asked did not answer, else 0."""
+        return self.report.exit_code
+
+
+def show(result: Outcome, as_json: bool) -> None:
+    """Print a command's result: its JSON with `--json`, else its text (from `render`)."""
+    from .doctor import DoctorReport
+    from .fetch import FetchReport
+    from .start import StartResult
+
+    if isinstance(result, StatusPage):
+        show_status(result.shown, as_json, result.report.unreachable, result.detail)
+        if not as_json:
+            echo(render.parent_lines(result.parents))
+            echo([render.older_line(result.older)] if result.older else [])
+    elif as_json:
+        json_out(result.to_json())  # type: ignore[attr-defined]
+    elif isinstance(result, DoctorReport):
+        table(render.doctor_table(result))
+    elif isinstance(result, FetchReport):
+        echo(render.fetch_lines(result.results) + render.outputs_lines(result.outputs))
+    elif isinstance(result, StartResult) and result.followed:  # its start was said before the log
+        show_status(result.finals, False)
+        echo(render.parent_lines(result.parents))
+    elif isinstance(result, StartResult):
+        echo(render.start_lines(result))
+        echo(render.sharded_error_lines(result.sharded) if result.sharded else [], err=True)
+
+
+def show_status(
+    statuses: list[RunStatus],
+    as_json: bool,
+    unreachable: dict[str, str] | None = None,
+    detail: bool = True,
+) -> None:
+    """Runs as JSON or a table with notes (`detail`: a failed run's log tail, else one line);
+    hosts that did not answer on stderr."""
     unreachable = unreachable or {}
     if as_json:
         json_out([s.to_json() for s in statuses])
@@ -138,7 +254,7 @@ def show_status(statuses, as_json: bool, unreachable: dict[str, str] | None = No
         click.echo(render.no_runs_line(unreachable))
     else:
         table(render.status_table(statuses))
-        echo(render.status_notes(statuses))
+        echo_wrapped(render.status_notes(statuses, detail))
     echo(render.unreachable_lines(unreachable), err=True)
 
 

@@ -11,10 +11,9 @@ import re
 from dataclasses import asdict, dataclass
 
 from .config import Config, HostConfig
-from .errors import EXIT_FAILED
 from .playbooks import local_model_paths as model_paths
 from .shell import Quoted, path, quote, trusted
-from .states import CheckStatus
+from .states import CheckStatus, worst_exit
 from .transport import Host
 
 MIN_PYTHON = (3, 10)
@@ -173,10 +172,22 @@ def _model_checks(seen: dict[str, str], paths: list[str]) -> list[Check]:
     return checks
 
 
-def doctor_exit_code(checks: list[Check]) -> int:
-    """0 when nothing failed, else 1 (a host that does not answer never gets here: `run_doctor`
-    raises HostUnreachable, exit 3)."""
-    return EXIT_FAILED if any(c.status == CheckStatus.FAIL for c in checks) else 0
+@dataclass(frozen=True)
+class DoctorReport:
+    """`orch doctor`'s checks of one host; exit 1 when one failed (a host that does not answer
+    never gets here: `run_doctor` raises HostUnreachable, exit 3)."""
+
+    host: str
+    checks: list[Check]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a check failed, else 0 (from `CheckStatus.exit_code`)."""
+        return worst_exit(c.status.exit_code for c in self.checks)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return {"host": self.host, "checks": [c.to_json() for c in self.checks]}
 
 
 def _tesseract_check(seen: dict[str, str]) -> Check:

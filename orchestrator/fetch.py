@@ -34,13 +34,13 @@ from gpu_worker.contract.schema import SchemaError, loads_bounded, validate_resu
 from . import fetchlock
 from .backends import FETCH_FILES
 from .config import Config
-from .errors import EXIT_FAILED, EXIT_UNREACHABLE, HostUnreachable, OrchError
+from .errors import HostUnreachable, OrchError
 from .hosts import Hosts, scoped
 from .jobs import collect_status, run_host, unknown_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
 from .shell import join, trusted
-from .states import FINISHED, FetchOutcome
+from .states import FINISHED, FetchOutcome, worst_exit
 from .transport import Host
 
 FILES = FETCH_FILES  # the same on every backend
@@ -72,13 +72,23 @@ def results_dir(config: Config) -> Path:
     return (config.root / config.defaults.results_dir).resolve()
 
 
-def fetch_exit_code(results: list[FetchResult]) -> int:
-    """1 when a run could not be fetched, else 3 when a host did not answer, else 0."""
-    if any(r.outcome == FetchOutcome.ERROR for r in results):
-        return EXIT_FAILED
-    if any(r.outcome == FetchOutcome.UNREACHABLE for r in results):
-        return EXIT_UNREACHABLE
-    return 0
+@dataclass(frozen=True)
+class FetchReport:
+    """What `orch fetch` did: one result per run and merged parent, and the outputs fetched
+    (`artifacts.OutputsResult`). Exit 1 when a run could not be fetched, else 3 when a host did
+    not answer, else 0 (from `FetchOutcome.exit_code`)."""
+
+    results: list[FetchResult]
+    outputs: list = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """The command's exit code (see the class docstring)."""
+        return worst_exit(FetchOutcome(r.outcome).exit_code for r in self.results)
+
+    def to_json(self) -> list[dict]:
+        """A JSON-ready list: the runs, then the outputs."""
+        return [r.to_json() for r in [*self.results, *self.outputs]]
 
 
 def _too_big(run_id: str, what: str, max_mb: float) -> OrchError:

@@ -19,7 +19,14 @@ from gpu_worker.contract.layout import CodeIdentity
 
 from .backends import Launch, Options, SubmitRefused, backend_for
 from .config import Config, HostConfig
-from .errors import ConfigError, HostUnreachable, JobNotFound, OrchError
+from .errors import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    ConfigError,
+    HostUnreachable,
+    JobNotFound,
+    OrchError,
+)
 from .follow import stream_log  # noqa: F401 - moved there; kept importable from here
 from .hosts import Hosts, scoped
 from .notify import notify_ended
@@ -189,6 +196,11 @@ class StatusReport:
     runs: list[RunStatus]
     unreachable: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def exit_code(self) -> int:
+        """3 when a host asked did not answer, else 0."""
+        return EXIT_UNREACHABLE if self.unreachable else EXIT_OK
+
 
 def collect_status(
     config: Config,
@@ -314,9 +326,10 @@ def _remember(config: Config, record: RunRecord | None, s: RunStatus) -> None:
     """Update the local record with what was seen (written only when something changed, or
     `last_seen_at` is older than RECORD_REFRESH_S: status is read far more often than it moves)."""
     if record is None:
-        record = RunRecord(
+        record = RunRecord(  # adopted (a fresh clone): what the host's run.json says
             run_id=s.run_id, host=s.host, playbook=s.playbook, started_at=time.time()
         )
+        record.parent, record.shard, record.after = s.parent, s.shard, s.after
         if s.elapsed_s is not None:
             record.started_at = s.read_at - s.elapsed_s
     elif (record.state, record.exit_code) == (s.state, s.exit_code) and (

@@ -131,21 +131,66 @@ def load_records(config: Config) -> list[RunRecord]:
 
 
 def forget_record(config: Config, run_id: str) -> str:
-    """Delete the local record of `run_id` (exact id or unique prefix); its run id. Nothing on
-    the host and nothing under results/ is touched."""
+    """Delete the local record of the run `run_id` names (see `resolve`); its run id. Nothing
+    on the host and nothing under results/ is touched."""
     record = find_record(config, run_id)
     (records_dir(config) / f"{check_run_id(record.run_id)}.json").unlink()
     return record.run_id
 
 
-def find_record(config: Config, run_id: str) -> RunRecord:
-    """The record whose id is `run_id` or starts with it (unambiguously)."""
+# -- naming a run ---------------------------------------------------------------------------
+
+LATEST = "@latest"
+LEGACY_LATEST = "latest:"  # `latest:PLAYBOOK`, as playbooks' checkpoint references write it
+
+
+def parents_dir(config: Config) -> Path:
+    """Where sharded runs' parent records live: `.orch/shards/`."""
+    return config.root / ".orch" / "shards"
+
+
+def find_record(config: Config, ref: str) -> RunRecord:
+    """The record of the run `ref` names (see `resolve`; a sharded run's parent is no record)."""
     records = load_records(config)
-    exact = [r for r in records if r.run_id == run_id]
-    matches = exact or [r for r in records if r.run_id.startswith(run_id)]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise JobNotFound(f"no run '{run_id}' in .orch/runs; see `orch status --host NAME`")
-    names = ", ".join(r.run_id for r in matches[:5])
-    raise JobNotFound(f"run '{run_id}' is ambiguous: {names}")
+    run_id = resolve(config, ref, records=records)
+    return next(r for r in records if r.run_id == run_id)
+
+
+def resolve(
+    config: Config, ref: str, parents: bool = False, records: list[RunRecord] | None = None
+) -> str:
+    """The one run id `ref` names, among the local records (and, with `parents`, the sharded
+    runs' parents): the id itself, a unique prefix or suffix of one, `@latest` (the newest run)
+    or `@latest:PLAYBOOK` (also `latest:PLAYBOOK`). Several shards of one parent matched by a
+    prefix or suffix name that parent. Unknown or ambiguous: `JobNotFound` (exit 2) listing
+    the candidates."""
+    records = load_records(config) if records is None else records
+    if ref == LATEST or ref.startswith((LATEST + ":", LEGACY_LATEST)):
+        return _latest(ref, records, parents)
+    ids = {r.run_id: r.parent for r in records}
+    if parents:
+        ids |= {r.parent: None for r in records if r.parent}
+        ids |= {p.stem: None for p in parents_dir(config).glob("*.json")}
+    if ref in ids:
+        return ref
+    hits = [i for i in ids if i.startswith(ref) or i.endswith(ref)] if ref else []
+    hits = [i for i in hits if ids[i] not in hits]  # a shard matched beside its parent
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        raise JobNotFound(
+            f"no run '{ref}' in .orch/runs; see `orch status -a` (a fresh clone: `orch status`)"
+        )
+    shown = ", ".join(sorted(hits)[:10]) + (f" and {len(hits) - 10} more" if len(hits) > 10 else "")
+    raise JobNotFound(f"run '{ref}' is ambiguous: {shown}; give more of its id")
+
+
+def _latest(ref: str, records: list[RunRecord], parents: bool) -> str:
+    """The newest run (of one playbook, for `@latest:PLAYBOOK` / `latest:PLAYBOOK`)."""
+    playbook = ref.partition(":")[2] if ref != LATEST else None
+    runs = [r for r in records if playbook is None or r.playbook == playbook]
+    if not runs:
+        what = f"of playbook '{playbook}' " if playbook is not None else ""
+        raise JobNotFound(f"{ref}: no run {what}in .orch/runs")
+    newest = max(runs, key=lambda r: r.started_at)
+    return newest.parent if parents and newest.parent else newest.run_id

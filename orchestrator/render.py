@@ -9,23 +9,66 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .states import FINISHED
+
+if TYPE_CHECKING:  # the library's own result types (imported for checking only: no cost)
+    from .artifacts import OutputsResult
+    from .doctor import DoctorReport
+    from .envsetup import SetupResult
+    from .fetch import FetchResult
+    from .follow import HostEntry
+    from .publish import PublishPlan
+    from .publish_steps import PublishResult
+    from .shards import ParentStatus, ShardedRun
+    from .start import StartResult
+    from .status import RunStatus
+    from .sync import PushResult
 
 
 @dataclass(frozen=True)
 class Table:
-    """Cells of a table: a title (or None), column names and rows of strings."""
+    """Cells of a table: a title (or None), column names and rows of strings. The first column
+    names the row and is never cut; on a narrow terminal the `drop` columns are left out, in
+    that order, until it fits (`fit`), and the `wrap` columns may wrap at spaces."""
 
     title: str | None
     columns: list[str]
     rows: list[list[str]]
+    drop: tuple[str, ...] = ()
+    wrap: tuple[str, ...] = ()
+
+    def widths(self) -> list[int]:
+        """Each column's natural width (header included)."""
+        return [max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows, strict=True)]
+
+    def needed(self, border: int = 3) -> int:
+        """The narrowest it can be drawn: `wrap` columns at their longest word, the others at
+        their natural width, `border` characters per column (rich: padding and rule) and one."""
+        total = 1
+        for i, name in enumerate(self.columns):
+            cells = [name] + [str(r[i]) for r in self.rows]
+            words = [w for c in cells for w in c.split()] if name in self.wrap else cells
+            total += max(map(len, words), default=0) + border
+        return total
+
+    def fit(self, width: int, border: int = 3) -> Table:
+        """This table without as many of its `drop` columns (in order) as it takes to fit."""
+        table = self
+        for name in self.drop:
+            if table.needed(border) <= width:
+                break
+            i = table.columns.index(name)
+            cols = table.columns[:i] + table.columns[i + 1 :]
+            table = replace(table, columns=cols, rows=[r[:i] + r[i + 1 :] for r in table.rows])
+        return table
 
     def plain(self) -> str:
         """Aligned columns without colour: for pipes, logs and tests."""
-        widths = [
-            max(len(str(x)) for x in col) for col in zip(self.columns, *self.rows, strict=True)
-        ]
+        widths = self.widths()
         lines = [self.title] if self.title else []
         for r in [self.columns, *self.rows]:
             lines.append(
@@ -51,7 +94,7 @@ def age(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def hosts_table(entries) -> Table:
+def hosts_table(entries: Sequence[HostEntry]) -> Table:
     """`orch hosts list`: name, address, remote folder and where the host comes from."""
     return Table(
         None,
@@ -63,16 +106,16 @@ def hosts_table(entries) -> Table:
 DOCTOR_MARKS = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "-"}
 
 
-def doctor_table(host: str, checks) -> Table:
+def doctor_table(report: DoctorReport) -> Table:
     """`orch doctor`: one row per check."""
     return Table(
-        f"doctor: {host}",
+        f"doctor: {report.host}",
         ["check", "status", "detail"],
-        [[c.name, DOCTOR_MARKS[str(c.status)], c.detail] for c in checks],
+        [[c.name, DOCTOR_MARKS[str(c.status)], c.detail] for c in report.checks],
     )
 
 
-def push_lines(res) -> list[str]:
+def push_lines(res: PushResult) -> list[str]:
     """`orch push`: one summary line; with --dry-run, every file it would send or delete."""
     verb = "would send" if res.dry_run else "sent"
     lines = [
@@ -87,7 +130,7 @@ def push_lines(res) -> list[str]:
     return lines
 
 
-def setup_line(res) -> str:
+def setup_line(res: SetupResult) -> str:
     """`orch setup`: whether the venv changed and how many requirements it holds."""
     word = "updated" if res.changed else "already up to date"
     return f"{res.host}: {res.venv} {word} ({len(res.requirements)} requirements)"
@@ -109,7 +152,7 @@ STATUS_COLUMNS = ["run", "host", "playbook", "state", "progress", "method", "img
 ]
 
 
-def _status_row(s) -> list[str]:
+def _status_row(s: RunStatus) -> list[str]:
     state = f"{s.state} (after {s.after})" if s.state == "queued" and s.after else str(s.state)
     state = state if s.reachable else f"unreachable (last: {state})"
     rate = f"{s.images_per_s:.2f}" if isinstance(s.images_per_s, (int, float)) else "-"
@@ -120,7 +163,7 @@ def _status_row(s) -> list[str]:
         s.playbook,
         str(state),
         f"{s.done}/{s.total}" if s.total is not None else "-",
-        (s.method or "-") + (f" ({path})" if (path := getattr(s, "lora_path", None)) else ""),
+        (s.method or "-") + (f" ({s.lora_path})" if s.lora_path else ""),
         rate,
         eta,
         age(s.updated_age_s),
@@ -129,28 +172,58 @@ def _status_row(s) -> list[str]:
     ]
 
 
-def status_table(statuses) -> Table:
+# leave these out first when the terminal is narrow (the run id and its state always stay)
+STATUS_DROP = ("playbook", "cost", "img/s", "updated", "elapsed", "method", "ETA", "host")
+RECENT_FINISHED = 5  # finished runs `orch status` shows without -a
+
+
+def status_table(statuses: Sequence[RunStatus]) -> Table:
     """`orch status`: one row per run."""
-    return Table(None, STATUS_COLUMNS, [_status_row(s) for s in statuses])
+    rows = [_status_row(s) for s in statuses]
+    return Table(None, STATUS_COLUMNS, rows, drop=STATUS_DROP, wrap=("state", "method"))
 
 
-def status_notes(statuses) -> list[str]:
-    """What follows the table: why a run is queued/lost/failed/unreachable, a failed run's log."""
+def recent(statuses: list[RunStatus], keep: int = RECENT_FINISHED) -> tuple[list[RunStatus], int]:
+    """The runs `orch status` shows by default: every active run and the last `keep` finished
+    ones, in order; and how many finished runs that leaves out."""
+    finished = [s for s in statuses if s.state in FINISHED]
+    hidden = {id(s) for s in finished[: max(0, len(finished) - keep)]}
+    return [s for s in statuses if id(s) not in hidden], len(hidden)
+
+
+def older_line(count: int) -> str:
+    """What follows the table when finished runs were left out."""
+    return f"… {count} older run{'s' if count != 1 else ''} (orch status -a)"
+
+
+def status_notes(statuses: Sequence[RunStatus], detail: bool = False) -> list[str]:
+    """What follows the table: why a run is queued/lost/failed/unreachable; a failed run's
+    log tail with `detail` (the runs were named), else one line: its last log line."""
     lines = []
     for s in statuses:
-        noted = ("failed", "lost", "queued", "not started", "skipped")
-        if s.note and (not s.reachable or s.state in noted):
+        noted = ("lost", "queued", "not started", "skipped")
+        if s.state == "failed" and not detail:
+            lines.append(_failed_line(s))
+        elif s.note and (not s.reachable or s.state in noted or s.state == "failed"):
             lines.append(f"{s.run_id}: {s.note}")
-        if getattr(s, "metrics", None):
+        if s.metrics:
             said = " ".join(f"{k}={_metric(v)}" for k, v in s.metrics.items())
             lines.append(f"{s.run_id}: step {s.done}/{s.total}: {said}")
-        if s.state == "failed" and s.log_tail:
+        if detail and s.state == "failed" and s.log_tail:
             lines.append(f"--- last lines of {s.run_id} log.txt (exit code {s.exit_code}) ---")
             lines.extend(s.log_tail)
     return lines
 
 
-def _metric(value) -> str:
+def _failed_line(s: RunStatus) -> str:
+    """A failed run in one line: its exit code and why (its note, else its log's last line)."""
+    last = next((line.strip() for line in reversed(s.log_tail) if line.strip()), "")
+    why = s.note or last[:200] or f"see `orch logs {s.run_id}`"
+    code = f" (exit code {s.exit_code})" if s.exit_code not in (None, 0) else ""
+    return f"{s.run_id}: failed{code}: {why}"
+
+
+def _metric(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -159,7 +232,7 @@ def no_runs_line(unreachable: dict[str, str]) -> str:
     return "no runs" + (" seen: some hosts did not answer" if unreachable else "")
 
 
-def parent_lines(parents) -> list[str]:
+def parent_lines(parents: Sequence[ParentStatus]) -> list[str]:
     """One line per sharded run: its combined state, progress, ETA and its shards' states."""
     lines = []
     for p in parents:
@@ -170,14 +243,24 @@ def parent_lines(parents) -> list[str]:
     return lines
 
 
-def sharded_start_lines(run) -> list[str]:
+def sharded_start_lines(run: ShardedRun) -> list[str]:
     """`orch run` over several hosts: the parent and where each shard started."""
     lines = [f"started {run.parent}: {run.num_shards} shards"]
     lines += [f"  {rid} on {host}" for rid, host in zip(run.shards, run.hosts, strict=True)]
     return lines
 
 
-def sharded_error_lines(run) -> list[str]:
+def start_lines(res: StartResult) -> list[str]:
+    """`orch run`: where the run (or each shard) started; nothing for a followed run (its
+    start was said before its log)."""
+    if res.sharded is not None:
+        return sharded_start_lines(res.sharded)
+    if res.followed or res.record is None:
+        return []
+    return [f"{'resumed' if res.resumed else 'started'} {res.record.run_id} on {res.record.host}"]
+
+
+def sharded_error_lines(run: ShardedRun) -> list[str]:
     """Shards that did not start, and how to start them again (for stderr)."""
     if not run.errors:
         return []
@@ -186,7 +269,7 @@ def sharded_error_lines(run) -> list[str]:
     return lines
 
 
-def fetch_lines(results) -> list[str]:
+def fetch_lines(results: Sequence[FetchResult]) -> list[str]:
     """`orch fetch`: one line per run, a failed run's last log lines under it."""
     if not results:
         return ["nothing to fetch"]
@@ -201,7 +284,7 @@ def fetch_lines(results) -> list[str]:
     return lines
 
 
-def outputs_lines(results) -> list[str]:
+def outputs_lines(results: Sequence[OutputsResult]) -> list[str]:
     """`orch fetch --outputs`: per run, files sent and files already complete."""
     return [
         f"{r.run_id}: outputs -> {r.path}: {r.fetched} file(s) fetched "
@@ -210,7 +293,7 @@ def outputs_lines(results) -> list[str]:
     ]
 
 
-def publish_plan_lines(plan) -> list[str]:
+def publish_plan_lines(plan: PublishPlan) -> list[str]:
     """`orch publish --dry-run`: the README diff, the commit message and the Hub upload."""
     lines = [f"note: {n}" for n in plan.notes]
     lines.append(plan.readme_diff or "README.md: no change")
@@ -228,7 +311,7 @@ def publish_plan_lines(plan) -> list[str]:
     return lines
 
 
-def publish_lines(res) -> list[str]:
+def publish_lines(res: PublishResult) -> list[str]:
     """`orch publish`: each step's outcome in order (what was written, committed, pushed and
     uploaded); the failed step's error is printed after them, on stderr, by the command."""
     lines = [f"note: {n}" for n in res.notes]
@@ -263,7 +346,7 @@ _AFTER_FAILURE = {
 }
 
 
-def publish_error_line(res) -> str | None:
+def publish_error_line(res: PublishResult) -> str | None:
     """The failed step's error and what it leaves (stderr), or None when every step was done."""
     if not res.error:
         return None

@@ -1,11 +1,12 @@
 """References to other runs: `model.checkpoints: {run: RUN_ID, path: checkpoints}` in a playbook
 and `orch run --after RUN`.
 
-A reference names a run by id (or an unambiguous prefix) or as `latest:PLAYBOOK` (the newest
-local record of that playbook). A checkpoints reference resolves, here on the laptop, to the
-remote folder `<remote_dir>/runs/<id>/<path>` of that run, which must have run on the host the
-new run goes to (a clear error otherwise); the launch pre-check then checks on the host that the
-run's folder is there. The playbook's other `checkpoints` entries are kept as written.
+A reference names a run as every command does (`records.resolve`: an id, a unique prefix or
+suffix, `@latest`, `@latest:PLAYBOOK` or `latest:PLAYBOOK`). A checkpoints reference resolves,
+here on the laptop, to the remote folder `<remote_dir>/runs/<id>/<path>` of that run, which
+must have run on the host the new run goes to (a clear error otherwise); the launch pre-check
+then checks on the host that the run's folder is there. The playbook's other `checkpoints`
+entries are kept as written.
 """
 
 from __future__ import annotations
@@ -13,27 +14,21 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from .config import Config, HostConfig
-from .errors import ConfigError, JobNotFound
-from .records import RunRecord, find_record, load_records
+from .errors import ConfigError
+from .records import RunRecord, find_record, resolve
 
-LATEST = "latest:"
 DEFAULT_PATH = "checkpoints"
 
 
 def find_run(config: Config, ref: str) -> RunRecord:
-    """The run `ref` names: a run id (or prefix), or `latest:PLAYBOOK`."""
-    if not ref.startswith(LATEST):
-        return find_record(config, ref)
-    playbook = ref.removeprefix(LATEST)
-    runs = [r for r in load_records(config) if r.playbook == playbook]
-    if not runs:
-        raise JobNotFound(f"{ref}: no run of playbook '{playbook}' in .orch/runs")
-    return max(runs, key=lambda r: r.started_at)
+    """The run `ref` names: an id, a unique prefix or suffix, `@latest[:PLAYBOOK]` or
+    `latest:PLAYBOOK` (the one resolver: `records.resolve`)."""
+    return find_record(config, ref)
 
 
 def latest_ids(config: Config, refs: tuple[str, ...]) -> tuple[str, ...]:
-    """`refs` with each `latest:PLAYBOOK` replaced by the id of that playbook's newest run."""
-    return tuple(find_run(config, r).run_id if r.startswith(LATEST) else r for r in refs)
+    """The run ids `refs` name (a sharded run's parent included), each resolved once."""
+    return tuple(resolve(config, r, parents=True) for r in refs)
 
 
 def remote_runs_dir(host: HostConfig) -> str:

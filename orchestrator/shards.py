@@ -29,7 +29,7 @@ from .errors import ConfigError, JobNotFound, OrchError
 from .follow import worst_state
 from .jobs import launch, launch_one, run_host
 from .playbooks import Resolved
-from .records import RunRecord, check_run_id, new_run_id
+from .records import RunRecord, check_run_id, new_run_id, parents_dir
 from .states import RunState
 from .status import RunStatus
 from .transport import open_host
@@ -52,7 +52,7 @@ class ShardedRun:
 
 def shards_dir(config: Config) -> Path:
     """Where parent records live: `.orch/shards/`."""
-    return config.root / ".orch" / "shards"
+    return parents_dir(config)
 
 
 def save_parent(config: Config, run: ShardedRun) -> None:
@@ -79,11 +79,13 @@ def split(config: Config, run_ids: tuple[str, ...]) -> tuple[tuple[str, ...], li
     """(run ids with every parent replaced by its shards that have a local run record, a
     `not started` status for each shard that has none: its launch failed or was killed).
     With no `run_ids`: (), and the never-started shards of every parent record."""
-    from .records import load_records
+    from .records import load_records, resolve
 
-    started = {r.run_id for r in load_records(config)}
+    records = load_records(config)
+    started = {r.run_id for r in records}
     if run_ids:
-        parents = [load_parent(config, rid) if "/" not in rid else None for rid in run_ids]
+        run_ids = tuple(resolve(config, rid, True, records) for rid in run_ids)
+        parents = [load_parent(config, rid) for rid in run_ids]
     else:
         parents = [load_parent(config, p.stem) for p in sorted(shards_dir(config).glob("*.json"))]
     out: list[str] = []
@@ -243,8 +245,9 @@ def resume(
 
 def resume_target(config: Config, run_id: str, shard: int | None) -> RunRecord:
     """The run record `--resume RUN [--shard N]` names (a parent needs `--shard`)."""
-    from .records import find_record
+    from .records import find_record, resolve
 
+    run_id = resolve(config, run_id, parents=True)
     parent = load_parent(config, run_id)
     if parent is None:
         if shard is not None:

@@ -5,16 +5,18 @@ command line parses; this module decides and starts."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import ConfigError, UsageError
+from .errors import EXIT_FAILED, EXIT_OK, ConfigError, UsageError
 from .hosts import Hosts, scoped
 from .records import RunRecord
+from .states import RunState
 
 if TYPE_CHECKING:
     from .shards import ShardedRun
+    from .status import RunStatus
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,35 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
-class Started:
-    """One started run (`record`, resumed or not), or a sharded run (`sharded`)."""
+class StartResult:
+    """One started run (`record`, resumed or not), or a sharded run (`sharded`). With
+    `followed`: the runs' statuses when they ended (`finals`; fewer than started when one could
+    not be read) and, for a sharded run, the parent's combined status (`parents`). `pushed`:
+    the push results, for `--json`."""
 
     record: RunRecord | None = None
     sharded: ShardedRun | None = None
     resumed: bool = False
+    followed: bool = False
+    finals: list[RunStatus] = field(default_factory=list)
+    parents: list = field(default_factory=list)
+    pushed: list[dict] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a shard did not start or a followed run (any shard) did not succeed, else 0."""
+        if self.followed:
+            expected = self.sharded.num_shards if self.sharded is not None else 1
+            states = [RunState(f.state) for f in self.finals]
+            ok = len(states) == expected and all(s is RunState.SUCCEEDED for s in states)
+            return EXIT_OK if ok else EXIT_FAILED
+        if self.sharded is not None:
+            return EXIT_FAILED if self.sharded.errors else EXIT_OK
+        return EXIT_OK
 
     def to_json(self) -> dict:
         """`orch run --json`: what started, where (a sharded run: its shards and errors)."""
+        pushed = {"pushed": self.pushed}
         if self.sharded is not None:
             run = self.sharded
             shards = [{"run_id": r, "host": h} for r, h in zip(run.shards, run.hosts, strict=True)]
@@ -51,13 +73,20 @@ class Started:
                 "playbook": run.playbook,
                 "shards": shards,
                 "errors": list(run.errors),
-            }
+            } | pushed
         rec = self.record
-        return {"run_id": rec.run_id, "playbook": rec.playbook, "host": rec.host} | {
-            "resumed": self.resumed,
-            "parent": rec.parent,
-            "shard": rec.shard,
-        }
+        return (
+            {"run_id": rec.run_id, "playbook": rec.playbook, "host": rec.host}
+            | {
+                "resumed": self.resumed,
+                "parent": rec.parent,
+                "shard": rec.shard,
+            }
+            | pushed
+        )
+
+
+Started = StartResult  # the name it had
 
 
 def start_run(

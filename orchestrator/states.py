@@ -1,12 +1,26 @@
 """The states orch reports, as enums whose values are the words shown and written to JSON.
 
 Each is a `str` subclass, so `state == "failed"` and `json.dumps` keep working and `--json`
-output stays the same; `str()` and f-strings give the bare word.
+output stays the same; `str()` and f-strings give the bare word. The exit code a command's
+result carries is derived here, from these enums (`exit_code`, `worst_exit`), never from words.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
+
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+
+# which exit code wins when several outcomes of one command disagree: a failure, then a host
+# that did not answer, then success
+_EXIT_ORDER = (EXIT_FAILED, EXIT_UNREACHABLE, EXIT_OK)
+
+
+def worst_exit(codes: Iterable[int]) -> int:
+    """The exit code of a command whose parts ended with `codes` (see `_EXIT_ORDER`)."""
+    seen = set(codes)
+    return next((c for c in _EXIT_ORDER if c in seen), EXIT_OK)
 
 
 class Word(str, Enum):
@@ -37,6 +51,11 @@ class RunState(Word):
         """Whether the run has ended for good (it will not change state by itself)."""
         return self in FINISHED
 
+    @property
+    def exit_code(self) -> int:
+        """How a command that waited for the run exits: 0 only when it succeeded."""
+        return EXIT_OK if self is RunState.SUCCEEDED else EXIT_FAILED
+
 
 FINISHED = frozenset(
     {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST, RunState.SKIPPED}
@@ -64,6 +83,11 @@ class FetchOutcome(Word):
     ALREADY_MERGED = "already merged"
     GONE = "gone"
 
+    @property
+    def exit_code(self) -> int:
+        """1 for a run that could not be fetched, 3 for a host that did not answer, else 0."""
+        return {"error": EXIT_FAILED, "unreachable": EXIT_UNREACHABLE}.get(self.value, EXIT_OK)
+
 
 class CheckStatus(Word):
     """One `orch doctor` check's verdict: `warn` is worth knowing but does not block."""
@@ -72,3 +96,8 @@ class CheckStatus(Word):
     WARN = "warn"
     FAIL = "fail"
     SKIP = "skip"
+
+    @property
+    def exit_code(self) -> int:
+        """1 for a failed check, else 0 (a warning does not block)."""
+        return EXIT_FAILED if self is CheckStatus.FAIL else EXIT_OK

@@ -5,14 +5,16 @@ without an exit code) > skipped marker (queued after a run that did not succeed)
 -> succeeded, else failed; a gpu_worker run also needs its results.json, a `command:` job's exit
 status alone is its state) > tmux session alive (queued while it waits for other runs, else
 running) > neither (lost). A run file that cannot be read is reported in the run's `error`,
-never turned into silence. A `command:` job's progress and last metrics come from its log
-(`trainlog.py`).
+never turned into silence. A run folder whose name is not a valid run id (`RUN_ID_RE`) is
+ignored: what a host sends never names a local file. A `command:` job's progress and last
+metrics come from its log (`trainlog.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from gpu_worker.contract.layout import RUN_ID_RE
 from gpu_worker.contract.schema import SchemaError, loads_bounded
 
 from . import trainlog
@@ -102,6 +104,8 @@ def _file_line(runs: dict[str, SeenRun], line: str) -> None:
         return
     if leaf != "run.json" and run_id not in runs:
         return
+    if not RUN_ID_RE.match(run_id):  # a folder that is no run: never a local file name
+        return
     seen = runs.setdefault(run_id, SeenRun())
     if leaf == "run.json":
         seen.info = _read_json(seen, leaf, content)
@@ -152,7 +156,8 @@ def parse_status(text: str, default_now: float) -> StatusDump:
                 _tagged(runs[run_id], tagged)
         elif tag == "@big":  # a file too large to read: that run's error
             run_id, _, leaf = rest.partition("/")
-            runs.setdefault(run_id, SeenRun()).errors.append(f"{leaf}: too large, not read")
+            if RUN_ID_RE.match(run_id):
+                runs.setdefault(run_id, SeenRun()).errors.append(f"{leaf}: too large, not read")
         elif tag == "@log":
             run_id, _, text_line = rest.partition(" ")
             if run_id in runs:
@@ -183,6 +188,11 @@ def derive_state(seen: SeenRun) -> RunState:
 
 def _number(value: object) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _run_id(value: object) -> str | None:
+    """A run id the host named (parent, after), or None when it is not a valid one."""
+    return value if isinstance(value, str) and RUN_ID_RE.match(value) else None
 
 
 def _note(state: RunState, seen: SeenRun) -> str:
@@ -248,10 +258,10 @@ def to_status(host_name: str, run_id: str, seen: SeenRun, now: float, read_at: f
         log_tail=seen.log,
         note="; ".join(x for x in (note, error) if x),
         read_at=read_at,
-        parent=info.get("parent"),
-        shard=info.get("shard"),
+        parent=_run_id(info.get("parent")),
+        shard=info.get("shard") if isinstance(info.get("shard"), int) else None,
         error=error,
-        after=info.get("after"),
+        after=_run_id(info.get("after")),
         outputs=info.get("outputs") if isinstance(info.get("outputs"), list) else [],
         own_command=bool(info.get("own_command")),
     )

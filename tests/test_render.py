@@ -1,11 +1,21 @@
 """The pure views of `orchestrator/render.py`: tables, ages, status, fetch and publish text."""
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import render
-from orchestrator.fetch import FetchOutcome, FetchResult
+from orchestrator.doctor import Check, DoctorReport
+from orchestrator.envsetup import SetupResult
+from orchestrator.fetch import FetchOutcome, FetchReport, FetchResult
 from orchestrator.hosts import HostEntry
+from orchestrator.hub import CardPlan
+from orchestrator.jobs import StatusReport
+from orchestrator.publish import PublishOptions, PublishPlan
+from orchestrator.publish_steps import PublishResult
+from orchestrator.records import RunRecord
+from orchestrator.shards import ShardedRun
+from orchestrator.start import StartResult
+from orchestrator.states import CheckStatus, RunState
+from orchestrator.status import RunStatus
 
 
 def test_age_steps_from_seconds_to_minutes_to_hours():
@@ -31,25 +41,11 @@ def test_hosts_table():
     assert rows == [["gpu1", "10.0.0.1", "/r", "orch.yaml"]]
 
 
-@dataclass
-class Status:
-    run_id: str = "job-1"
-    host: str = "gpu"
-    playbook: str = "job"
-    state: str = "running"
-    reachable: bool = True
-    done: int = 3
-    total: int | None = 8
-    method: str | None = "baseline"
-    images_per_s: float | None = 2.5
-    eta_s: float | None = 120
-    eta_approximate: bool = True
-    updated_age_s: float | None = 4
-    elapsed_s: float | None = 7300
-    cost: float | None = 1.234
-    note: str = ""
-    exit_code: int | None = None
-    log_tail: list = field(default_factory=list)
+def Status(**kw) -> RunStatus:  # noqa: N802 (a real RunStatus with a running run's defaults)
+    base = dict(run_id="job-1", host="gpu", playbook="job", state=RunState.RUNNING, done=3)
+    base |= dict(total=8, method="baseline", images_per_s=2.5, eta_s=120, eta_approximate=True)
+    base |= dict(updated_age_s=4, elapsed_s=7300, cost=1.234)
+    return RunStatus(**(base | kw))
 
 
 def test_status_row_and_notes():
@@ -62,11 +58,16 @@ def test_status_row_and_notes():
         "baseline",
         "-",
     ]
-    failed = Status(state="failed", note="exit 2", exit_code=2, log_tail=["boom"])
-    assert render.status_notes([Status(note="ignored while running"), failed]) == [
+    failed = Status(state=RunState.FAILED, note="exit 2", exit_code=2, log_tail=["boom"])
+    assert render.status_notes([Status(note="ignored while running"), failed], True) == [
         "job-1: exit 2",
         "--- last lines of job-1 log.txt (exit code 2) ---",
         "boom",
+    ]
+    old = Status(state=RunState.FAILED, exit_code=3, log_tail=["step 1", "ValueError: bad", ""])
+    assert render.status_notes([old, failed]) == [  # not named: one line each, no traceback
+        "job-1: failed (exit code 3): ValueError: bad",
+        "job-1: failed (exit code 2): exit 2",
     ]
     assert render.no_runs_line({}) == "no runs"
     assert render.no_runs_line({"gpu": "x"}) == "no runs seen: some hosts did not answer"
@@ -89,14 +90,11 @@ def test_fetch_lines_show_the_log_of_a_fetched_failed_run_only():
     assert render.fetch_lines([]) == ["nothing to fetch"]
 
 
-@dataclass
-class Plan:
-    readme_diff: str = ""
-    writes: list = field(default_factory=lambda: [Path("README.md")])
-    commit: bool = False
-    message: str = "results: x"
-    hub_plan: object = None
-    notes: list = field(default_factory=list)
+def Plan(commit: bool = False, **kw) -> PublishPlan:  # noqa: N802 (the real plan, minimal)
+    base = dict(runs=[], options=PublishOptions(commit=commit), readme_path=Path("README.md"))
+    base |= dict(readme_old="", readme_new="", readme_diff="", message="results: x", pngs={})
+    base |= dict(commit_paths=[], writes=[Path("README.md")], tables=[], hub_plan=None)
+    return PublishPlan(**(base | kw))
 
 
 def test_publish_plan_lines():
@@ -108,26 +106,13 @@ def test_publish_plan_lines():
     ]
 
 
-@dataclass
-class Card:
-    repo_id: str = "me/ocr"
-    repo_type: str = "model"
-    create_pr: bool = True
-    entries: list = field(default_factory=lambda: [("combined", "cer", 0.301)])
+def Card() -> CardPlan:  # noqa: N802
+    return CardPlan("me/ocr", "model", [("combined", "cer", 0.301)], create_pr=True)
 
 
-@dataclass
-class Done:
-    runs: list = field(default_factory=lambda: ["a", "b"])
-    written: list = field(default_factory=lambda: ["README.md"])
-    commit: str | None = "0123456789abcdef"
-    pushed_to: str | None = None
-    hub: str = "skipped"
-    uploaded: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-    error: str | None = None
-    exit_code: int = 0
-    committing: bool = True
+def Done(**kw) -> PublishResult:  # noqa: N802 (a real PublishResult)
+    base = dict(runs=["a", "b"], message="m", written=["README.md"], commit="0123456789abcdef")
+    return PublishResult(**(base | kw))
 
 
 def test_publish_plan_with_a_card_and_the_result_lines():
@@ -166,12 +151,8 @@ def test_publish_plan_with_a_card_and_the_result_lines():
     )
 
 
-@dataclass
-class Venv:
-    host: str = "gpu"
-    venv: str = "/r/venv"
-    changed: bool = False
-    requirements: list = field(default_factory=lambda: ["a", "b"])
+def Venv(changed: bool = False) -> SetupResult:  # noqa: N802
+    return SetupResult("gpu", "/r/venv", ["a", "b"], changed)
 
 
 def test_setup_line():
@@ -180,12 +161,58 @@ def test_setup_line():
 
 
 def test_status_and_results_show_the_lora_path():
-    from orchestrator.status import RunStatus
-
-    status = RunStatus("job-1", "gpu", "job", "running", method="ensemble", lora_path="stacked")
+    status = Status(method="ensemble", lora_path="stacked")
     assert render.status_table([status]).rows[0][5] == "ensemble (stacked)"
     row = {"run_id": "r", "started_at": 0, "method": "greedy", "cer": 0.1, "wer": 0.2,
            "exact_match": 0.0, "n": 2, "failures": 0, "time_per_image_s": 1.0,
            "images_per_s": 1.0, "lora_path": "peft (generation.lora: peft)"}  # fmt: skip
     table = render.results_table([row])
     assert table.rows[0][-1] == "peft (generation.lora: peft)" and table.columns[-1] == "LoRA path"
+
+
+def test_status_table_drops_columns_to_fit_and_keeps_the_run_id():
+    run_id = "quickwin-20261124-101200-ab12"
+    rows = [Status(run_id=run_id, state=RunState.QUEUED, after=run_id), Status(run_id=run_id)]
+    table = render.status_table(rows)
+    assert table.fit(200).columns == render.STATUS_COLUMNS  # wide enough: nothing dropped
+    narrow = table.fit(80)
+    assert narrow.columns[0] == "run" and "state" in narrow.columns and narrow.needed() <= 80
+    assert "playbook" not in narrow.columns and "cost" not in narrow.columns
+    assert all(r[0] == run_id for r in narrow.rows)
+    assert table.fit(100).needed() <= 100 and len(table.fit(100).columns) > len(narrow.columns)
+
+
+def test_recent_keeps_active_runs_and_the_last_finished():
+    runs = [Status(run_id=f"r{i}", state=RunState.SUCCEEDED) for i in range(8)]
+    runs.insert(1, Status(run_id="live"))
+    shown, older = render.recent(runs, keep=5)
+    assert [s.run_id for s in shown] == ["live", "r3", "r4", "r5", "r6", "r7"] and older == 3
+    assert render.older_line(older) == "… 3 older runs (orch status -a)"
+    assert render.recent(runs[:3]) == (runs[:3], 0)
+
+
+def test_results_carry_their_exit_code_from_the_state_enums():
+    fetched = FetchResult("a", FetchOutcome.FETCHED, "succeeded")
+    down = FetchResult("b", FetchOutcome.UNREACHABLE, "running")
+    broken = FetchResult("c", FetchOutcome.ERROR, "failed")
+    merged = FetchResult("p", "already merged", "succeeded")  # merge.py writes the word
+    assert [FetchReport(r).exit_code for r in ([], [fetched, merged], [fetched, down])] == [0, 0, 3]
+    assert FetchReport([down, broken]).exit_code == 1  # a run not fetched beats a host down
+    checks = [Check("ssh", CheckStatus.OK, ""), Check("tesseract", CheckStatus.WARN, "x")]
+    assert DoctorReport("gpu", checks).exit_code == 0
+    assert DoctorReport("gpu", [*checks, Check("gpu", CheckStatus.FAIL, "")]).exit_code == 1
+    assert render.doctor_table(DoctorReport("gpu", checks)).rows[1] == ["tesseract", "warn", "x"]
+    assert StatusReport([]).exit_code == 0 and StatusReport([], {"gpu": "x"}).exit_code == 3
+    record = RunRecord("job-1", "gpu", "job", 0.0)
+    assert StartResult(record).exit_code == 0
+    assert render.start_lines(StartResult(record, resumed=True)) == ["resumed job-1 on gpu"]
+    ok, bad = Status(state=RunState.SUCCEEDED), Status(state=RunState.LOST)
+    assert [StartResult(record, followed=True, final=f).exit_code for f in (ok, bad, None)] == [
+        0,
+        1,
+        1,
+    ]
+    assert render.start_lines(StartResult(record, followed=True, final=ok)) == []
+    sharded = ShardedRun("p", "job", 0.0, 2, ["p-s0", "p-s1"], ["a", "b"], errors=["shard 1: x"])
+    assert StartResult(sharded=sharded).exit_code == 1
+    assert render.start_lines(StartResult(sharded=sharded))[0] == "started p: 2 shards"
