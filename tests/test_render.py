@@ -1,5 +1,6 @@
 """The pure views of `orchestrator/render.py`: tables, ages, status, fetch and publish text."""
 
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator import render
@@ -207,12 +208,12 @@ def test_results_carry_their_exit_code_from_the_state_enums():
     assert StartResult(record).exit_code == 0
     assert render.start_lines(StartResult(record, resumed=True)) == ["resumed job-1 on gpu"]
     ok, bad = Status(state=RunState.SUCCEEDED), Status(state=RunState.LOST)
-    assert [StartResult(record, followed=True, final=f).exit_code for f in (ok, bad, None)] == [
-        0,
-        1,
-        1,
-    ]
-    assert render.start_lines(StartResult(record, followed=True, final=ok)) == []
+    finals = ([ok], [bad], [])
+    assert [StartResult(record, followed=True, finals=f).exit_code for f in finals] == [0, 1, 1]
+    assert render.start_lines(StartResult(record, followed=True, finals=[ok])) == []
     sharded = ShardedRun("p", "job", 0.0, 2, ["p-s0", "p-s1"], ["a", "b"], errors=["shard 1: x"])
     assert StartResult(sharded=sharded).exit_code == 1
+    followed = StartResult(sharded=replace(sharded, errors=[]), followed=True, finals=[ok, ok])
+    assert followed.exit_code == 0 and replace(followed, finals=[ok, bad]).exit_code == 1
+    assert replace(followed, finals=[ok]).exit_code == 1  # a shard whose end was not seen
     assert render.start_lines(StartResult(sharded=sharded))[0] == "started p: 2 shards"
