@@ -110,3 +110,14 @@ def test_fresh_clone_finds_the_hosts_runs(gpu, project, orch, tmp_path):
     logs = orch("logs", "ab12")  # the adopted record names the run for every command
     assert logs.exit_code == 0 and logs.stdout == "done\n"
     assert sorted(p.name for p in records_dir(load_config()).iterdir()) == [f"{mine}.json"]
+
+
+def test_what_a_host_sends_never_names_a_local_path():
+    from orchestrator.status import parse_status, to_status
+
+    info = '{"playbook": "p", "parent": "../../etc", "after": "ok-1", "shard": "0"}'
+    text = f"@now 10\nok-2/run.json:{info}\n../x/run.json:{{}}\nEVIL/run.json:{{}}\n@big ../y/log"
+    dump = parse_status(text, 0.0)
+    assert list(dump.runs) == ["ok-2"]
+    status = to_status("gpu", "ok-2", dump.runs["ok-2"], dump.now, 0.0)
+    assert (status.parent, status.after, status.shard) == (None, "ok-1", None)
