@@ -1,0 +1,179 @@
+"""`orch report` on a real run: the worker (Tesseract) scores lines rendered from the bundled
+sample, its run folder is copied as `orch fetch` copies it, and the page is rendered in headless
+Chromium, whose DOM (after the page's script ran) and screenshot are checked.
+
+The screenshot is kept under the test's tmp folder and, when ORCH_TEST_ARTIFACTS names a
+folder, copied there as `report-screenshot.png` (with the page as `report.html`).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.backends import FETCH_FILES
+from orchestrator.report import diff_segments, to_json_text
+from tests.conftest import REPO, SAMPLES
+from tests.needs import requires_tesseract
+
+RUN = "ocr-20261127-100000-ab12"
+HOSTILE = "<img src=x onerror=alert(1)> </script><b>ଓଡ଼ିଆ</b>"  # a reference the page must show
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+requires_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium (scripts/install.sh installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory) -> Path:
+    """A project whose results/<RUN>/ holds a real Tesseract run's fetched files: 8 lines of the
+    bundled sample in two fonts (`scoring.group_by: font`), one with a hostile reference."""
+    base = tmp_path_factory.mktemp("report")
+    lines = base / "lines"
+    lines.mkdir()
+    rows = [json.loads(x) for x in (SAMPLES / "labels.jsonl").read_text().splitlines()[:8]]
+    for i, row in enumerate(rows):
+        shutil.copy(SAMPLES / row["image"], lines / row["image"])
+        row["font"] = "<i>sans</i>" if i % 2 else "serif"
+    rows[7]["text"] = HOSTILE
+    (lines / "labels.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    )
+    book = base / "ocr.yaml"
+    book.write_text(
+        f"name: ocr\ndata: {{source: {lines}}}\nscoring: {{group_by: font}}\n"
+        "methods:\n  baseline: {kind: tesseract, psm: 7}\n  raw: {kind: tesseract, psm: 13}\n"
+    )
+    remote = base / "remote" / RUN
+    cmd = [sys.executable, "-m", "gpu_worker", "run", str(book), "--out", str(remote)]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    project = base / "proj"
+    (project / "results" / RUN).mkdir(parents=True)
+    (project / "orch.yaml").write_text("defaults:\n  host: local\n")
+    for name in FETCH_FILES:
+        if (remote / name).exists():
+            shutil.copy(remote / name, project / "results" / RUN / name)
+    return project
+
+
+@pytest.fixture
+def proj(fetched, tmp_path, monkeypatch) -> Path:
+    """A copy of the fetched project for one test, as the cwd."""
+    root = tmp_path / "proj"
+    shutil.copytree(fetched, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with its own profile folder, never the network."""
+    profile = Path(os.environ["HOME"]) / "chromium-profile"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    cmd += [f"--user-data-dir={profile}", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def first_line(dom: str) -> tuple[str, str]:
+    """The first line body the script drew: its index and its HTML."""
+    match = re.search(r'<tbody class="line" data-index="(\d+)">(.*?)</tbody>', dom, re.S)
+    assert match, "the script drew no line"
+    return match.group(1), match.group(2)
+
+
+@requires_tesseract
+@requires_chromium
+def test_report_renders_in_chromium_with_table_diff_and_escaped_text(proj, orch, tmp_path):
+    res = orch("report", RUN)
+    assert res.exit_code == 0, res.output
+    page = proj / "results" / RUN / "report.html"
+    assert f"{RUN}: wrote {page}" in res.output and "thumbnails: 8 of 8 lines" in res.output
+    text = page.read_text(encoding="utf-8")
+    # self-contained: nothing but data: URIs and in-page anchors are referenced
+    assert not re.search(r'(?:src|href)="(?!data:|#)', text)
+    assert "default-src 'none'" in text
+    block = text.split('id="report-data">')[1].split("</script>")[0]  # not cut by a reference
+    assert [x["ref"] for x in json.loads(block)["lines"] if x["i"] == 7] == [HOSTILE]
+
+    shot = tmp_path / "report-screenshot.png"  # one Chromium start: the DOM and the screenshot
+    dom = chromium("--dump-dom", f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri())
+    dom = dom.stdout
+    assert "<th>method</th>" in dom and "CER (95% CI)" in dom  # the README's results table
+    assert re.search(r"<td>raw</td>\s*<td[^>]*>(<strong>)?0\.\d{3}", dom)
+    assert "<th>font</th>" in dom  # the per-group table and the error classes by group
+    assert "<th>virama_conjunct</th>" in dom and "most frequent confusions" in dom
+    assert '<img class="plot" src="data:image/png;base64,' in dom
+    # the script drew every line, worst first, with thumbnails and the first line's diff
+    results = json.loads((proj / "results" / RUN / "results.json").read_text())
+    preds = [
+        json.loads(x)
+        for x in (proj / "results" / RUN / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert dom.count('<tbody class="line"') == 8 == results["raw"]["n"]
+    assert len(re.findall(r'<td class="img"><img src="data:image/png', dom)) == 8
+    worst = {}
+    for p in preds:
+        worst[p["index"]] = max(worst.get(p["index"], -1), 1 if p["cer"] is None else p["cer"])
+    top = max(worst.values())
+    index, body = first_line(dom)
+    assert worst[int(index)] == top
+    assert re.search(r"<(del|ins)>|<span class=\"sub\"", body), body
+    assert "showing 8 of 8 line(s)" in dom
+    # untrusted text stays text: nothing from a reference or a group became an element
+    assert '<img src="x"' not in dom and "<b>ଓଡ଼ିଆ" not in dom and "<i>sans</i>" not in dom
+    assert "&lt;img src=x onerror=alert(1)&gt;" in dom and "&lt;i&gt;sans&lt;/i&gt;" in dom
+
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    keep = os.environ.get("ORCH_TEST_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
+        shutil.copy(page, Path(keep) / "report.html")
+
+
+@requires_tesseract
+def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, orch):
+    res = orch("report", RUN, "--images", str(SAMPLES), "--json")
+    assert res.exit_code == 0, res.output
+    [out] = json.loads(res.stdout)
+    assert out["thumbnails"] == 0 and out["lines"] == 8 and out["methods"] == ["baseline", "raw"]
+    assert out["notes"][0].startswith(f"no thumbnails: {SAMPLES}/labels.jsonl is not the run's")
+    assert "no thumbnails" in (proj / "results" / RUN / "report.html").read_text()
+
+    preds = proj / "results" / RUN / "predictions.jsonl"
+    (proj / "results" / RUN / "report.html").unlink()
+    lines = preds.read_text().splitlines()
+    preds.write_text("\n".join([*lines[:2], lines[2][:30], *lines[3:]]) + "\n")
+    res = orch("report", RUN)
+    assert res.exit_code == 1
+    assert res.output.strip() == (
+        f"orch: error: {preds}:3: invalid JSON; re-fetch the run; nothing was written"
+    )
+    row = json.loads(lines[2]) | {"cer": "0.5"}
+    preds.write_text("\n".join([*lines[:2], json.dumps(row), *lines[3:]]) + "\n")
+    res = orch("report", RUN)
+    assert res.exit_code == 1 and "predictions.jsonl: object 3: expected index" in res.output
+    preds.unlink()
+    res = orch("report", RUN)
+    assert res.exit_code == 1 and f"results/{RUN}/predictions.jsonl: missing" in res.output
+    assert not (proj / "results" / RUN / "report.html").exists()
+    assert orch("report", "ocr-20261127-100000-zz99").exit_code == 1
+
+
+def test_diff_segments_and_script_safe_json():
+    assert diff_segments("abcd", "abxd") == [["=", "ab"], ["s", "x", "c"], ["=", "d"]]
+    assert diff_segments("abc", "abcz") == [["=", "abc"], ["i", "z"]]
+    assert diff_segments("abc", "") == [["d", "abc"]]
+    assert diff_segments("", "") == []
+    segs = diff_segments("ଓଡ଼ିଶା", "ଓଡିଶା")  # the nukta dropped
+    assert ["d", "଼"] in segs and "".join(s[1] for s in segs if s[0] == "=") == "ଓଡିଶା"
+    text = to_json_text({"t": "</script><!-- & \u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"t": "</script><!-- & \u2028"}
