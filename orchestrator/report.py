@@ -31,7 +31,7 @@ import hashlib
 import io
 import json
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gpu_worker.contract.fsio import atomic_write, read_jsonl
@@ -55,6 +55,7 @@ class ReportResult:
     methods: list[str]
     thumbnails: int
     notes: list[str] = field(default_factory=list)
+    page: str = field(default="", repr=False)  # the HTML
 
     def to_json(self) -> dict:
         """A JSON-ready dict (`orch report --json`)."""
@@ -223,8 +224,8 @@ def thumbnails(
     return out, note + ("" if len(out) == len(refs) else " (the others could not be read)")
 
 
-def build_report(config: Config, run: FetchedRun, images: Path | None = None) -> ReportResult:
-    """Write results/<run_id>/report.html for one fetched run (see the module docstring)."""
+def render_report(config: Config, run: FetchedRun, images: Path | None = None) -> ReportResult:
+    """One fetched run's report page, made and not written (see the module docstring)."""
     from . import report_html
 
     rows = load_predictions(config, run)
@@ -232,10 +233,35 @@ def build_report(config: Config, run: FetchedRun, images: Path | None = None) ->
     form = str(run.results.get("run", {}).get("normalize") or "nfc")
     lines = browser_lines(rows, form, thumbs)
     page = report_html.page(run, lines, [note])
-    path = run.path / REPORT_FILE
-    atomic_write(path, page.encode("utf-8"), mode=0o644)
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    return ReportResult(run.run_id, path, len(lines), methods, len(thumbs), [note])
+    path = run.path / REPORT_FILE
+    return ReportResult(run.run_id, path, len(lines), methods, len(thumbs), [note], page)
+
+
+def build_report(config: Config, run: FetchedRun, images: Path | None = None) -> ReportResult:
+    """Write results/<run_id>/report.html for one fetched run."""
+    made = render_report(config, run, images)
+    atomic_write(made.path, made.page.encode("utf-8"), mode=0o644)
+    return made
+
+
+def linked_reports(
+    config: Config, runs: list[FetchedRun], tables: list, build: bool, readme_path: Path
+) -> tuple[list, dict[Path, bytes]]:
+    """`orch publish`: the README tables (`readme.RunTable`) with a link to their run's
+    report.html when it exists or, with `build` (`--report`), is made now; and the pages to
+    write (results/<run_id>/ is committed with the run, so the link resolves in the repo)."""
+    from .publish import relative_link
+
+    by_id = {r.run_id: r for r in runs}
+    pages, out = {}, []
+    for table in tables:
+        path = by_id[table.run_id].path / REPORT_FILE
+        if build:
+            pages[path] = render_report(config, by_id[table.run_id]).page.encode("utf-8")
+        link = relative_link(path, readme_path.parent) if build or path.exists() else None
+        out.append(replace(table, report_link=link))
+    return out, pages
 
 
 def write_reports(

@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.backends import FETCH_FILES
 from orchestrator.report import diff_segments, to_json_text
-from tests.conftest import REPO, SAMPLES
+from tests.conftest import REPO, SAMPLES, git
 from tests.needs import requires_tesseract
 
 RUN = "ocr-20261127-100000-ab12"
@@ -177,3 +177,27 @@ def test_diff_segments_and_script_safe_json():
     text = to_json_text({"t": "</script><!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"t": "</script><!-- & \u2028"}
+
+
+@requires_tesseract
+def test_publish_report_writes_links_and_commits_the_page_once(proj, orch):
+    (proj / "README.md").write_text(
+        "# OCR\n\n<!-- orch:results:start -->\n<!-- orch:results:end -->\n"
+    )
+    git(proj, "init", "-q")
+    git(proj, "add", "-A")
+    git(proj, "commit", "-qm", "init")
+    page = proj / "results" / RUN / "report.html"
+    dry = orch("publish", "--report", "--no-hub", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"  write {page}" in dry.output and not page.exists()
+    assert f"+Every line with each method's errors marked: [report](results/{RUN}/report.html)" in (
+        dry.output
+    )
+    res = orch("publish", "--report", "--no-hub")
+    assert res.exit_code == 0, res.output
+    assert f"results/{RUN}/report.html" in git(proj, "ls-files")  # committed with the run
+    assert 'id="report-data"' in page.read_text() and page.stat().st_mode & 0o044
+    again = orch("publish", "--no-hub")  # the page made before stays linked, nothing changes
+    assert again.exit_code == 0 and "nothing new to commit" in again.output, again.output
+    assert f"[report](results/{RUN}/report.html)" in (proj / "README.md").read_text()
