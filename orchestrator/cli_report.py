@@ -28,10 +28,15 @@ def report_cmd(state: State, runs: tuple[str, ...], images: Path | None, as_json
     method's differences marked. One file, no network needed to view it.
 
     Example: orch report && xdg-open results/*/report.html
+    Example: orch report quickwin-20261124-101200-ab12 --images data/lines
     """
     from .report import write_reports
 
-    written = write_reports(state.config(), runs, images)
+    written, skipped = write_reports(state.config(), runs, images)
+    echo(
+        [f"orch: note: {rid}: no predictions.jsonl, no lines to show; skipped" for rid in skipped],
+        err=True,
+    )
     if as_json:
         return json_out([r.to_json() for r in written])
     echo(

@@ -3,9 +3,10 @@
 Contract:
 - Input: a fetched run folder, `results/<run_id>/`, with its validated results.json
   (`publish.load_runs`) and predictions.jsonl (one object per line and method: `index`,
-  `method`, `reference`, `prediction`, `cer`, and `group` / `error` when set). A run without
-  predictions.jsonl, or with a line that is not such an object, is an error naming the file
-  and line; nothing is written.
+  `method`, `reference`, `prediction`, `cer`, and `group` / `error` when set). A named run
+  without predictions.jsonl, or with a line that is not such an object, is an error naming the
+  file and line; nothing is written. With no run named, the newest run of each playbook is
+  reported, those without predictions (a `command:` job) left out and named.
 - Output: `results/<run_id>/report.html` (`REPORT_FILE`), written atomically. It needs no network
   at view time: CSS and JS are inline, the plot and the thumbnails are `data:` URIs, and its
   Content-Security-Policy forbids every fetch. `report_html.py` assembles the page.
@@ -167,12 +168,6 @@ def _image_folder(config: Config, run: FetchedRun, images: Path | None) -> tuple
     return folder, ""
 
 
-def _labels(folder: Path) -> list[dict]:
-    """The rows of `folder`/labels.jsonl (blank lines skipped, as the worker reads them)."""
-    rows = read_jsonl(folder / "labels.jsonl")
-    return [r if isinstance(r, dict) else {} for r in rows]
-
-
 def _thumbnail(path: Path) -> str | None:
     """A PNG thumbnail of one line image as a data: URI (None when it cannot be read)."""
     from PIL import Image, UnidentifiedImageError
@@ -197,7 +192,7 @@ def thumbnails(
     if folder is None:
         return {}, why
     try:
-        labels = _labels(folder)
+        labels = read_jsonl(folder / "labels.jsonl")  # blank lines skipped, as the worker does
     except (ValueError, UnicodeDecodeError) as exc:
         return {}, f"no thumbnails: {exc}"
     revision = (run.results.get("run", {}).get("data") or {}).get("revision")
@@ -249,29 +244,37 @@ def linked_reports(
     config: Config, runs: list[FetchedRun], tables: list, build: bool, readme_path: Path
 ) -> tuple[list, dict[Path, bytes]]:
     """`orch publish`: the README tables (`readme.RunTable`) with a link to their run's
-    report.html when it exists or, with `build` (`--report`), is made now; and the pages to
-    write (results/<run_id>/ is committed with the run, so the link resolves in the repo)."""
+    report.html when it exists or, with `build` (`--report`), is made now (for a run with
+    predictions); and the pages to write (results/<run_id>/ is committed with the run, so the
+    link resolves in the repo)."""
     from .publish import relative_link
 
     by_id = {r.run_id: r for r in runs}
     pages, out = {}, []
     for table in tables:
         path = by_id[table.run_id].path / REPORT_FILE
-        if build:
+        if build and _has_lines(by_id[table.run_id]):
             pages[path] = render_report(config, by_id[table.run_id]).page.encode("utf-8")
-        link = relative_link(path, readme_path.parent) if build or path.exists() else None
+        link = relative_link(path, readme_path.parent) if path in pages or path.exists() else None
         out.append(replace(table, report_link=link))
     return out, pages
 
 
+def _has_lines(run: FetchedRun) -> bool:
+    return (run.path / "predictions.jsonl").is_file()
+
+
 def write_reports(
     config: Config, run_ids: tuple[str, ...] = (), images: Path | None = None
-) -> list[ReportResult]:
-    """A report for each named run, or for the newest fetched run of each playbook."""
+) -> tuple[list[ReportResult], list[str]]:
+    """A report for each named run, or for the newest fetched run of each playbook that has
+    predictions; and the ids of the newest runs left out for having none (a `command:` job)."""
     from .publish import _select
 
-    loaded = load_runs(config)
-    return [build_report(config, run, images) for run in _select(config, loaded, run_ids)]
+    runs = _select(config, load_runs(config), run_ids)
+    skipped = [] if run_ids else [r.run_id for r in runs if not _has_lines(r)]
+    runs = [r for r in runs if r.run_id not in skipped]
+    return [build_report(config, run, images) for run in runs], skipped
 
 
 def to_json_text(data: object) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.backends import FETCH_FILES
 from orchestrator.report import diff_segments, to_json_text
+from orchestrator.report_html import error_markdown
 from tests.conftest import REPO, SAMPLES, git
 from tests.needs import requires_tesseract
 
@@ -146,6 +147,18 @@ def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, 
     assert out["thumbnails"] == 0 and out["lines"] == 8 and out["methods"] == ["baseline", "raw"]
     assert out["notes"][0].startswith(f"no thumbnails: {SAMPLES}/labels.jsonl is not the run's")
     assert "no thumbnails" in (proj / "results" / RUN / "report.html").read_text()
+    # with no run named: the newest run of each playbook; one without predictions is named
+    other = proj / "results" / "cmd-20261127-110000-cd34"
+    other.mkdir()
+    doc = json.loads((proj / "results" / RUN / "results.json").read_text())
+    doc["run"] |= {"playbook": "cmd", "run_id": other.name}
+    (other / "results.json").write_text(json.dumps(doc))
+    res = orch("report")
+    assert res.exit_code == 0 and f"{RUN}: wrote" in res.stdout, res.output
+    assert (
+        res.stderr == f"orch: note: {other.name}: no predictions.jsonl, no lines to show; skipped\n"
+    )
+    shutil.rmtree(other)
 
     preds = proj / "results" / RUN / "predictions.jsonl"
     (proj / "results" / RUN / "report.html").unlink()
@@ -177,6 +190,14 @@ def test_diff_segments_and_script_safe_json():
     text = to_json_text({"t": "</script><!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"t": "</script><!-- & \u2028"}
+    old = {"baseline": {"cer": 0.1}, "run": {}}  # results from before the error analysis
+    assert error_markdown(old) == (
+        "This run's results.json has no error analysis (`errors`): a run made before it."
+    )
+    errors = {"substitutions": 1, "insertions": 1, "deletions": 1, "classes": {"nukta": 1}}
+    errors["confusions"] = [["଼", "", 2], [" ", "\u200c", 1]]
+    table = error_markdown({"b": {"errors": errors}, "run": {}})
+    assert "| b | 3 | 1 | 1 | 1 | 1 |" in table and "◌଼ → ∅ ×2;  ␠ → U+200C ×1" in table
 
 
 @requires_tesseract
