@@ -20,7 +20,8 @@ Contract:
 - Thumbnails come from a `labels.jsonl` folder on this machine: `--images DIR`, else the run's
   `data.source` when it is such a folder (relative paths: from the project root). The folder is
   used only when its labels.jsonl hash equals the run's `data.revision` (or, with none recorded,
-  every reference equals its row's text); otherwise the page has no thumbnails and says why.
+  every reference equals its row's text); otherwise the page has no thumbnails and says why
+  (an `--images` folder that cannot serve is an error, exit 2, nothing written).
 Predictions are untrusted text: the page escapes all of it (see `report_html.py`).
 """
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from gpu_worker.contract.fsio import atomic_write, read_jsonl
 
 from .config import Config
-from .errors import PublishError
+from .errors import ConfigError, PublishError
 from .publish import FetchedRun, load_runs
 
 REPORT_FILE = "report.html"
@@ -104,6 +105,7 @@ def _checked(rows: list[dict], where: str) -> list[dict]:
     for number, row in enumerate(rows, 1):
         ok = (
             isinstance(row.get("index"), int)
+            and row["index"] >= 0
             and isinstance(row.get("method"), str)
             and isinstance(row.get("reference"), (str, type(None)))
             and isinstance(row.get("prediction"), (str, type(None)))
@@ -112,7 +114,7 @@ def _checked(rows: list[dict], where: str) -> list[dict]:
         )
         if not ok:
             raise PublishError(
-                f"{where}: object {number}: expected index (integer), method, reference and "
+                f"{where}: object {number}: expected index (integer ≥ 0), method, reference and "
                 "prediction (text) and cer (number or null); re-fetch the run; nothing was written"
             )
     return rows
@@ -157,14 +159,11 @@ def _image_folder(config: Config, run: FetchedRun, images: Path | None) -> tuple
     else:
         source = str(data.get("source") or "")
         if not source:
-            return None, "no thumbnails: the run names no data source; pass --images DIR"
+            return None, "the run names no data source"
         folder = Path(source).expanduser()
         folder = folder if folder.is_absolute() else config.root / folder
     if not (folder / "labels.jsonl").is_file():
-        return None, (
-            f"no thumbnails: {folder} is not a labels.jsonl folder on this machine "
-            "(the images are not fetched); pass --images DIR"
-        )
+        return None, f"{folder} is not a labels.jsonl folder on this machine"
     return folder, ""
 
 
@@ -183,38 +182,56 @@ def _thumbnail(path: Path) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _mismatch(folder: Path, labels: list[dict], run: FetchedRun, refs: dict[int, object]) -> str:
+    """Why `folder` does not hold the run's lines ("" when it does): its labels.jsonl hash is
+    not the run's `data.revision`, or (none recorded) a reference differs from its row's text."""
+    revision = (run.results.get("run", {}).get("data") or {}).get("revision")
+    digest = hashlib.sha256((folder / "labels.jsonl").read_bytes()).hexdigest()[:16]
+    if revision and revision != digest:
+        return (
+            f"{folder}/labels.jsonl is not the run's data (revision {digest}, the run's {revision})"
+        )
+    if not revision and any(
+        i >= len(labels) or labels[i].get("text") != r for i, r in refs.items()
+    ):
+        return f"the texts in {folder}/labels.jsonl differ from the run's"
+    return ""
+
+
+def _read_images(folder: Path, labels: list[dict], indices) -> dict[int, str]:
+    """Index -> thumbnail of each line whose image reads, never from outside `folder`."""
+    root, out = folder.resolve(), {}
+    for i in indices:
+        name = labels[i].get("image") if i < len(labels) else None
+        path = (folder / name).resolve() if isinstance(name, str) else None
+        if path is not None and root in path.parents:
+            uri = _thumbnail(path)
+            if uri:
+                out[i] = uri
+    return out
+
+
 def thumbnails(
     config: Config, run: FetchedRun, rows: list[dict], images: Path | None
 ) -> tuple[dict[int, str], str]:
     """Index -> thumbnail data URI for the run's lines, and a note saying where they came from
-    or why there are none (see the module docstring)."""
-    folder, why = _image_folder(config, run, images)
-    if folder is None:
-        return {}, why
-    try:
-        labels = read_jsonl(folder / "labels.jsonl")  # blank lines skipped, as the worker does
-    except (ValueError, UnicodeDecodeError) as exc:
-        return {}, f"no thumbnails: {exc}"
-    revision = (run.results.get("run", {}).get("data") or {}).get("revision")
-    digest = hashlib.sha256((folder / "labels.jsonl").read_bytes()).hexdigest()[:16]
+    or why there are none (see the module docstring). A folder given as `images` that cannot
+    serve is a ConfigError."""
     refs = {r["index"]: r.get("reference") for r in rows}
-    if revision and revision != digest:
-        return {}, (
-            f"no thumbnails: {folder}/labels.jsonl is not the run's data (revision {digest}, "
-            f"the run's {revision})"
-        )
-    if not revision and any(
-        i >= len(labels) or labels[i].get("text") != ref for i, ref in refs.items()
-    ):
-        return {}, f"no thumbnails: the texts in {folder}/labels.jsonl differ from the run's"
-    root, out = folder.resolve(), {}
-    for i in refs:
-        name = labels[i].get("image") if i < len(labels) else None
-        path = (folder / name).resolve() if isinstance(name, str) else None
-        if path is not None and root in path.parents:  # never read outside the folder
-            uri = _thumbnail(path)
-            if uri:
-                out[i] = uri
+    folder, why = _image_folder(config, run, images)
+    labels: list[dict] = []
+    if folder is not None:
+        try:
+            labels = read_jsonl(folder / "labels.jsonl")  # blank lines skipped, as the worker
+        except (ValueError, UnicodeDecodeError) as exc:
+            why = str(exc)
+        else:
+            why = _mismatch(folder, labels, run, refs)
+    if why and images is not None:
+        raise ConfigError(f"--images: {why}; nothing was written")
+    if why:
+        return {}, f"no thumbnails (the images are not fetched): {why}; pass --images DIR"
+    out = _read_images(folder, labels, refs)
     note = f"thumbnails: {len(out)} of {len(refs)} lines, from {folder}"
     return out, note + ("" if len(out) == len(refs) else " (the others could not be read)")
 

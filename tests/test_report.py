@@ -141,12 +141,23 @@ def test_report_renders_in_chromium_with_table_diff_and_escaped_text(proj, orch,
 
 @requires_tesseract
 def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, orch):
-    res = orch("report", RUN, "--images", str(SAMPLES), "--json")
+    page = proj / "results" / RUN / "report.html"
+    res = orch("report", RUN, "--images", str(SAMPLES))  # the bundled sample: not this run's data
+    assert res.exit_code == 2 and not page.exists()
+    assert res.output.startswith(f"orch: error: --images: {SAMPLES}/labels.jsonl is not the run's")
+    results = proj / "results" / RUN / "results.json"
+    doc = json.loads(results.read_text())
+    doc["run"]["data"]["source"] = "/srv/gpu1/lines"  # a host's folder, absent here
+    results.write_text(json.dumps(doc))
+    res = orch("report", RUN, "--json")
     assert res.exit_code == 0, res.output
     [out] = json.loads(res.stdout)
     assert out["thumbnails"] == 0 and out["lines"] == 8 and out["methods"] == ["baseline", "raw"]
-    assert out["notes"][0].startswith(f"no thumbnails: {SAMPLES}/labels.jsonl is not the run's")
-    assert "no thumbnails" in (proj / "results" / RUN / "report.html").read_text()
+    assert out["notes"] == [
+        "no thumbnails (the images are not fetched): /srv/gpu1/lines is not a labels.jsonl folder "
+        "on this machine; pass --images DIR"
+    ]
+    assert out["notes"][0] in page.read_text()
     # with no run named: the newest run of each playbook; one without predictions is named
     other = proj / "results" / "cmd-20261127-110000-cd34"
     other.mkdir()
@@ -161,7 +172,7 @@ def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, 
     shutil.rmtree(other)
 
     preds = proj / "results" / RUN / "predictions.jsonl"
-    (proj / "results" / RUN / "report.html").unlink()
+    page.unlink()
     lines = preds.read_text().splitlines()
     preds.write_text("\n".join([*lines[:2], lines[2][:30], *lines[3:]]) + "\n")
     res = orch("report", RUN)
@@ -176,7 +187,7 @@ def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, 
     preds.unlink()
     res = orch("report", RUN)
     assert res.exit_code == 1 and f"results/{RUN}/predictions.jsonl: missing" in res.output
-    assert not (proj / "results" / RUN / "report.html").exists()
+    assert not page.exists()
     assert orch("report", "ocr-20261127-100000-zz99").exit_code == 1
 
 
