@@ -23,6 +23,8 @@ from tests.conftest import REPO, SAMPLES, git
 from tests.needs import requires_tesseract
 
 RUN = "ocr-20261127-100000-ab12"
+N = 6  # lines scored
+HOSTILE_AT = 5
 HOSTILE = "<img src=x onerror=alert(1)> </script><b>ଓଡ଼ିଆ</b>"  # a reference the page must show
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 requires_chromium = pytest.mark.skipif(
@@ -32,16 +34,16 @@ requires_chromium = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory) -> Path:
-    """A project whose results/<RUN>/ holds a real Tesseract run's fetched files: 8 lines of the
+    """A project whose results/<RUN>/ holds a real Tesseract run's fetched files: N lines of the
     bundled sample in two fonts (`scoring.group_by: font`), one with a hostile reference."""
     base = tmp_path_factory.mktemp("report")
     lines = base / "lines"
     lines.mkdir()
-    rows = [json.loads(x) for x in (SAMPLES / "labels.jsonl").read_text().splitlines()[:8]]
+    rows = [json.loads(x) for x in (SAMPLES / "labels.jsonl").read_text().splitlines()[:N]]
     for i, row in enumerate(rows):
         shutil.copy(SAMPLES / row["image"], lines / row["image"])
         row["font"] = "<i>sans</i>" if i % 2 else "serif"
-    rows[7]["text"] = HOSTILE
+    rows[HOSTILE_AT]["text"] = HOSTILE
     (lines / "labels.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     )
@@ -95,13 +97,13 @@ def test_report_renders_in_chromium_with_table_diff_and_escaped_text(proj, orch,
     res = orch("report", RUN)
     assert res.exit_code == 0, res.output
     page = proj / "results" / RUN / "report.html"
-    assert f"{RUN}: wrote {page}" in res.output and "thumbnails: 8 of 8 lines" in res.output
+    assert f"{RUN}: wrote {page}" in res.output and f"thumbnails: {N} of {N} lines" in res.output
     text = page.read_text(encoding="utf-8")
     # self-contained: nothing but data: URIs and in-page anchors are referenced
     assert not re.search(r'(?:src|href)="(?!data:|#)', text)
     assert "default-src 'none'" in text
     block = text.split('id="report-data">')[1].split("</script>")[0]  # not cut by a reference
-    assert [x["ref"] for x in json.loads(block)["lines"] if x["i"] == 7] == [HOSTILE]
+    assert [x["ref"] for x in json.loads(block)["lines"] if x["i"] == HOSTILE_AT] == [HOSTILE]
 
     shot = tmp_path / "report-screenshot.png"  # one Chromium start: the DOM and the screenshot
     dom = chromium("--dump-dom", f"--screenshot={shot}", "--window-size=1280,2400", page.as_uri())
@@ -117,8 +119,8 @@ def test_report_renders_in_chromium_with_table_diff_and_escaped_text(proj, orch,
         json.loads(x)
         for x in (proj / "results" / RUN / "predictions.jsonl").read_text().splitlines()
     ]
-    assert dom.count('<tbody class="line"') == 8 == results["raw"]["n"]
-    assert len(re.findall(r'<td class="img"><img src="data:image/png', dom)) == 8
+    assert dom.count('<tbody class="line"') == N == results["raw"]["n"]
+    assert len(re.findall(r'<td class="img"><img src="data:image/png', dom)) == N
     worst = {}
     for p in preds:
         worst[p["index"]] = max(worst.get(p["index"], -1), 1 if p["cer"] is None else p["cer"])
@@ -126,7 +128,7 @@ def test_report_renders_in_chromium_with_table_diff_and_escaped_text(proj, orch,
     index, body = first_line(dom)
     assert worst[int(index)] == top
     assert re.search(r"<(del|ins)>|<span class=\"sub\"", body), body
-    assert "showing 8 of 8 line(s)" in dom
+    assert f"showing {N} of {N} line(s)" in dom
     # untrusted text stays text: nothing from a reference or a group became an element
     assert '<img src="x"' not in dom and "<b>ଓଡ଼ିଆ" not in dom and "<i>sans</i>" not in dom
     assert "&lt;img src=x onerror=alert(1)&gt;" in dom and "&lt;i&gt;sans&lt;/i&gt;" in dom
@@ -152,7 +154,7 @@ def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, 
     res = orch("report", RUN, "--json")
     assert res.exit_code == 0, res.output
     [out] = json.loads(res.stdout)
-    assert out["thumbnails"] == 0 and out["lines"] == 8 and out["methods"] == ["baseline", "raw"]
+    assert out["thumbnails"] == 0 and out["lines"] == N and out["methods"] == ["baseline", "raw"]
     assert out["notes"] == [
         "no thumbnails (the images are not fetched): /srv/gpu1/lines is not a labels.jsonl folder "
         "on this machine; pass --images DIR"
