@@ -132,6 +132,10 @@ def load_predictions(config: Config, run: FetchedRun) -> list[dict]:
         raise PublishError(f"{exc}; re-fetch the run; nothing was written") from None
 
 
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def browser_lines(rows: list[dict], form: str, images: dict[int, str]) -> list[dict]:
     """One entry per line (by index): reference, group, thumbnail and each method's output as
     diff segments with its CER (None for a failed line, shown with its error)."""
@@ -140,7 +144,7 @@ def browser_lines(rows: list[dict], form: str, images: dict[int, str]) -> list[d
         ref = normalized(row.get("reference") or "", form)
         line = lines.setdefault(
             row["index"],
-            {"i": row["index"], "ref": ref, "group": row.get("group"), "m": {}},
+            {"i": row["index"], "ref": ref, "group": _text_or_none(row.get("group")), "m": {}},
         )
         line["img"] = images.get(row["index"])
         if "error" in row:

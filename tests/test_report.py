@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends import FETCH_FILES
-from orchestrator.report import diff_segments, to_json_text
+from orchestrator.report import browser_lines, diff_segments, to_json_text
 from orchestrator.report_html import error_markdown
 from tests.conftest import REPO, SAMPLES, git
 from tests.needs import requires_tesseract
@@ -203,6 +203,19 @@ def test_diff_segments_and_script_safe_json():
     text = to_json_text({"t": "</script><!-- & \u2028"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"t": "</script><!-- & \u2028"}
+    rows = [
+        {"index": 4, "method": "a", "reference": "ab \t c", "prediction": "abd", "cer": 0.5},
+        {"index": 4, "method": "b", "reference": "ab c", "prediction": None, "cer": None},
+        {"index": 1, "method": "a", "reference": "x", "prediction": "x", "cer": 0.0, "group": 3},
+    ]
+    rows[1]["error"] = "RuntimeError: CUDA out of memory"
+    one, four = browser_lines(rows, "nfc", {4: "data:image/png;base64,AA=="})
+    assert one == {"i": 1, "ref": "x", "group": "3", "img": None, "m": {"a": one["m"]["a"]}}
+    assert four["ref"] == "ab c" and four["img"] == "data:image/png;base64,AA=="
+    assert four["m"] == {
+        "a": {"cer": 0.5, "seg": [["=", "ab"], ["s", "d", " c"]]},
+        "b": {"cer": None, "err": "RuntimeError: CUDA out of memory", "seg": []},
+    }
     old = {"baseline": {"cer": 0.1}, "run": {}}  # results from before the error analysis
     assert error_markdown(old) == (
         "This run's results.json has no error analysis (`errors`): a run made before it."
