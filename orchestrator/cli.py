@@ -368,7 +368,7 @@ def cancel(state: State, run_id: str, grace: float, as_json: bool) -> None:
         click.echo(f"{unstarted[0].parent}: no shard had started; its parent record is removed")
 
 
-from . import cli_results  # noqa: E402, F401  (registers fetch, forget, publish, results)
+from . import cli_report, cli_results  # noqa: E402, F401  (register report, fetch, publish...)
 
 
 def main() -> None:

@@ -88,6 +88,13 @@ def forget(state: State, runs: tuple[str, ...]) -> None:
 @click.option("--replace", is_flag=True, help="Show each playbook's newest run even if smaller.")
 @click.option("--fetch", "fetch_first", is_flag=True, help="Fetch finished runs first.")
 @click.option(
+    "--report",
+    "with_report",
+    is_flag=True,
+    help="Also write each shown run's `orch report` page and link it under its table "
+    "(a page already made is linked without this).",
+)
+@click.option(
     "--adapter",
     metavar="RUN:checkpoint-N",
     help="Upload this fetched LoRA adapter with its card to the Hub repo (nothing else).",
@@ -106,6 +113,7 @@ def publish(
     create_pr: bool,
     replace: bool,
     fetch_first: bool,
+    with_report: bool,
     as_json: bool,
     adapter: str | None,
 ) -> None:
@@ -142,6 +150,7 @@ def publish(
         overwrite=overwrite,
         create_pr=create_pr,
         replace=replace,
+        report=with_report,
     )
     plan = pub.plan_publish(cfg, runs, options)
     if dry_run:

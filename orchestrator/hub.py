@@ -177,7 +177,12 @@ def card_tables(tables: list[readme.RunTable], links: dict[str, str]) -> list[re
     """The tables with each plot link (README-relative) replaced by its path in the Hub repo
     (`links`: local link -> Hub path, e.g. `plots/quickwin.png`)."""
     return [
-        replace(t, plot_link=links.get(t.plot_link), history_link=links.get(t.history_link))
+        replace(
+            t,
+            plot_link=links.get(t.plot_link),
+            history_link=links.get(t.history_link),
+            report_link=None,  # the report stays in the git repository
+        )
         for t in tables
     ]
 

@@ -11,7 +11,8 @@ Interrupted anywhere (Ctrl-C), publish leaves a state the next publish completes
 pins file are only ever whole files, and a README whose only uncommitted change is inside the
 markers (orch's own block, written last) is not "uncommitted edits": the next publish rewrites
 the block and commits. Publishing the same results again writes, commits and uploads nothing.
-An invalid results.json is never skipped silently.
+An invalid results.json is never skipped silently. A run's `orch report` page
+(results/<id>/report.html) is linked under its table when it exists; `--report` makes it first.
 
 A results.json comes from the host, so nothing in it chooses a path: the run id (its folder),
 the playbook name (the plot's file name) and the method names (README rows) must be safe names
@@ -169,6 +170,7 @@ class PublishOptions:
     overwrite: bool = False
     create_pr: bool = False
     replace: bool = False
+    report: bool = False  # build each shown run's `orch report` page (and link it)
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,9 @@ def plan_publish(
     readme_path = (config.root / config.defaults.readme).resolve()
     check_readme_clean(config, readme_path, options)
     tables, pngs = _tables_and_plots(config, loaded, chosen, readme_path)
+    from .report import linked_reports
+
+    tables, reports = linked_reports(config, loaded.runs, tables, options.report, readme_path)
     old = readme_path.read_text(encoding="utf-8") if readme_path.exists() else ""
     try:
         new = markers.replace_block(old, readme.render_block(tables))
@@ -314,7 +319,7 @@ def plan_publish(
             old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{name}", f"b/{name}"
         )
     )
-    files = {**pngs, state_path: chosen.to_json().encode()}
+    files = {**pngs, **reports, state_path: chosen.to_json().encode()}
     changed = [p for p, data in files.items() if not p.exists() or p.read_bytes() != data]
     run_paths = [results_dir(config) / t.run_id for t in tables]
     return PublishPlan(

@@ -29,6 +29,7 @@ class RunTable:
     plot_link: str | None = None
     label: str | None = None  # set when a playbook shows several runs: the run id
     history_link: str | None = None
+    report_link: str | None = None  # the run's `orch report` page, when published with it
 
     @property
     def key(self) -> str:
@@ -228,6 +229,8 @@ def render_run(table: RunTable) -> str:
         lines += ["", f"![CER against seconds per image]({table.plot_link})"]
     if table.history_link:
         lines += ["", f"![CER of each run of {table.playbook} over time]({table.history_link})"]
+    if table.report_link:
+        lines += ["", f"Every line with each method's errors marked: [report]({table.report_link})"]
     return "\n".join(lines)
 
 

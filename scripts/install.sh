@@ -9,7 +9,7 @@ extras=${1:-worker}
 missing=()
 for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client tmux:tmux \
             rsync:rsync git:git tesseract:tesseract-ocr ip:iproute2 ss:iproute2 ps:procps \
-            pgrep:procps flock:util-linux \
+            pgrep:procps flock:util-linux chromium:chromium \
             munged:munge slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client; do
   cmd=${pair%%:*}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pair#*:}")
