@@ -19,9 +19,9 @@ import yaml
 
 from .checkpoints import adapter_names, locate, tiny_folder
 from .contract.layout import EXIT_PRECHECK, local_path
-from .contract.spec import KINDS, MethodError, parse_methods
+from .contract.spec import MethodError, parse_methods
 from .data import is_path_like, resolve_path
-from .decoding import resolve_adapter, resolve_checkpoints
+from .methods import kind_of
 
 EXIT_PROBLEM = EXIT_PRECHECK
 
@@ -88,10 +88,7 @@ def problems(doc: dict, root: str) -> list[str]:
     names = adapter_names(folders)
     for m in methods:
         try:
-            if "adapter" in KINDS[m.kind]:
-                resolve_adapter(m, names)
-            else:
-                resolve_checkpoints(m, names)
+            kind_of(m).checkpoints_needed(names)
         except MethodError as exc:
             found.append(str(exc))
     return found

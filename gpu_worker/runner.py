@@ -27,15 +27,15 @@ from pathlib import Path
 
 import yaml
 
-from . import eta, summary
+from . import summary
 from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
 from .contract import schema
 from .contract.fsio import read_jsonl, write_json_atomic
 from .contract.spec import PlaybookError, RunSpec, parse_playbook
 from .data import DataError, Samples, selected_indices
-from .decoding import lora_path
 from .fastpath import shapes
+from .methods import kind_of
 from .outputs import Progress, append_lines, hold_run_lock
 from .preflight import check_adapters, check_first_batch
 from .provenance import run_block
@@ -129,10 +129,13 @@ def run(
         m.name: sum((i, m.name) not in done for i in indices) for m in spec.methods
     }
     progress.update(len(done), spec.methods[0].name, 0.0, force=True)
-    _check_tesseract(spec)
+    for method in spec.methods:  # what each needs on this host (Tesseract and its data)
+        kind_of(method).check()
     engine, base, checkpoints = _load_engine(spec, root, len(indices), log)
     gates = _check_adapters(spec, engine, log)
-    progress.tracker.costs = {m.name: eta.relative_cost(m, len(checkpoints)) for m in spec.methods}
+    progress.tracker.costs = {
+        m.name: kind_of(m).relative_cost(len(checkpoints)) for m in spec.methods
+    }
     timings = _decode(spec, (engine, samples), indices, (lines, done), pred_path, progress, log)
 
     results = summary.summarize_run(spec, lines)
@@ -165,15 +168,6 @@ def _check_adapters(spec: RunSpec, engine, log: Callable[[str], None]) -> dict:
     return {"enabled": True, **report, "warnings": warnings}
 
 
-def _check_tesseract(spec: RunSpec) -> None:
-    """Tesseract and its language data are there for every method that uses it."""
-    for method in spec.methods:
-        if not method.needs_model:
-            from .tesseract import check
-
-            check(str(method.binary), str(method.lang))  # filled in from spec.KINDS
-
-
 def _decode(
     spec: RunSpec,
     using: tuple,
@@ -190,7 +184,7 @@ def _decode(
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
             pending = [i for i in indices if (i, method.name) not in done]
-            path = progress.paths[method.name] = lora_path(engine, method)
+            path = progress.paths[method.name] = kind_of(method).lora_path(engine)
             via = f", LoRA path: {path}" if path else ""
             log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}{via}")
             gate = [spec.preflight and len(pending) == len(indices)]  # resumed: checked before

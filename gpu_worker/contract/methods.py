@@ -19,17 +19,22 @@ _ADAPTER = {"adapter": "last"}
 _VOTERS = {"checkpoints": "all", "vote": "mbr"}
 KINDS: dict[str, dict[str, object]] = {
     "greedy": {**_MODEL, **_ADAPTER},
-    "beam": {**_MODEL, **_ADAPTER, "num_beams": 5},
+    "beam": {**_MODEL, **_ADAPTER, "num_beams": 5, "nbest": None},  # nbest: hypotheses kept
     "sample": {**_MODEL, **_ADAPTER, "temperature": 1.0, "top_p": 1.0, "seed": 0},
     "ensemble": {**_MODEL, **_VOTERS},
     "combined": {**_MODEL, **_VOTERS, "num_beams": 5},
     "tesseract": {"lang": "ori", "psm": 7, "oem": None, "binary": "tesseract"},
 }
-MODEL_FREE = {"tesseract"}
+# kind -> the backend it runs on (`backend:` may name it instead of the kind); the behaviour of
+# each kind lives in the worker's registry (`gpu_worker/methods.py`, names equal to `KINDS`)
+MODEL_BACKEND = "transformers"
+BACKEND_OF: dict[str, str] = {kind: MODEL_BACKEND for kind in KINDS} | {"tesseract": "tesseract"}
+BACKENDS = tuple(dict.fromkeys(BACKEND_OF.values()))
+MODEL_FREE = {kind for kind, backend in BACKEND_OF.items() if backend != MODEL_BACKEND}
 TOKEN_VOTE = "logits"  # token-level voting inside generate (ensemble only), see fastpath/vote.py
-BACKENDS = ("transformers", "tesseract")
-_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "seed": 0, "psm": 0}
-_NULLABLE = {"max_new_tokens"}
+VOTE_RULES = {"ensemble": (*RULES, TOKEN_VOTE), "combined": RULES}  # per kind that votes
+_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "seed": 0, "psm": 0, "nbest": 1}
+_NULLABLE = {"max_new_tokens", "nbest"}
 
 
 class PlaybookError(ValueError):
@@ -49,6 +54,7 @@ class Method:
     kind: str
     adapter: str | None = None
     num_beams: int = 1
+    nbest: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
@@ -85,20 +91,24 @@ def _known(keys: dict | set, got: dict, where: str, what: str, cls=PlaybookError
         raise _fail(cls, f"{where}{key}", f"{what}{did_you_mean(key, keys)}")
 
 
+def _only_kind(backend: str) -> str | None:
+    """The kind a method naming only its `backend` gets: the backend's one kind, if one."""
+    kinds = [k for k, b in BACKEND_OF.items() if b == backend]
+    return kinds[0] if len(kinds) == 1 else None
+
+
 def resolve_method(name: str, body: object) -> dict:
     """A `methods:` entry with its kind, backend and every setting of its kind filled in."""
     if not isinstance(body, dict):
         raise MethodError(f"methods.{name}: expected a mapping like {{kind: greedy}}")
-    backend = body.get(
-        "backend", "tesseract" if body.get("kind") == "tesseract" else "transformers"
-    )
+    backend = body.get("backend", BACKEND_OF.get(str(body.get("kind")), MODEL_BACKEND))
     if backend not in BACKENDS:
         raise MethodError(
             f"methods.{name}.backend: unknown '{backend}'{did_you_mean(backend, BACKENDS)}; "
             f"known: {', '.join(BACKENDS)}"
         )
-    kind = body.get("kind", "tesseract" if backend == "tesseract" else None)
-    if (backend == "tesseract") != (kind == "tesseract"):
+    kind = body.get("kind", _only_kind(backend))
+    if kind in BACKEND_OF and BACKEND_OF[kind] != backend:
         raise MethodError(f"methods.{name}: kind {kind} does not run on backend {backend}")
     if kind not in KINDS:
         hint = did_you_mean(kind, KINDS)
@@ -114,7 +124,7 @@ def parse_method(name: str, body: object) -> Method:
     del values["backend"]
     if isinstance(values.get("checkpoints"), list):
         values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])
-    rules = [*RULES, TOKEN_VOTE] if values["kind"] == "ensemble" else list(RULES)
+    rules = list(VOTE_RULES.get(values["kind"], ()))
     if "vote" in values and values["vote"] not in rules:
         raise MethodError(
             f"methods.{name}.vote: unknown rule '{values['vote']}' for kind {values['kind']}; "
@@ -130,6 +140,11 @@ def parse_method(name: str, body: object) -> Method:
         v = values.get(key, 1.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
             raise MethodError(f"methods.{name}.{key}: expected a positive number, got {v!r}")
+    if values.get("nbest") is not None and values["nbest"] > values["num_beams"]:
+        raise MethodError(
+            f"methods.{name}.nbest: {values['nbest']} hypotheses need num_beams >= "
+            f"{values['nbest']} (num_beams is {values['num_beams']})"
+        )
     return Method(name=name, **values)
 
 
