@@ -7,10 +7,12 @@ and the field. Standard library only.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .checks import RULES
 from .hints import did_you_mean
+from .postprocess import KEYS as POSTPROCESS_KEYS
+from .postprocess import SEPARATOR, Derived, PostprocessError, parse_postprocess
 from .schema import RUN_KEY
 
 # method kind -> {setting: default}; `kind` and `backend` are settings of every kind
@@ -65,6 +67,7 @@ class Method:
     psm: int | None = None
     oem: int | None = None
     binary: str | None = None
+    postprocess: tuple[Derived, ...] = ()  # its derived methods (`postprocess.py`)
 
     @property
     def needs_model(self) -> bool:
@@ -113,15 +116,22 @@ def resolve_method(name: str, body: object) -> dict:
     if kind not in KINDS:
         hint = did_you_mean(kind, KINDS)
         raise MethodError(f"methods.{name}.kind: unknown '{kind}'{hint}; known: {', '.join(KINDS)}")
-    keys = {"kind", "backend", *KINDS[kind]}
+    keys = {"kind", "backend", *KINDS[kind], *POSTPROCESS_KEYS}
     _known(keys, body, f"methods.{name}.", f"not a setting of kind {kind}", MethodError)
-    return {"kind": kind, "backend": backend, **{k: body.get(k, d) for k, d in KINDS[kind].items()}}
+    given = {k: body[k] for k in POSTPROCESS_KEYS if k in body}  # only when set
+    return {
+        "kind": kind,
+        "backend": backend,
+        **{k: body.get(k, d) for k, d in KINDS[kind].items()},
+        **given,
+    }
 
 
 def parse_method(name: str, body: object) -> Method:
     """A `methods:` entry -> Method, or MethodError naming the field."""
     values = resolve_method(name, body)
     del values["backend"]
+    given = {k: values.pop(k) for k in POSTPROCESS_KEYS if k in values}
     if isinstance(values.get("checkpoints"), list):
         values["checkpoints"] = tuple(str(c) for c in values["checkpoints"])
     rules = list(VOTE_RULES.get(values["kind"], ()))
@@ -145,7 +155,12 @@ def parse_method(name: str, body: object) -> Method:
             f"methods.{name}.nbest: {values['nbest']} hypotheses need num_beams >= "
             f"{values['nbest']} (num_beams is {values['num_beams']})"
         )
-    return Method(name=name, **values)
+    method = Method(name=name, **values)
+    try:
+        derived = parse_postprocess(name, given, method.settings())
+    except PostprocessError as exc:
+        raise MethodError(str(exc)) from None
+    return replace(method, postprocess=derived) if derived else method
 
 
 def parse_methods(methods: object) -> list[Method]:
@@ -154,4 +169,14 @@ def parse_methods(methods: object) -> list[Method]:
         raise MethodError("methods: expected a mapping of method name -> {kind: ...}")
     if RUN_KEY in methods:
         raise MethodError("methods.run: 'run' is reserved in results.json; pick another name")
-    return [parse_method(str(name), body) for name, body in methods.items()]
+    parsed = [parse_method(str(name), body) for name, body in methods.items()]
+    names = [str(n) for n in methods]
+    for m in parsed:
+        for d in m.postprocess:
+            if d.name in names:
+                raise MethodError(f"methods.{m.name}.postprocess: {d.name} is a method already")
+            names.append(d.name)
+    if any(SEPARATOR in str(n) for n in methods):
+        bad = next(str(n) for n in methods if SEPARATOR in str(n))
+        raise MethodError(f"methods.{bad}: '{SEPARATOR}' is kept for derived methods")
+    return parsed

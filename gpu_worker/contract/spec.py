@@ -44,6 +44,7 @@ from .methods import (  # noqa: F401  (KINDS ... Method: the playbook's methods,
     parse_methods,
     resolve_method,
 )
+from .postprocess import scored_methods, text_problem
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {
@@ -260,7 +261,12 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     n = data["n_samples"]
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
-    for problem in (shard_problem(data), scoring_problem(scoring, [m.name for m in methods])):
+    scored = [m.name for m in scored_methods(methods)]  # derived methods too (postprocess.py)
+    for problem in (
+        shard_problem(data),
+        scoring_problem(scoring, scored),
+        text_problem(methods, data["holdout"]),
+    ):
         if problem:
             raise PlaybookError(problem)
     problem = settings_problem(data, scoring)  # data.script, data.holdout, the gates' settings
