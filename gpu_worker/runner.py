@@ -10,6 +10,8 @@ temp name and renamed; predictions are appended and flushed per batch):
   settings; `time_per_image_s`/`images_per_s` are steady state (the method's first batch, its
   warm-up, is left out when more follow), `warmup_s` and `wall_s` (the whole method) beside them;
   `run` holds provenance and the recommendation (`provenance.py`). Validated by `schema.py`.
+Derived methods (`postprocess:` on a method, `derived.py`) get their lines after decoding, from
+their source's, and their stages' counts in results.json (`postprocess`).
 `resume=True` keeps every (index, method) already in predictions.jsonl and decodes the rest.
 Gates (`preflight.py`, unless `scoring.preflight: off`): no-op and identical checkpoints after
 loading (warnings in the log and `run.preflight`), and each method's first batch before the
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from . import summary
+from . import derived, summary
 from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
 from .contract import schema
@@ -137,12 +139,23 @@ def run(
         m.name: kind_of(m).relative_cost(len(checkpoints)) for m in spec.methods
     }
     timings = _decode(spec, (engine, samples), indices, (lines, done), pred_path, progress, log)
+    with open(pred_path, "a", encoding="utf-8") as sink:  # derived methods (postprocess:)
+
+        def keep(new: list[dict]) -> None:
+            append_lines(sink, new)
+            lines.extend(new)
+
+        post = derived.apply_all(spec, samples, root, lines, keep, log)
 
     results = summary.summarize_run(spec, lines)
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
     for method in spec.methods:  # null for a method that runs no model (same keys for all)
         results[method.name]["lora_path"] = progress.paths.get(method.name)
+        for d in method.postprocess:  # decoded as its source was
+            results[d.name].update(
+                lora_path=progress.paths.get(method.name), postprocess=post[d.name]
+            )
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
     results["run"]["preflight"] = gates
