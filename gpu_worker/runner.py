@@ -125,7 +125,8 @@ def run(
         )
     indices = selected_indices(len(samples), spec.data)
     lines = read_jsonl(pred_path, repair_tail=True) if resume else []
-    done = {(line["index"], line["method"]) for line in lines}
+    decoded = {m.name for m in spec.methods}  # derived methods' lines are made afterwards
+    done = {(line["index"], line["method"]) for line in lines if line["method"] in decoded}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
     progress.tracker.left = {
         m.name: sum((i, m.name) not in done for i in indices) for m in spec.methods

@@ -1,7 +1,9 @@
 """Decoding methods in a playbook (`methods:`), part of the contract: the kinds and their
-settings with defaults (`KINDS`, stated here once), and `parse_methods`, which fills in and
-validates each entry into a `Method`; errors (`MethodError`, a `PlaybookError`) name the method
-and the field. Standard library only.
+settings with defaults (`KINDS`, stated here once) and the backend each runs on (`BACKEND_OF`),
+as data; and `parse_methods`, which fills in and validates each entry into a `Method` (with its
+derived methods, `postprocess:`, see `postprocess.py`); errors (`MethodError`, a
+`PlaybookError`) name the method and the field. What each kind does is the worker's registry
+(`gpu_worker/methods.py`). Standard library only.
 """
 
 from __future__ import annotations

@@ -218,7 +218,8 @@ def check_key(doc: dict, parts: list[str]) -> str | None:
             return _no_key(parts, 2, methods)
         body = methods[parts[1]] if isinstance(methods[parts[1]], dict) else {}
         kind = body.get("kind") or ("tesseract" if body.get("backend") == "tesseract" else "")
-        table, depth = {"kind": 0, "backend": 0, **KINDS.get(str(kind), {})}, 2
+        table = {"kind": 0, "backend": 0, **KINDS.get(str(kind), {}), "postprocess": 0}
+        table, depth = {**table, "postprocess_text": 0}, 2
     if isinstance(table, dict):
         if len(parts) > depth and parts[depth] not in table:
             return _no_key(parts, depth + 1, table)
