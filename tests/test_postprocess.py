@@ -211,3 +211,26 @@ def test_registered_stages_are_declared_in_the_contract(alphabet):
     from gpu_worker.derived import load_stages
 
     assert set(load_stages()) <= set(contract.STAGE_SETTINGS)
+
+
+@requires_tesseract
+def test_sharded_derived_methods_merge_to_the_single_host_figures(tmp_path, alphabet):
+    """Two shards' derived lines merge to the single-host CER, comparison and stage counts."""
+    from gpu_worker.merge import merge_results, read_shard
+
+    method = {"kind": "tesseract", "postprocess": {"abc": ["alphabet"]}}
+    folders = []
+    for shard in (None, 0, 1):
+        extra = {} if shard is None else {"shard": shard, "num_shards": 2}
+        path = write(tmp_path, {"tess": method}, holdout=HOLDOUT, **extra)
+        out = tmp_path / f"s{shard}"
+        run(path, out, log=lambda m: None)
+        book = parse_playbook(yaml.safe_load(path.read_text()), "pb").doc
+        (out / "playbook.yaml").write_text(yaml.safe_dump(book, allow_unicode=True))
+        folders.append(out)
+    single = json.loads((folders[0] / "results.json").read_text())
+    shards = [read_shard(f) for f in folders[1:]]
+    merged, lines, _ = merge_results("p", "pb", shards, ["p-s0", "p-s1"])
+    assert len(lines) == 2 * 6
+    for key in ("cer", "vs_source", "vs_baseline", "postprocess"):
+        assert merged["tess+abc"][key] == single["tess+abc"][key]
