@@ -15,27 +15,20 @@ from typing import TYPE_CHECKING
 
 from . import metrics
 from .contract.spec import Method, MethodError
-from .data import Loaded, Samples, by_width, prefetched
-from .decoding import decode_batch
+from .data import Loaded, Samples, prefetched
+from .methods import kind_of
 
 if TYPE_CHECKING:
     from .contract.spec import RunSpec
 
 
-def _decode(engine, method: Method, images: list, spec: RunSpec, first: int) -> list[str]:
-    if not method.needs_model:
-        from .tesseract import recognize
-
-        return [recognize(img, method) for img in images]
-    return decode_batch(engine, method, images, spec.max_new_tokens, first)
-
-
 def _decode_timed(engine, method: Method, images: list, spec: RunSpec, first: int):
-    """The texts for `images` and the seconds spent generating them (GPU synchronised)."""
+    """Per image the decoded fields (`prediction`, maybe `nbest`) and the seconds spent
+    generating them (GPU synchronised)."""
     if engine is not None:
         engine.synchronize()
     t0 = time.perf_counter()
-    texts = _decode(engine, method, images, spec, first)
+    texts = kind_of(method).lines(engine, images, first, spec.max_new_tokens)
     if engine is not None:
         engine.synchronize()
     return texts, time.perf_counter() - t0
@@ -48,7 +41,7 @@ def run_method(engine, method: Method, spec: RunSpec, samples: Samples, pending,
     warm-up (compile, autotune, caches) and stays out of the steady figures when more follow.
     """
     started = time.perf_counter()
-    order = by_width(samples, pending) if method.needs_model else list(pending)
+    order = kind_of(method).order(samples, pending)
     batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     prepare = engine.prefetch if engine is not None and method.needs_model else None
     timing = {"batches": len(batches), "warmup_s": 0.0, "steady_s": 0.0, "steady_images": 0}
@@ -94,7 +87,7 @@ def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: 
                 if len(ok) == 1:
                     raise exc
                 texts, one_s = _decode_timed(engine, method, [image], spec, index)
-                results.append((index, texts[0], one_s))
+                results.append((index, texts[0], one_s))  # fields, as above
                 seconds += one_s
             except MethodError:
                 raise
@@ -102,19 +95,12 @@ def _run_batch(engine, method: Method, spec: RunSpec, samples: Samples, loaded: 
                 lines.append(_failure(samples, method, index, one, spec))
     for index, text, per_image in results:
         reference = samples.text(index)
-        s = metrics.score_pair(reference, text, spec.normalize, spec.collapse_whitespace)
-        lines.append(
-            {
-                "index": index,
-                "method": method.name,
-                "reference": reference,
-                "prediction": text,
-                "cer": s.cer,
-                "char_edits": s.char_edits,
-                "chars": s.chars,
-                "seconds": per_image,
-            }
+        s = metrics.score_pair(
+            reference, text["prediction"], spec.normalize, spec.collapse_whitespace
         )
+        line = {"index": index, "method": method.name, "reference": reference, **text}
+        scores = {"cer": s.cer, "char_edits": s.char_edits, "chars": s.chars}
+        lines.append({**line, **scores, "seconds": per_image})
     return sorted(lines, key=lambda line: line["index"]), seconds
 
 

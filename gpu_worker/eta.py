@@ -3,25 +3,14 @@
 Each method's remaining images are priced at that method's own measured seconds per image once
 it has one. A method not yet timed is priced from its cost relative to greedy decoding — beams x
 generate rows per image (an ensemble over k checkpoints decodes k rows; `combined` k x beams) —
-times the measured seconds per unit of cost of the methods timed so far. Until every method with
+times the measured seconds per unit of cost of the methods timed so far (each kind's
+`relative_cost`, `gpu_worker/methods.py`). Until every method with
 work left has been timed the estimate is approximate (`ETA ~`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
-def relative_cost(method, n_checkpoints: int) -> float:
-    """Cost per image relative to greedy on one checkpoint: beams x rows."""
-    if not method.needs_model:
-        return 1.0
-    beams = method.num_beams if method.kind in ("beam", "combined") else 1
-    rows = 1
-    if method.kind in ("ensemble", "combined"):
-        chosen = method.checkpoints
-        rows = n_checkpoints if chosen == "all" else len(chosen)
-    return float(max(1, beams) * max(1, rows))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import yaml
 
 from .contract import layout
 from .contract.fsio import atomic_dir, read_jsonl, write_jsonl
+from .contract.postprocess import Derived, scored_methods
 from .contract.schema import SchemaError, validate_results
 from .contract.spec import PlaybookError, parse_playbook
 from .data import selection_hash
@@ -70,20 +71,38 @@ def _checked_lines(parent: str, name: str, shards: list[Shard], ids: list[str]):
     except PlaybookError as exc:
         raise MergeError(f"{parent}: its playbook is invalid ({exc})") from None
     lines = sorted((line for _, _, part in shards for line in part), key=lambda x: x["index"])
-    for method in spec.methods:
+    for method in scored_methods(spec.methods):
         seen = [line["index"] for line in lines if line["method"] == method.name]
         if len(seen) != len(set(seen)):
             raise MergeError(f"{parent}: shards overlap in method {method.name}")
     return spec, lines, book
 
 
+def _summed(bodies: list[dict]) -> dict:
+    """A derived method's `postprocess` block over the shards: counts added up."""
+    blocks = [b.get("postprocess") or {} for b in bodies]
+    stages: dict[str, dict[str, int]] = {}
+    for block in blocks:
+        for stage, counts in (block.get("stages") or {}).items():
+            mine = stages.setdefault(stage, {})
+            for key, value in counts.items():
+                mine[key] = mine.get(key, 0) + value
+    return {
+        "stages": stages,
+        "train_lines": max((b.get("train_lines", 0) for b in blocks), default=0),
+        "changed": sum(b.get("changed", 0) for b in blocks),
+    }
+
+
 def merge_results(parent: str, name: str, shards: list[Shard], ids: list[str]) -> tuple:
     """(results, merged prediction lines, playbook) from every shard's output, in shard order."""
     spec, lines, book = _checked_lines(parent, name, shards, ids)
     results = summarize_run(spec, lines)
-    for method in spec.methods:  # how each shard ran it; the shards' words when they differ
+    for method in scored_methods(spec.methods):  # how each shard ran it; the shards' words
         paths = sorted({str(s[1][method.name].get("lora_path")) for s in shards} - {"None"})
         results[method.name]["lora_path"] = ", ".join(paths) or None
+        if isinstance(method, Derived):
+            results[method.name]["postprocess"] = _summed([s[1][method.name] for s in shards])
     indices = sorted({line["index"] for line in lines})
     first = shards[0][1]["run"]
     results["run"] = {

@@ -1,7 +1,8 @@
 """`python -m gpu_worker.precheck PLAYBOOK`: on the host, in the launch's own round trip, before
 tmux starts the worker: is `data.source` there and readable, with the split it names (a local
 folder; a Hub name is left to the worker), are the model's local folders there, and does every
-method's adapter or checkpoint list name a checkpoint that will be loaded?
+method's adapter or checkpoint list name a checkpoint that will be loaded (its kind's
+`checkpoints_needed`, `methods.py`), and do post-correction stages that learn from text have it?
 
 Standard library, yaml and the worker's own rules only (no torch): it answers in well under a
 second. Relative paths are relative to the current folder (the pushed code folder, as for the
@@ -19,9 +20,10 @@ import yaml
 
 from .checkpoints import adapter_names, locate, tiny_folder
 from .contract.layout import EXIT_PRECHECK, local_path
-from .contract.spec import KINDS, MethodError, parse_methods
+from .contract.postprocess import text_problem
+from .contract.spec import MethodError, parse_methods
 from .data import is_path_like, resolve_path
-from .decoding import resolve_adapter, resolve_checkpoints
+from .methods import kind_of
 
 EXIT_PROBLEM = EXIT_PRECHECK
 
@@ -73,11 +75,23 @@ def data_problems(data: dict, root: str) -> list[str]:
     return []
 
 
+def postprocess_problems(methods: list, data: dict, root: str) -> list[str]:
+    """Derived methods whose stages need training text: it is given, and its file is here."""
+    found = [p for p in [text_problem(methods, data.get("holdout"))] if p]
+    for m in methods:
+        text = next((d.text for d in m.postprocess if d.text), None)
+        if text and not os.path.isfile(resolve_path(text, root)):
+            found.append(f"methods.{m.name}.postprocess_text: {text}: no such file on this host")
+    return found
+
+
 def problems(doc: dict, root: str) -> list[str]:
     """What would make the job fail at start, one line each (empty: go ahead)."""
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
     found = data_problems(data, root)
-    methods = [m for m in parse_methods(doc.get("methods")) if m.needs_model]
+    every = parse_methods(doc.get("methods"))
+    found += postprocess_problems(every, data, root)
+    methods = [m for m in every if m.needs_model]
     if not methods:
         return found
     model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
@@ -88,10 +102,7 @@ def problems(doc: dict, root: str) -> list[str]:
     names = adapter_names(folders)
     for m in methods:
         try:
-            if "adapter" in KINDS[m.kind]:
-                resolve_adapter(m, names)
-            else:
-                resolve_checkpoints(m, names)
+            kind_of(m).checkpoints_needed(names)
         except MethodError as exc:
             found.append(str(exc))
     return found

@@ -12,6 +12,8 @@ temp name and renamed; predictions are appended and flushed per batch):
   settings; `time_per_image_s`/`images_per_s` are steady state (the method's first batch, its
   warm-up, is left out when more follow), `warmup_s` and `wall_s` (the whole method) beside them;
   `run` holds provenance and the recommendation (`provenance.py`). Validated by `schema.py`.
+Derived methods (`postprocess:` on a method, `derived.py`) get their lines after decoding, from
+their source's, and their stages' counts in results.json (`postprocess`).
 `resume=True` keeps every (index, method) already in predictions.jsonl and decodes the rest.
 Gates (`preflight.py`, unless `scoring.preflight: off`): no-op and identical checkpoints after
 loading (warnings in the log and `run.preflight`), and each method's first batch before the
@@ -29,15 +31,15 @@ from pathlib import Path
 
 import yaml
 
-from . import eta, summary
+from . import derived, summary
 from .batches import run_method, timing_fields
 from .checkpoints import ModelPaths, locate, tiny_folder
 from .contract import schema
 from .contract.fsio import read_jsonl, write_json_atomic
 from .contract.spec import PlaybookError, RunSpec, parse_playbook
 from .data import DataError, Samples, selected_indices
-from .decoding import lora_path
 from .fastpath import shapes
+from .methods import kind_of
 from .outputs import Progress, append_lines, hold_run_lock
 from .preflight import check_adapters, check_first_batch
 from .provenance import run_block
@@ -125,23 +127,38 @@ def run(
         )
     indices = selected_indices(len(samples), spec.data)
     lines = read_jsonl(pred_path, repair_tail=True) if resume else []
-    done = {(line["index"], line["method"]) for line in lines}
+    decoded = {m.name for m in spec.methods}  # derived methods' lines are made afterwards
+    done = {(line["index"], line["method"]) for line in lines if line["method"] in decoded}
     progress = Progress(out / "progress.json", total=len(indices) * len(spec.methods))
     progress.tracker.left = {
         m.name: sum((i, m.name) not in done for i in indices) for m in spec.methods
     }
     progress.update(len(done), spec.methods[0].name, 0.0, force=True)
-    _check_tesseract(spec)
+    for method in spec.methods:  # what each needs on this host (Tesseract and its data)
+        kind_of(method).check()
     engine, base, checkpoints = _load_engine(spec, root, len(indices), log)
     gates = _check_adapters(spec, engine, log)
-    progress.tracker.costs = {m.name: eta.relative_cost(m, len(checkpoints)) for m in spec.methods}
+    progress.tracker.costs = {
+        m.name: kind_of(m).relative_cost(len(checkpoints)) for m in spec.methods
+    }
     timings = _decode(spec, (engine, samples), indices, (lines, done), pred_path, progress, log)
+    with open(pred_path, "a", encoding="utf-8") as sink:  # derived methods (postprocess:)
+
+        def keep(new: list[dict]) -> None:
+            append_lines(sink, new)
+            lines.extend(new)
+
+        post = derived.apply_all(spec, samples, root, lines, keep, log)
 
     results = summary.summarize_run(spec, lines)
     for name, timing in timings.items():
         results[name].update(timing_fields(timing))
     for method in spec.methods:  # null for a method that runs no model (same keys for all)
         results[method.name]["lora_path"] = progress.paths.get(method.name)
+        for d in method.postprocess:  # decoded as its source was
+            results[d.name].update(
+                lora_path=progress.paths.get(method.name), postprocess=post[d.name]
+            )
     model = (base, checkpoints)
     results["run"] = run_block(spec, results, engine, model, indices, started, (root, out), log)
     results["run"]["preflight"] = gates
@@ -167,15 +184,6 @@ def _check_adapters(spec: RunSpec, engine, log: Callable[[str], None]) -> dict:
     return {"enabled": True, **report, "warnings": warnings}
 
 
-def _check_tesseract(spec: RunSpec) -> None:
-    """Tesseract and its language data are there for every method that uses it."""
-    for method in spec.methods:
-        if not method.needs_model:
-            from .tesseract import check
-
-            check(str(method.binary), str(method.lang))  # filled in from spec.KINDS
-
-
 def _decode(
     spec: RunSpec,
     using: tuple,
@@ -192,7 +200,7 @@ def _decode(
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
             pending = [i for i in indices if (i, method.name) not in done]
-            path = progress.paths[method.name] = lora_path(engine, method)
+            path = progress.paths[method.name] = kind_of(method).lora_path(engine)
             via = f", LoRA path: {path}" if path else ""
             log(f"{method.name}: {len(pending)} image(s) to decode, {method.settings()}{via}")
             gate = [spec.preflight and len(pending) == len(indices)]  # resumed: checked before

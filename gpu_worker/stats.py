@@ -191,3 +191,32 @@ def method_statistics(
             **replace(res, p_holm=adjusted[m]).to_json(),
         }
     return out
+
+
+def source_comparisons(
+    counts: dict[str, dict[int, tuple[int, int, int, int]]],
+    sources: dict[str, str],
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, dict]:
+    """Each derived method against its source (`sources[derived] = source`) on the lines both
+    scored: the paired Δ CER (derived - source) as `vs_baseline` gives it, the p-values
+    Holm-adjusted over these comparisons together. Methods without lines get none."""
+    compared: dict[str, Paired] = {}
+    for name, source in sources.items():
+        mine, theirs = counts.get(name) or {}, counts.get(source) or {}
+        common = sorted(set(mine) & set(theirs))
+        if not common:
+            continue
+        compared[name] = paired(
+            [theirs[i][0] for i in common],
+            [mine[i][0] for i in common],
+            [theirs[i][1] for i in common],
+            resamples,
+            seed,
+        )
+    adjusted = holm({m: res.p_value for m, res in compared.items()})
+    return {
+        m: {"method": sources[m], **replace(res, p_holm=adjusted[m]).to_json()}
+        for m, res in compared.items()
+    }

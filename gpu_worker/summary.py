@@ -17,6 +17,8 @@ Contract:
 - `group_by` (lines carry `group`): per method `groups`, for each group value the same figures
   over that group's lines: `cer wer n cer_ci wer_ci vs_baseline` (paired per group) and
   `errors`.
+- A derived method (`postprocess:`, its settings name its `source`) also has `vs_source`: the
+  same paired comparison against its source, Holm-adjusted over the derived methods.
 - Per method `errors` (`errors.py`): substitutions, insertions, deletions from the CER's own
   alignment, the most frequent confused character pairs, edits by class; null for a method
   with no decoded line.
@@ -28,6 +30,7 @@ from collections.abc import Iterable
 
 from . import errors, metrics, stats
 from .contract.checks import NO_SCRIPT
+from .contract.postprocess import scored_methods
 from .contract.schema import best_method, method_names
 from .contract.spec import DEFAULT_RESAMPLES
 from .preflight import wrong_script_rate
@@ -74,7 +77,7 @@ def _line_errors(
 def summarize_run(spec, lines: list[dict]) -> dict:
     """`summarize` with a playbook's scoring settings (`spec`: a `spec.RunSpec`)."""
     return summarize(
-        spec.methods,
+        scored_methods(spec.methods),
         lines,
         spec.normalize,
         spec.collapse_whitespace,
@@ -138,6 +141,9 @@ def summarize(
     base = baseline or (methods[0].name if methods else None)
     for name, extra in stats.method_statistics(counts, base, resamples, seed).items():
         out[name].update(extra)
+    sources = {m.name: m.source for m in methods if getattr(m, "source", None)}
+    for name, vs in stats.source_comparisons(counts, sources, resamples, seed).items():
+        out[name]["vs_source"] = vs  # a derived method against the method it post-corrects
     if group_by:
         groups = {x["index"]: str(x.get("group") or NO_GROUP) for x in lines}
         for name, per_group in _group_figures(counts, groups, out, base, (resamples, seed)):

@@ -5,7 +5,8 @@ file (host, GPU, data source...) is escaped: it can neither end a line nor open 
 A `wrong script` column (share of predicted letters outside `data.script`) is shown when a
 method of the run has `wrong_script_rate`; a run scored with `scoring.group_by` gets a second
 table under the first, one row per (group, method) with CER/WER intervals, n and the paired
-ΔCER vs the baseline within that group.
+ΔCER vs the baseline within that group. A derived method (`postprocess:`) is a row of its own;
+a note under the table gives its paired Δ CER against the method it post-corrects.
 """
 
 from __future__ import annotations
@@ -170,6 +171,18 @@ def sample_size_line(table: RunTable) -> str | None:
     return text
 
 
+def postcorrection_lines(table: RunTable) -> list[str]:
+    """Per derived method (`postprocess:`, results carry `vs_source`), its paired Δ CER against
+    the method it post-corrects, Holm-adjusted over the derived methods."""
+    out = []
+    for m in table.methods:
+        vs = table.results[m].get("vs_source")
+        if vs:
+            source = md_text(vs.get("method", ""))
+            out.append(f"Post-correction {md_text(m)} vs {source}: Δ CER {_vs(vs)}.")
+    return out
+
+
 def _notes(table: RunTable) -> list[str]:
     """The lines under the table: significance, sample size, the recommendation."""
     run = table.results.get("run", {})
@@ -182,6 +195,7 @@ def _notes(table: RunTable) -> list[str]:
             "comparing several methods with the baseline; \\* marks an interval that excludes 0 "
             "with Holm p < 0.05."
         )
+    notes += postcorrection_lines(table)
     size = sample_size_line(table)
     if size:
         notes.append(size)

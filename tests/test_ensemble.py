@@ -3,8 +3,8 @@
 import pytest
 
 from gpu_worker.contract.spec import MethodError, parse_method, parse_methods
-from gpu_worker.decoding import generate_kwargs
 from gpu_worker.ensemble import longest, majority, mbr, vote
+from gpu_worker.methods import kind_of
 
 
 def test_mbr_picks_the_edit_distance_medoid():
@@ -63,14 +63,14 @@ def test_tesseract_is_a_backend():
 
 def test_generate_arguments():
     beam = parse_method("b", {"kind": "beam"})
-    assert generate_kwargs(beam, 64) == {
+    assert kind_of(beam).generate_kwargs(64) == {
         "max_new_tokens": 64,
         "do_sample": False,
         "num_beams": 5,
         "early_stopping": True,
     }
     sample = parse_method("s", {"kind": "sample", "temperature": 0.7, "top_p": 0.9, "seed": 3})
-    assert generate_kwargs(sample, 10) == {
+    assert kind_of(sample).generate_kwargs(10) == {
         "max_new_tokens": 10,
         "do_sample": True,
         "temperature": 0.7,
@@ -82,3 +82,42 @@ def test_generate_arguments():
         "checkpoints": "all",
         "vote": "mbr",
     }
+
+
+def test_every_contract_kind_has_one_registered_behaviour():
+    """The worker's registry and the contract's settings table name the same kinds, and each
+    kind's class answers for its own cost, checkpoints and model use."""
+    from gpu_worker.contract.methods import BACKEND_OF, KINDS, MODEL_FREE
+    from gpu_worker.methods import KIND_CLASSES
+
+    assert list(KIND_CLASSES) == list(KINDS) == list(BACKEND_OF)
+    assert MODEL_FREE == {"tesseract"}
+    made = {k: parse_method(k, {"kind": k}) for k in KINDS}
+    assert {k: kind_of(m).needs_model for k, m in made.items()} == {
+        k: k != "tesseract" for k in KINDS
+    }
+    costs = {k: kind_of(m).relative_cost(4) for k, m in made.items()}
+    assert costs == {
+        "greedy": 1.0,
+        "beam": 5.0,
+        "sample": 1.0,
+        "ensemble": 4.0,
+        "combined": 20.0,
+        "tesseract": 1.0,
+    }
+    names = ["checkpoint-1", "checkpoint-2"]
+    assert kind_of(made["greedy"]).checkpoints_needed(names) == ["checkpoint-2"]
+    assert kind_of(made["ensemble"]).checkpoints_needed(names) == names
+    assert kind_of(made["tesseract"]).checkpoints_needed(names) == []
+    bad = parse_method("g", {"kind": "greedy", "adapter": "checkpoint-9"})
+    with pytest.raises(MethodError, match="methods.g.adapter: 'checkpoint-9' not among"):
+        kind_of(bad).checkpoints_needed(names)
+
+
+def test_nbest_is_a_beam_setting_within_its_beams():
+    assert parse_method("b", {"kind": "beam", "num_beams": 4, "nbest": 3}).nbest == 3
+    assert "nbest" not in parse_method("b", {"kind": "beam"}).settings()
+    with pytest.raises(MethodError, match="methods.b.nbest: 6 hypotheses need num_beams >= 6"):
+        parse_method("b", {"kind": "beam", "nbest": 6})
+    with pytest.raises(MethodError, match="methods.g.nbest: not a setting of kind greedy"):
+        parse_method("g", {"kind": "greedy", "nbest": 2})

@@ -40,6 +40,7 @@ def test_the_full_spec_fills_every_default_once():
         "max_new_tokens": None,
         "adapter": "last",
         "num_beams": 5,
+        "nbest": None,
     }
     assert full["generation"] == {"batch_size": 8, "max_new_tokens": 128, "compile": "auto"} | {
         "lora": "fast"

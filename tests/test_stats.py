@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from gpu_worker import stats
+from gpu_worker.contract.methods import parse_method
 from gpu_worker.contract.schema import best_method
-from gpu_worker.eta import Tracker, relative_cost
+from gpu_worker.eta import Tracker
+from gpu_worker.methods import kind_of
 from gpu_worker.summary import recommend, summarize
 
 
@@ -149,10 +151,10 @@ def test_recommendation_says_significant_only_when_the_interval_excludes_zero():
 def test_eta_prices_each_method_by_its_own_cost_within_25_percent():
     """Greedy timed and done; beam 5 and a 4-checkpoint ensemble ahead. True costs (s/image):
     greedy 0.1, beam 5 0.45, ensemble 0.38: roughly but not exactly proportional to beams x rows."""
-    greedy = SimpleNamespace(name="greedy", kind="greedy", needs_model=True)
-    beam = SimpleNamespace(name="beam", kind="beam", num_beams=5, needs_model=True)
-    ens = SimpleNamespace(name="ens", kind="ensemble", checkpoints="all", needs_model=True)
-    costs = {m.name: relative_cost(m, 4) for m in (greedy, beam, ens)}
+    greedy = parse_method("greedy", {"kind": "greedy"})
+    beam = parse_method("beam", {"kind": "beam", "num_beams": 5})
+    ens = parse_method("ens", {"kind": "ensemble", "checkpoints": "all"})
+    costs = {m.name: kind_of(m).relative_cost(4) for m in (greedy, beam, ens)}
     assert costs == {"greedy": 1.0, "beam": 5.0, "ens": 4.0}
     true = {"greedy": 0.1, "beam": 0.45, "ens": 0.38}
     tracker = Tracker({"greedy": 100, "beam": 100, "ens": 100}, costs)

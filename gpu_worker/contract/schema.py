@@ -126,6 +126,7 @@ def _validate_method(name: str, body: dict) -> None:
         if ci[0] > ci[1]:
             raise SchemaError(f"results.{name}.{field}: low > high")
     _validate_vs(f"results.{name}.vs_baseline", body.get("vs_baseline"))
+    _validate_vs(f"results.{name}.vs_source", body.get("vs_source"))  # derived methods
     _validate_errors(f"results.{name}.errors", body.get("errors"))
 
 

@@ -44,6 +44,7 @@ from .methods import (  # noqa: F401  (KINDS ... Method: the playbook's methods,
     parse_methods,
     resolve_method,
 )
+from .postprocess import scored_methods, text_problem
 
 # section -> {setting: default}; None: a free value or a section checked elsewhere
 SECTIONS: dict[str, dict[str, object] | None] = {
@@ -219,7 +220,8 @@ def check_key(doc: dict, parts: list[str]) -> str | None:
             return None if len(parts) == 2 else _no_key(parts, 2, methods)
         body = methods[parts[1]] if isinstance(methods[parts[1]], dict) else {}
         kind = body.get("kind") or ("tesseract" if body.get("backend") == "tesseract" else "")
-        table, depth = {"kind": 0, "backend": 0, **KINDS.get(str(kind), {})}, 2
+        table = {"kind": 0, "backend": 0, **KINDS.get(str(kind), {}), "postprocess": 0}
+        table, depth = {**table, "postprocess_text": 0}, 2
     if isinstance(table, dict):
         if len(parts) > depth and parts[depth] not in table:
             return _no_key(parts, depth + 1, table)
@@ -262,7 +264,12 @@ def parse_playbook(doc: object, name: str = "playbook") -> RunSpec:
     n = data["n_samples"]
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise PlaybookError(f"data.n_samples: expected a positive integer or null, got {n!r}")
-    for problem in (shard_problem(data), scoring_problem(scoring, [m.name for m in methods])):
+    scored = [m.name for m in scored_methods(methods)]  # derived methods too (postprocess.py)
+    for problem in (
+        shard_problem(data),
+        scoring_problem(scoring, scored),
+        text_problem(methods, data["holdout"]),
+    ):
         if problem:
             raise PlaybookError(problem)
     problem = settings_problem(data, scoring)  # data.script, data.holdout, the gates' settings

@@ -1,0 +1,156 @@
+"""Post-correction on a method (`postprocess:`), part of the contract: the stages' settings with
+defaults (`STAGE_SETTINGS`, stated here once; the worker's stages in `gpu_worker/postcorrect`
+carry the same names), and the parsing of a method's `postprocess:` into derived methods.
+
+A playbook writes, on any method:
+
+    methods:
+      tess: {kind: tesseract, postprocess: {lex: [clean, lexicon]}}
+      beam: {kind: beam, nbest: 5, postprocess: {lm: [clean, {stage: rescore, weight: 0.5}]},
+             postprocess_text: data/train.txt}
+
+Each `postprocess` entry `<suffix>: [stage, ...]` is a derived method `<method>+<suffix>`
+(`tess+lex`): the source method's predictions run through the stages in order, scored as its
+own method beside the source and paired against it. A stage is a name or `{stage: NAME,
+option: value}`; unknown stages and options are errors naming method and field. Stages in
+`TEXT_STAGES` learn from training text: the method's `postprocess_text` (a UTF-8 file, one line
+of text per line, relative to the code folder) or else `data.holdout`'s train part; never the
+lines being scored. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .hints import did_you_mean
+
+# stage -> {option: default} (placeholders until the stages land; names equal postcorrect.STAGES)
+STAGE_SETTINGS: dict[str, dict[str, object]] = {
+    "clean": {},
+    "lexicon": {"max_edits": 2},
+    "rescore": {"order": 5, "weight": 1.0},
+}
+TEXT_STAGES: set[str] = {"lexicon", "rescore"}  # stages that learn from training text
+KEYS = ("postprocess", "postprocess_text")  # the method settings this module reads
+SEPARATOR = "+"
+_SUFFIX = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class PostprocessError(ValueError):
+    """A `postprocess:` entry is invalid; the message names method and field."""
+
+
+def declare_stage(name: str, settings: dict[str, object], needs_text: bool = False) -> None:
+    """Add stage `name` with its `{option: default}` (a new stage's own declaration, and the
+    way tests register theirs; pair with `postcorrect.register`)."""
+    STAGE_SETTINGS[name] = dict(settings)
+    if needs_text:
+        TEXT_STAGES.add(name)
+    else:
+        TEXT_STAGES.discard(name)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A method's predictions after post-correction stages, scored as a method of its own."""
+
+    name: str
+    source: str
+    stages: tuple[dict, ...]  # ({"stage": NAME, **options with defaults}, ...)
+    text: str | None = None  # the training text file (None: data.holdout's train part)
+    source_settings: tuple = ()  # the source's settings as (key, value) pairs
+
+    @property
+    def needs_text(self) -> bool:
+        """Whether a stage of it learns from training text."""
+        return any(s["stage"] in TEXT_STAGES for s in self.stages)
+
+    def settings(self) -> dict:
+        """For results.json: the source's settings, the source and the stages."""
+        return {**dict(self.source_settings), "source": self.source, "postprocess": self.pipe()}
+
+    def pipe(self) -> list[dict]:
+        """The stages with their options, as the worker builds them."""
+        return [dict(s) for s in self.stages]
+
+
+def _option(where: str, stage: str, key: str, value: object) -> None:
+    default = STAGE_SETTINGS[stage][key]
+    want = type(default) if default is not None else object
+    if want is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif want is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        ok = isinstance(value, want)
+    if not ok:
+        kind = {float: "a number", int: "an integer >= 0"}.get(want, want.__name__)
+        raise PostprocessError(f"{where}.{key}: expected {kind} for stage {stage}, got {value!r}")
+
+
+def _stage(where: str, entry: object) -> dict:
+    """One stage entry -> {"stage": NAME, **options with defaults}."""
+    if isinstance(entry, str):
+        entry = {"stage": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("stage"), str):
+        raise PostprocessError(f"{where}: expected a stage name or {{stage: NAME, ...}}")
+    name = entry["stage"]
+    if name not in STAGE_SETTINGS:
+        raise PostprocessError(
+            f"{where}: unknown stage '{name}'{did_you_mean(name, STAGE_SETTINGS)}; "
+            f"known: {', '.join(STAGE_SETTINGS)}"
+        )
+    table = STAGE_SETTINGS[name]
+    for key, value in entry.items():
+        if key == "stage":
+            continue
+        if key not in table:
+            hint = did_you_mean(str(key), table)
+            raise PostprocessError(f"{where}.{key}: not an option of stage {name}{hint}")
+        _option(where, name, str(key), value)
+    return {"stage": name, **{k: entry.get(k, d) for k, d in table.items()}}
+
+
+def parse_postprocess(method: str, body: dict, settings: dict) -> tuple[Derived, ...]:
+    """The derived methods of method `method` (`body`: its playbook entry; `settings`: its
+    results.json settings), or PostprocessError naming the field."""
+    where = f"methods.{method}.postprocess"
+    given, text = body.get("postprocess"), body.get("postprocess_text")
+    if given is None:
+        if text is not None:
+            raise PostprocessError(f"methods.{method}.postprocess_text: set without postprocess")
+        return ()
+    if text is not None and not (isinstance(text, str) and text):
+        raise PostprocessError(f"methods.{method}.postprocess_text: expected a file path")
+    if not isinstance(given, dict) or not given:
+        raise PostprocessError(f"{where}: expected a mapping of suffix -> [stage, ...]")
+    out = []
+    for suffix, stages in given.items():
+        if not isinstance(suffix, str) or not _SUFFIX.fullmatch(suffix):
+            raise PostprocessError(f"{where}.{suffix}: a suffix is letters, digits, _ . -")
+        if not isinstance(stages, list) or not stages:
+            raise PostprocessError(f"{where}.{suffix}: expected a list of stages")
+        built = tuple(_stage(f"{where}.{suffix}[{i}]", s) for i, s in enumerate(stages))
+        name = f"{method}{SEPARATOR}{suffix}"
+        out.append(Derived(name, method, built, text, tuple(settings.items())))
+    return tuple(out)
+
+
+def scored_methods(methods: list) -> list:
+    """Every method a run scores: each decoded method followed by its derived ones."""
+    return [x for m in methods for x in (m, *getattr(m, "postprocess", ()))]
+
+
+def text_problem(methods: list, holdout: object) -> str | None:
+    """Why a derived method that needs training text has none (None: all have it)."""
+    for m in methods:
+        for d in getattr(m, "postprocess", ()):
+            if d.needs_text and d.text is None and not holdout:
+                stage = next(s["stage"] for s in d.stages if s["stage"] in TEXT_STAGES)
+                return (
+                    f"methods.{m.name}.postprocess: stage {stage} learns from training text: "
+                    f"set methods.{m.name}.postprocess_text to a text file, or data.holdout to "
+                    "score held-out rows and learn from the rest"
+                )
+    return None
