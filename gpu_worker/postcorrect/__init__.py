@@ -76,3 +76,7 @@ def build(stages: Sequence[dict], train_texts: Sequence[str]) -> Pipeline:
         options = {k: v for k, v in entry.items() if k != "stage"}
         built.append(STAGES[entry["stage"]](options, train_texts))
     return Pipeline(built)
+
+
+# The stages register themselves on import; imported last, once the names above exist.
+from . import charlm, lexicon, odia  # noqa: E402, F401

@@ -1,0 +1,42 @@
+"""Post-correction stages in a playbook (`postprocess:` on a method), part of the contract:
+each stage's settings and their defaults, stated once here (`STAGE_SETTINGS`, stage name ->
+{option: default}). The worker's stages (`gpu_worker.postcorrect`, whose `STAGES` has exactly
+these names) read their defaults from it; the playbook side validates `postprocess:` entries
+against it. Standard library only.
+
+The settings (see each stage's module for what it does):
+- `clean` (postcorrect/odia.py): `digits` "auto" (the training text's majority: Odia or ASCII),
+  "odia", "ascii" or "keep"; `other_scripts` "map" (letters of another Indic script moved to the
+  Odia letter in the same position of its Unicode block), "drop" or "keep"; `joiners` "auto"
+  (ZWJ/ZWNJ dropped unless the training text uses them), "drop" or "keep"; `whitespace` true
+  (runs collapsed, ends stripped, no space before a vowel sign or other combining mark).
+- `lexicon` (postcorrect/lexicon.py): `words` a word-list file (one word or more per line) added
+  to the training text's words, or null; `min_count` how often a training word must occur to
+  enter the lexicon; `max_edits` the edit budget; `max_edit_ratio` the budget relative to the
+  word's length in code points (budget = min(max_edits, floor(ratio * length)), at least 1);
+  `min_length` shorter words are left alone; `frequency_tie_break` when several lexicon words
+  are equally close, take the most frequent one (else leave the word unchanged).
+- `rescore` (postcorrect/charlm.py): `order` of the character n-gram LM; `smoothing`
+  "kneser_ney" or "witten_bell"; `discount` (Kneser–Ney); `weight` of the LM's log-probability
+  added to the hypothesis' own log-probability.
+"""
+
+from __future__ import annotations
+
+STAGE_SETTINGS: dict[str, dict[str, object]] = {
+    "clean": {"digits": "auto", "other_scripts": "map", "joiners": "auto", "whitespace": True},
+    "lexicon": {
+        "words": None,
+        "min_count": 1,
+        "max_edits": 2,
+        "max_edit_ratio": 0.34,
+        "min_length": 3,
+        "frequency_tie_break": False,
+    },
+    "rescore": {"order": 5, "smoothing": "kneser_ney", "discount": 0.75, "weight": 1.0},
+}
+
+
+def with_defaults(stage: str, options: dict) -> dict:
+    """`options` for `stage` with every unset setting at its default (unknown keys kept)."""
+    return {**STAGE_SETTINGS[stage], **options}

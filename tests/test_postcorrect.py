@@ -1,0 +1,108 @@
+"""Post-correction stages (gpu_worker/postcorrect): what each must fix and what it must leave.
+
+Real Odia lines (the bundled sample's labels) as training text and as text that must survive.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from gpu_worker.contract.postprocess import STAGE_SETTINGS
+from gpu_worker.postcorrect import STAGES, build
+from gpu_worker.postcorrect.charlm import CharLM, Rescore
+from gpu_worker.postcorrect.lexicon import Lexicon, distance
+from gpu_worker.postcorrect.odia import Clean
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "labels.jsonl"
+LINES = [json.loads(r)["text"] for r in SAMPLE.read_text(encoding="utf-8").splitlines()]
+ZWNJ = "\u200c"
+
+
+def test_registry_matches_the_settings_table():
+    assert set(STAGES) == set(STAGE_SETTINGS)
+    for name, cls in STAGES.items():
+        assert cls({}, LINES).options == STAGE_SETTINGS[name]
+
+
+def test_clean_fixes_unicode_and_leaves_clean_odia_alone():
+    clean = Clean({}, LINES)
+    assert [clean.apply(t) for t in LINES] == LINES  # NFC Odia text: nothing to do
+    assert clean.counts() == {"lines": len(LINES), "lines_changed": 0, "chars_changed": 0}
+    # precomposed ଡ଼ (U+0B5C, a composition exclusion) -> ଡ + nukta, the NFC form
+    assert clean.apply("ଓ\u0b5cିଶା") == "ଓ\u0b21\u0b3cିଶା"
+    # Tesseract's ZWNJ after a word-final virama: the training text has none
+    assert clean.apply(f"ଚିଲିକା ହ୍ରଦରେ ଡଲଫିନ୍{ZWNJ} ଦେଖାଯାଏ") == LINES[21]
+    # mixed digits -> the training text's Odia digits; danda kept; spaces tidied
+    assert clean.apply("  ଟଙ୍କା  ୧2୫ ଦେଇ।") == "ଟଙ୍କା ୧୨୫ ଦେଇ।"
+    assert clean.apply("ବହି ଟି") == "ବହି ଟି" and clean.apply("ବହ ି") == "ବହି"
+    # a Bengali/Devanagari letter in the same block position becomes the Odia one
+    assert clean.apply("\u0995ଟକ") == "କଟକ" and clean.apply("\u0915ଟକ") == "କଟକ"
+    assert clean.counts()["chars_changed"] >= 7
+    keep = Clean({"joiners": "auto", "digits": "ascii", "other_scripts": "drop"}, [f"କ୍{ZWNJ}ଷ"])
+    assert keep.apply(f"ନ୍{ZWNJ} ୧୨") == f"ନ୍{ZWNJ} 12"  # training text uses ZWNJ: kept
+    assert keep.apply("\u0995ଟକ") == "ଟକ"
+    with pytest.raises(ValueError, match="clean.digits"):
+        Clean({"digits": "roman"}, LINES)
+
+
+def test_lexicon_corrects_unique_neighbours_only():
+    lex = Lexicon({}, LINES)
+    assert [lex.apply(t) for t in LINES] == LINES  # in-lexicon words are never touched
+    assert lex.counts()["changed"] == 0 and lex.counts()["unknown"] == 0
+    # one substituted vowel sign / one dropped nukta -> the one lexicon word at distance 1
+    assert lex.apply("ଓଡ଼ିଶା ଭାରତର ଏକ ସୁନ୍ଦେର ରାଜ୍ୟ") == LINES[0]
+    assert lex.apply("ମୁଁ ଓଡିଆ ଭାଷା ପଢ଼ୁଛି") == LINES[3]
+    assert lex.apply("ନମସ୍କାର, ଆପଣ କେମିତି ଅଛନ୍ତ?") == LINES[20]  # punctuation kept
+    assert lex.apply("ଜଗନ୍ନାଥ ମନ୍ଦିର") == "ଜଗନ୍ନାଥ ମନ୍ଦିର"
+    changed = lex.counts()["changed"]
+    assert changed == 3
+    # beyond the budget (a 5-code-point word may differ by 1) or too short: left alone
+    assert lex.apply("ହୃଦରେ ମା") == "ହୃଦରେ ମା" and distance("ହୃଦରେ", "ହ୍ରଦରେ") == 2
+    # a tie between two lexicon words is left alone, unless the frequency option breaks it
+    tie = ["ମାଛ ମାଛ", "ମାସ"]
+    assert Lexicon({}, tie).apply("ମାଟ") == "ମାଟ"
+    assert Lexicon({"frequency_tie_break": True}, tie).apply("ମାଟ") == "ମାଛ"
+    assert Lexicon({"frequency_tie_break": True}, ["ମାଛ", "ମାସ"]).apply("ମାଟ") == "ମାଟ"
+
+
+def test_lexicon_min_count_and_word_file(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("ପୋଖରୀ\nଡାକ୍ତରଖାନା ସରକାର\n", encoding="utf-8")
+    lex = Lexicon({"words": str(words), "min_count": 2}, LINES)
+    assert lex.apply("ପୋଖରି") == "ପୋଖରୀ"  # from the word file
+    assert lex.apply("ସୁନ୍ଦେର") == "ସୁନ୍ଦେର"  # ସୁନ୍ଦର occurs once: below min_count
+    with pytest.raises(ValueError, match="lexicon.words"):
+        Lexicon({"words": str(tmp_path / "missing.txt")}, LINES)
+
+
+def test_rescore_prefers_the_lm_hypothesis_and_never_learns_scored_lines():
+    train, scored = LINES[:30], LINES[30:]
+    stage = Rescore({}, train)
+    right = unicodedata.normalize("NFC", "ଓଡ଼ିଶା ଭାରତର ଏକ ସୁନ୍ଦର ରାଜ୍ୟ")
+    wrong = "ଓଡିଶା ଭାରଚର ଏକ ସୁନ୍ଧର ରାଜ୍ୟ"
+    assert stage.apply(wrong, [(wrong, -1.0), (right, -1.5)]) == right
+    assert stage.apply(wrong, [(wrong, -1.0), (right, -80.0)]) == wrong  # beam score outweighs
+    assert stage.apply(wrong, None) == wrong and stage.apply(wrong, []) == wrong
+    assert stage.counts() == {"rescored": 2, "changed": 1, "no_nbest": 2}
+    before = [stage.lm.log_prob(t) for t in scored]
+    for text in scored:
+        stage.apply(text, [(text, 0.0), (text[::-1], 0.0)])
+    assert [stage.lm.log_prob(t) for t in scored] == before  # scoring does not train
+    assert CharLM(train + scored).log_prob(scored[0]) > before[0]  # ...which would help it
+    wb = CharLM(train, order=3, smoothing="witten_bell")
+    assert wb.log_prob(right) > wb.log_prob(wrong)
+    with pytest.raises(ValueError, match="smoothing"):
+        CharLM(train, smoothing="add_one")
+
+
+def test_pipeline_clean_then_lexicon():
+    pipe = build([{"stage": "clean"}, {"stage": "lexicon", "max_edits": 1}], LINES)
+    tesseract = f"ଚିଲିକା ହ୍ରଦରେ ଡଲଫିନ୍{ZWNJ} ଦେଖାଯାଏ"
+    assert pipe.apply(tesseract) == LINES[21]
+    assert pipe.apply("ମହାନଦୀ ଓଡିଶାର ବଡ଼ ନଦୀ") == LINES[5]
+    counts = pipe.counts()
+    assert counts["clean"]["lines_changed"] == 1 and counts["lexicon"]["changed"] == 1
