@@ -4,12 +4,17 @@ Writes `line-NN.png` and `labels.jsonl` ({"image": ..., "text": ...}) next to th
 Debian's Odia fonts (fonts-lohit-orya, fonts-samyak-orya) and Pillow with raqm (its wheels have
 it), which shapes Odia conjuncts and vowel signs correctly. Deterministic for a given SEED.
 Usage: python data/sample/make_samples.py
+
+`--postcorrect DIR` writes the post-correction benchmark's set instead (postcorrect.py beside
+this file): the lines of postcorrect/odia.txt split into training text and rendered test lines,
+kept apart; the bundled lines above are test lines too, never training text.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -99,7 +104,12 @@ def degrade(img: Image.Image, rng: random.Random, np_rng: np.random.Generator) -
 
 
 def main() -> None:
-    """Render every line and write labels.jsonl."""
+    """Render every line and write labels.jsonl (or the post-correction set, see above)."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--postcorrect":
+        from postcorrect_set import write_set
+
+        print(write_set(Path(sys.argv[2]), LINES, render, FONTS))
+        return
     if not features.check("raqm"):
         raise SystemExit("Pillow without raqm cannot shape Odia; install Pillow's wheel")
     fonts = [f for f in FONTS if Path(f).exists()]
