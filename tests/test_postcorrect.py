@@ -19,6 +19,7 @@ from gpu_worker.postcorrect.odia import Clean
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "labels.jsonl"
 LINES = [json.loads(r)["text"] for r in SAMPLE.read_text(encoding="utf-8").splitlines()]
+CORPUS = SAMPLE.parent / "postcorrect" / "odia.txt"
 ZWNJ = "\u200c"
 
 
@@ -41,6 +42,8 @@ def test_clean_fixes_unicode_and_leaves_clean_odia_alone():
     assert clean.apply("ବହି ଟି") == "ବହି ଟି" and clean.apply("ବହ ି") == "ବହି"
     # a Bengali/Devanagari letter in the same block position becomes the Odia one
     assert clean.apply("\u0995ଟକ") == "କଟକ" and clean.apply("\u0915ଟକ") == "କଟକ"
+    # Tesseract's VA after a virama where the training text writes WA (ସ୍ୱ)
+    assert clean.apply("ସ୍\u0b35ାସ୍ଥ୍ୟ") == "ସ୍\u0b71ାସ୍ଥ୍ୟ" and "ସ୍\u0b71" in LINES[32]
     assert clean.counts()["chars_changed"] >= 7
     keep = Clean({"joiners": "auto", "digits": "ascii", "other_scripts": "drop"}, [f"କ୍{ZWNJ}ଷ"])
     assert keep.apply(f"ନ୍{ZWNJ} ୧୨") == f"ନ୍{ZWNJ} 12"  # training text uses ZWNJ: kept
@@ -49,8 +52,11 @@ def test_clean_fixes_unicode_and_leaves_clean_odia_alone():
         Clean({"digits": "roman"}, LINES)
 
 
+NO_LM = {"min_lm_gain": None}
+
+
 def test_lexicon_corrects_unique_neighbours_only():
-    lex = Lexicon({}, LINES)
+    lex = Lexicon(NO_LM, LINES)
     assert [lex.apply(t) for t in LINES] == LINES  # in-lexicon words are never touched
     assert lex.counts()["changed"] == 0 and lex.counts()["unknown"] == 0
     # one substituted vowel sign / one dropped nukta -> the one lexicon word at distance 1
@@ -64,15 +70,35 @@ def test_lexicon_corrects_unique_neighbours_only():
     assert lex.apply("ହୃଦରେ ମା") == "ହୃଦରେ ମା" and distance("ହୃଦରେ", "ହ୍ରଦରେ") == 2
     # a tie between two lexicon words is left alone, unless the frequency option breaks it
     tie = ["ମାଛ ମାଛ", "ମାସ"]
-    assert Lexicon({}, tie).apply("ମାଟ") == "ମାଟ"
-    assert Lexicon({"frequency_tie_break": True}, tie).apply("ମାଟ") == "ମାଛ"
-    assert Lexicon({"frequency_tie_break": True}, ["ମାଛ", "ମାସ"]).apply("ମାଟ") == "ମାଟ"
+    assert Lexicon(NO_LM, tie).apply("ମାଟ") == "ମାଟ"
+    by_freq = {**NO_LM, "frequency_tie_break": True}
+    assert Lexicon(by_freq, tie).apply("ମାଟ") == "ମାଛ"
+    assert Lexicon(by_freq, ["ମାଛ", "ମାସ"]).apply("ମାଟ") == "ମାଟ"
+
+
+def test_lexicon_guards_inflections_and_asks_the_lm():
+    train = ["ଆମ ଘର ଓ ସହର", "ଘରେ ଘରେ ଦୀପ", "ସହରରେ ଗାଡ଼ି", "ଘରକୁ ଯାଅ", "ସହରକୁ ଯାଅ", "ଗାଁ ଗାଁରେ"]
+    plain = Lexicon({**NO_LM, "guard_inflections": False}, train)
+    assert plain.apply("ଘରରେ") == "ଘରେ"  # a valid form the lexicon lacks, one edit away
+    guarded = Lexicon(NO_LM, train)  # ରେ and କୁ turn ଘର/ସହର into lexicon words: endings
+    assert guarded.apply("ଘରରେ") == "ଘରରେ" and guarded.counts()["inflected"] == 1
+    assert guarded.apply("ସହଇରେ") == "ସହରରେ"  # OCR damage is no inflection
+    # the LM check (defaults), trained on the benchmark's corpus (no bundled line is in it):
+    # Tesseract's garbled words are replaced, plausible words are not
+    corpus = CORPUS.read_text(encoding="utf-8").split()
+    assert not set(LINES) & set(CORPUS.read_text(encoding="utf-8").splitlines())
+    lex = Lexicon({}, CORPUS.read_text(encoding="utf-8").splitlines())
+    assert lex.apply("ଶଥଯାତ଼ରା ଆଷାଢ଼ ମାସରେ ହୁଏ") == LINES[11]
+    assert lex.apply("ଏହି ବହିଟି ବହୃତ ଭଲ") == LINES[18]
+    assert "ଜିଲ୍ଲା" not in corpus and "ଦିଲ୍ଲୀ" in corpus  # one edit apart, both words
+    assert lex.apply(LINES[28]) == LINES[28]
+    assert lex.counts()["changed"] == 2 and lex.counts()["low_gain"] >= 1
 
 
 def test_lexicon_min_count_and_word_file(tmp_path):
     words = tmp_path / "words.txt"
     words.write_text("ପୋଖରୀ\nଡାକ୍ତରଖାନା ସରକାର\n", encoding="utf-8")
-    lex = Lexicon({"words": str(words), "min_count": 2}, LINES)
+    lex = Lexicon({**NO_LM, "words": str(words), "min_count": 2}, LINES)
     assert lex.apply("ପୋଖରି") == "ପୋଖରୀ"  # from the word file
     assert lex.apply("ସୁନ୍ଦେର") == "ସୁନ୍ଦେର"  # ସୁନ୍ଦର occurs once: below min_count
     with pytest.raises(ValueError, match="lexicon.words"):
@@ -100,7 +126,7 @@ def test_rescore_prefers_the_lm_hypothesis_and_never_learns_scored_lines():
 
 
 def test_pipeline_clean_then_lexicon():
-    pipe = build([{"stage": "clean"}, {"stage": "lexicon", "max_edits": 1}], LINES)
+    pipe = build([{"stage": "clean"}, {"stage": "lexicon", **NO_LM, "max_edits": 1}], LINES)
     tesseract = f"ଚିଲିକା ହ୍ରଦରେ ଡଲଫିନ୍{ZWNJ} ଦେଖାଯାଏ"
     assert pipe.apply(tesseract) == LINES[21]
     assert pipe.apply("ମହାନଦୀ ଓଡିଶାର ବଡ଼ ନଦୀ") == LINES[5]

@@ -15,7 +15,11 @@ The settings (see each stage's module for what it does):
   enter the lexicon; `max_edits` the edit budget; `max_edit_ratio` the budget relative to the
   word's length in code points (budget = min(max_edits, floor(ratio * length)), at least 1);
   `min_length` shorter words are left alone; `frequency_tie_break` when several lexicon words
-  are equally close, take the most frequent one (else leave the word unchanged).
+  are equally close, take the most frequent one (else leave the word unchanged);
+  `guard_inflections` leave alone a word that is a lexicon stem plus an ending the lexicon's
+  own word pairs show (ଘର/ଘରେ: a valid inflected form the small lexicon lacks); `min_lm_gain`
+  a replacement must make the line more probable under a character 5-gram LM of the training
+  text by this many nats per code point of the replaced word (null: no LM check).
 - `rescore` (postcorrect/charlm.py): `order` of the character n-gram LM; `smoothing`
   "kneser_ney" or "witten_bell"; `discount` (Kneser–Ney); `weight` of the LM's log-probability
   added to the hypothesis' own log-probability.
@@ -24,7 +28,13 @@ The settings (see each stage's module for what it does):
 from __future__ import annotations
 
 STAGE_SETTINGS: dict[str, dict[str, object]] = {
-    "clean": {"digits": "auto", "other_scripts": "map", "joiners": "auto", "whitespace": True},
+    "clean": {
+        "digits": "auto",
+        "other_scripts": "map",
+        "joiners": "auto",
+        "variants": "auto",
+        "whitespace": True,
+    },
     "lexicon": {
         "words": None,
         "min_count": 1,
@@ -32,6 +42,8 @@ STAGE_SETTINGS: dict[str, dict[str, object]] = {
         "max_edit_ratio": 0.34,
         "min_length": 3,
         "frequency_tie_break": False,
+        "guard_inflections": True,
+        "min_lm_gain": 3.0,
     },
     "rescore": {"order": 5, "smoothing": "kneser_ney", "discount": 0.75, "weight": 1.0},
 }

@@ -16,6 +16,9 @@ Contract (settings and defaults: `contract.postprocess.STAGE_SETTINGS["clean"]`)
   the shared dandas U+0964/U+0965 excepted) is moved to the Odia code point in the same position
   of its block when one is assigned, else dropped ("map", the blocks are laid out in parallel);
   dropped always ("drop"); or kept ("keep").
+- `variants`: of letter pairs Odia text writes either way (VA U+0B35 / WA U+0B71: ସ୍ଵ / ସ୍ୱ, which
+  Tesseract writes with VA), "auto" keeps the one the training text uses more (nothing changes
+  when it has neither), "keep" leaves both.
 - `whitespace`: runs of whitespace become one space, the ends are stripped, and a space before a
   combining mark (a vowel sign cannot start a word) is removed.
 - `counts()`: `lines` seen, `lines_changed`, `chars_changed` (the characters replaced, removed or
@@ -43,7 +46,9 @@ CHOICES = {
     "digits": ("auto", "odia", "ascii", "keep"),
     "other_scripts": ("map", "drop", "keep"),
     "joiners": ("auto", "drop", "keep"),
+    "variants": ("auto", "keep"),
 }
+VARIANTS = (("\u0b35", "\u0b71"),)
 
 
 def digit_script(texts: Sequence[str]) -> str:
@@ -53,6 +58,16 @@ def digit_script(texts: Sequence[str]) -> str:
     if odia == ascii_ == 0:
         return "keep"
     return "odia" if odia >= ascii_ else "ascii"
+
+
+def variant_map(texts: Sequence[str]) -> dict[str, str]:
+    """For each variant pair, the letter the training text uses less -> the one it uses more."""
+    out = {}
+    for a, b in VARIANTS:
+        na, nb = sum(t.count(a) for t in texts), sum(t.count(b) for t in texts)
+        if na != nb:
+            out.update({b: a} if na > nb else {a: b})
+    return out
 
 
 def chars_changed(before: str, after: str) -> int:
@@ -108,6 +123,7 @@ class Clean(Stage):
         self.drop = ALWAYS_DROP + (
             JOINERS if joiners == "drop" or (joiners, uses) == ("auto", False) else ""
         )
+        self.variants = variant_map(train_texts) if self.options["variants"] == "auto" else {}
         self._lines = self._changed_lines = self._chars = 0
 
     def clean(self, text: str) -> str:
@@ -116,6 +132,7 @@ class Clean(Stage):
         text = unicodedata.normalize("NFC", text)
         mode = self.options["other_scripts"]
         text = "".join(_other_script(_digit(ch, self.digits), mode) for ch in text)
+        text = "".join(self.variants.get(ch, ch) for ch in text)
         if self.options["whitespace"]:
             text = _no_space_before_marks(_SPACES.sub(" ", text).strip())
         return unicodedata.normalize("NFC", text)
