@@ -10,8 +10,9 @@ image once; then the methods `tesseract` (raw), `clean` and `clean+lexicon`
 Also reported: CER per group (bundled / degradation), the lexicon's precision against the
 references (a changed word became a reference word / a reference word became a non-reference
 word / a wrong word stayed wrong), how many reference words the lexicon holds, and the error
-classes (`gpu_worker.errors`) before and after. `rescore` is not measured here: Tesseract's
-command line gives no line-level n-best.
+classes (`gpu_worker.errors`) before and after, and how much of the error comes from lines
+Tesseract returned empty (no post-correction can recover those) with the CER on the other lines.
+`rescore` is not measured here: Tesseract's command line gives no line-level n-best.
 Usage: python benchmarks/postcorrect.py [--set DIR] [--seed N] [--workers N] [--json FILE]
 """
 
@@ -130,6 +131,17 @@ def run(set_dir: Path, workers: int, seed: int | None = None) -> dict:
     outcome = Counter()
     for r, before, after in zip(rows, cleaned, outputs["clean+lexicon"], strict=True):
         outcome += word_outcomes(before, after, r["text"])
+    empty = [i for i, t in enumerate(raw) if not t.strip()]
+    base_edits = [counts[BASELINE][i][0] for i in range(len(rows))]
+    read = [i for i in range(len(rows)) if i not in set(empty)]
+    result["empty_output"] = {
+        "lines": len(empty),
+        "share_of_baseline_edits": round(sum(base_edits[i] for i in empty) / sum(base_edits), 4),
+        "cer_on_read_lines": {
+            m: round(sum(counts[m][i][0] for i in read) / sum(counts[m][i][1] for i in read), 4)
+            for m in outputs
+        },
+    }
     lexicon = words_of(train)
     ref_words = words_of(r["text"] for r in rows)
     result["lexicon"] = {
@@ -161,6 +173,7 @@ def report(res: dict) -> str:
         if m["stages"]:
             out.append(f"    stages {m['stages']}")
     out.append(f"lexicon {res['lexicon']}")
+    out.append(f"empty Tesseract output {res['empty_output']}")
     return "\n".join(out)
 
 
