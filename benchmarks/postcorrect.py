@@ -4,9 +4,10 @@ Test lines: the 40 bundled sample lines (data/sample) plus the rendered post-cor
 (`data/sample/make_samples.py --postcorrect DIR`, generated into DIR when it has no labels.jsonl:
 blur, noise, low contrast, skew; seeded). The stages learn only from that set's train.txt, whose
 lines are never test lines. Tesseract (`gpu_worker.tesseract`, lang ori, psm 7) reads every test
-image once; then the methods `tesseract` (raw), `clean` and `clean+lexicon`
-(`gpu_worker.postcorrect`) are scored with `metrics.score_pair` and compared with the raw output by
-`stats.method_statistics` (paired bootstrap over lines: ΔCER, 95% interval, p and Holm's p).
+image once; then the methods `tesseract` (raw), `clean`, `clean+lexicon` and
+`clean+lexicon-unguarded` (no inflection guard, no LM check) (`gpu_worker.postcorrect`) are
+scored with `metrics.score_pair` and compared with the raw output by `stats.method_statistics`
+(paired bootstrap over lines: ΔCER, 95% interval, p and Holm's p over the three comparisons).
 Also reported: CER per group (bundled / degradation), the lexicon's precision against the
 references (a changed word became a reference word / a reference word became a non-reference
 word / a wrong word stayed wrong), how many reference words the lexicon holds, and the error
@@ -37,11 +38,14 @@ from gpu_worker.postcorrect import build  # noqa: E402
 from gpu_worker.postcorrect.lexicon import split_word, words_of  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
+UNGUARDED = {"stage": "lexicon", "guard_inflections": False, "min_lm_gain": None}
 METHODS = {
     "clean": [{"stage": "clean"}],
     "clean+lexicon": [{"stage": "clean"}, {"stage": "lexicon"}],
+    "clean+lexicon-unguarded": [{"stage": "clean"}, UNGUARDED],
 }
 BASELINE = "tesseract"
+LEXICONS = ("clean+lexicon", "clean+lexicon-unguarded")
 
 
 def load_lines(set_dir: Path, seed: int | None = None) -> tuple[list[dict], list[str]]:
@@ -95,6 +99,14 @@ def word_outcomes(before: str, after: str, reference: str) -> Counter:
     return out
 
 
+def lexicon_precision(rows: list[dict], before: list[str], after: list[str]) -> dict:
+    """The lexicon stage's changed words, by outcome against the references."""
+    outcome: Counter = Counter()
+    for r, b, a in zip(rows, before, after, strict=True):
+        outcome += word_outcomes(b, a, r["text"])
+    return {k: outcome.get(k, 0) for k in ("changed", "to_right", "to_wrong", "wrong_to_wrong")}
+
+
 def run(set_dir: Path, workers: int, seed: int | None = None) -> dict:
     """Every figure of the benchmark, as a JSON-ready dict."""
     rows, train = load_lines(set_dir, seed)
@@ -127,10 +139,6 @@ def run(set_dir: Path, workers: int, seed: int | None = None) -> dict:
         }
     for name, st in stats.method_statistics(counts, BASELINE).items():
         result["methods"][name].update(st)
-    cleaned = outputs["clean"]
-    outcome = Counter()
-    for r, before, after in zip(rows, cleaned, outputs["clean+lexicon"], strict=True):
-        outcome += word_outcomes(before, after, r["text"])
     empty = [i for i, t in enumerate(raw) if not t.strip()]
     base_edits = [counts[BASELINE][i][0] for i in range(len(rows))]
     read = [i for i in range(len(rows)) if i not in set(empty)]
@@ -145,7 +153,7 @@ def run(set_dir: Path, workers: int, seed: int | None = None) -> dict:
     lexicon = words_of(train)
     ref_words = words_of(r["text"] for r in rows)
     result["lexicon"] = {
-        **{k: outcome.get(k, 0) for k in ("changed", "to_right", "to_wrong", "wrong_to_wrong")},
+        **{name: lexicon_precision(rows, outputs["clean"], outputs[name]) for name in LEXICONS},
         "lexicon_words": len(lexicon),
         "test_words": sum(ref_words.values()),
         "test_words_in_lexicon": sum(n for w, n in ref_words.items() if w in lexicon),
