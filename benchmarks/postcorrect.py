@@ -4,17 +4,21 @@ Test lines: the 40 bundled sample lines (data/sample) plus the rendered post-cor
 (`data/sample/make_samples.py --postcorrect DIR`, generated into DIR when it has no labels.jsonl:
 blur, noise, low contrast, skew; seeded). The stages learn only from that set's train.txt, whose
 lines are never test lines. Tesseract (`gpu_worker.tesseract`, lang ori, psm 7) reads every test
-image once; then the methods `tesseract` (raw), `clean`, `clean+lexicon` and
-`clean+lexicon-unguarded` (no inflection guard, no LM check) (`gpu_worker.postcorrect`) are
-scored with `metrics.score_pair` and compared with the raw output by `stats.method_statistics`
-(paired bootstrap over lines: ΔCER, 95% interval, p and Holm's p over the three comparisons).
+image once as text and once for its n-best (`gpu_worker.tesseract_nbest`: the LSTM's
+per-symbol alternatives, `lstm_choice_mode=2`); then the methods `tesseract` (the text), `clean`,
+`clean+lexicon`, `clean+lexicon-unguarded` (no inflection guard, no LM check), `rescore` (the
+n-best rescored by the character LM, weight 0.3) and `rescore+clean+lexicon`
+(`gpu_worker.postcorrect`) are scored with `metrics.score_pair` and compared with the text by
+`stats.method_statistics` (paired bootstrap over lines, 10,000 resamples: ΔCER, 95% interval, p
+and Holm's p over all comparisons). A line without an n-best (empty output) keeps the text.
 Also reported: CER per group (bundled / degradation), the lexicon's precision against the
 references (a changed word became a reference word / a reference word became a non-reference
 word / a wrong word stayed wrong), how many reference words the lexicon holds, and the error
 classes (`gpu_worker.errors`) before and after, and how much of the error comes from lines
-Tesseract returned empty (no post-correction can recover those) with the CER on the other lines.
-`rescore` is not measured here: Tesseract's command line gives no line-level n-best.
-Usage: python benchmarks/postcorrect.py [--set DIR] [--seed N] [--workers N] [--json FILE]
+Tesseract returned empty (no post-correction can recover those) with the CER on the other lines,
+and the CER of the n-best's first hypotheses (the choice mode decodes a little differently).
+Usage: python benchmarks/postcorrect.py [--set DIR] [--seed N] [--workers N] [--resamples B]
+       [--json FILE]
 """
 
 from __future__ import annotations
@@ -36,13 +40,19 @@ from gpu_worker.contract.methods import parse_method  # noqa: E402
 from gpu_worker.metrics import normalize, score_pair  # noqa: E402
 from gpu_worker.postcorrect import build  # noqa: E402
 from gpu_worker.postcorrect.lexicon import split_word, words_of  # noqa: E402
+from gpu_worker.tesseract_nbest import recognize_nbest  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
 UNGUARDED = {"stage": "lexicon", "guard_inflections": False, "min_lm_gain": None}
+RESCORE = {"stage": "rescore", "weight": 0.3}  # the weight chosen on the set of seed 7
+NBEST = 10
+RESAMPLES = 10_000  # the smallest p a bootstrap of B resamples can show is 2 / (B + 1)
 METHODS = {
     "clean": [{"stage": "clean"}],
     "clean+lexicon": [{"stage": "clean"}, {"stage": "lexicon"}],
     "clean+lexicon-unguarded": [{"stage": "clean"}, UNGUARDED],
+    "rescore": [RESCORE],
+    "rescore+clean+lexicon": [RESCORE, {"stage": "clean"}, {"stage": "lexicon"}],
 }
 BASELINE = "tesseract"
 LEXICONS = ("clean+lexicon", "clean+lexicon-unguarded")
@@ -66,19 +76,21 @@ def load_lines(set_dir: Path, seed: int | None = None) -> tuple[list[dict], list
     return rows, train
 
 
-def read_all(rows: list[dict], workers: int) -> list[str]:
-    """Tesseract's text for every row's image."""
+def read_all(rows: list[dict], workers: int) -> tuple[list[str], list[list]]:
+    """Tesseract's text and n-best (`tesseract_nbest`) for every row's image."""
     from PIL import Image
 
     method = parse_method(BASELINE, {"kind": "tesseract"})
     print(tesseract.check(method.binary, method.lang), file=sys.stderr)
 
-    def one(row: dict) -> str:
+    def one(row: dict) -> tuple[str, list]:
         with Image.open(row["path"]) as img:
-            return tesseract.recognize(img.convert("L"), method)
+            gray = img.convert("L")
+            return tesseract.recognize(gray, method), recognize_nbest(gray, method, NBEST)
 
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, rows))
+        done = list(pool.map(one, rows))
+    return [text for text, _ in done], [nb for _, nb in done]
 
 
 def word_outcomes(before: str, after: str, reference: str) -> Counter:
@@ -107,49 +119,70 @@ def lexicon_precision(rows: list[dict], before: list[str], after: list[str]) -> 
     return {k: outcome.get(k, 0) for k in ("changed", "to_right", "to_wrong", "wrong_to_wrong")}
 
 
-def run(set_dir: Path, workers: int, seed: int | None = None) -> dict:
+def score_method(rows: list[dict], texts: list[str]) -> tuple[dict, dict]:
+    """(figures, per-line counts for `stats`) of one method's texts."""
+    scores = [score_pair(r["text"], t) for r, t in zip(rows, texts, strict=True)]
+    groups: dict[str, list[int]] = {}
+    for r, s in zip(rows, scores, strict=True):
+        g = groups.setdefault(r["group"], [0, 0])
+        g[0], g[1] = g[0] + s.char_edits, g[1] + s.chars
+    edits = errors.total(
+        errors.line_errors(r["text"], t, script="odia") for r, t in zip(rows, texts, strict=True)
+    )
+    figures = {
+        "cer": sum(s.char_edits for s in scores) / sum(s.chars for s in scores),
+        "wer": sum(s.word_edits for s in scores) / sum(s.words for s in scores),
+        "cer_by_group": {g: round(e / c, 4) for g, (e, c) in sorted(groups.items())},
+        "errors": edits.to_json(),
+    }
+    return figures, {
+        i: (s.char_edits, s.chars, s.word_edits, s.words) for i, s in enumerate(scores)
+    }
+
+
+def diagnostics(rows: list[dict], raw: list[str], nbests: list[list], counts: dict) -> dict:
+    """Empty Tesseract lines (share of the error, CER elsewhere) and the n-best's first CER."""
+    empty = {i for i, t in enumerate(raw) if not t.strip()}
+    read = [i for i in range(len(rows)) if i not in empty]
+    base = [counts[BASELINE][i][0] for i in range(len(rows))]
+    firsts = [nb[0][0] if nb else t for nb, t in zip(nbests, raw, strict=True)]
+    top1 = [score_pair(r["text"], t) for r, t in zip(rows, firsts, strict=True)]
+    return {
+        "empty_output": {
+            "lines": len(empty),
+            "share_of_baseline_edits": round(sum(base[i] for i in empty) / sum(base), 4),
+            "cer_on_read_lines": {
+                m: round(sum(c[i][0] for i in read) / sum(c[i][1] for i in read), 4)
+                for m, c in counts.items()
+            },
+        },
+        "nbest": {
+            "lines_with_nbest": sum(bool(nb) for nb in nbests),
+            "top1_same_as_text": sum(
+                bool(nb) and nb[0][0] == t for nb, t in zip(nbests, raw, strict=True)
+            ),
+            "top1_cer": round(sum(s.char_edits for s in top1) / sum(s.chars for s in top1), 4),
+        },
+    }
+
+
+def run(set_dir: Path, workers: int, seed: int | None = None, resamples: int = RESAMPLES) -> dict:
     """Every figure of the benchmark, as a JSON-ready dict."""
     rows, train = load_lines(set_dir, seed)
-    raw = read_all(rows, workers)
+    raw, nbests = read_all(rows, workers)
     outputs = {BASELINE: raw}
     pipes = {name: build(stages, train) for name, stages in METHODS.items()}
     for name, pipe in pipes.items():
-        outputs[name] = [pipe.apply(text) for text in raw]
+        outputs[name] = [pipe.apply(text, nb) for text, nb in zip(raw, nbests, strict=True)]
     counts: dict[str, dict[int, tuple[int, int, int, int]]] = {}
     result: dict = {"lines": len(rows), "train_lines": len(train), "methods": {}}
     for name, texts in outputs.items():
-        scores = [score_pair(r["text"], t) for r, t in zip(rows, texts, strict=True)]
-        counts[name] = {
-            i: (s.char_edits, s.chars, s.word_edits, s.words) for i, s in enumerate(scores)
-        }
-        groups: dict[str, list[int]] = {}
-        for r, s in zip(rows, scores, strict=True):
-            g = groups.setdefault(r["group"], [0, 0])
-            g[0], g[1] = g[0] + s.char_edits, g[1] + s.chars
-        edits = errors.total(
-            errors.line_errors(r["text"], t, script="odia")
-            for r, t in zip(rows, texts, strict=True)
-        )
-        result["methods"][name] = {
-            "cer": sum(s.char_edits for s in scores) / sum(s.chars for s in scores),
-            "wer": sum(s.word_edits for s in scores) / sum(s.words for s in scores),
-            "cer_by_group": {g: round(e / c, 4) for g, (e, c) in sorted(groups.items())},
-            "errors": edits.to_json(),
-            "stages": pipes[name].counts() if name in pipes else {},
-        }
-    for name, st in stats.method_statistics(counts, BASELINE).items():
+        figures, counts[name] = score_method(rows, texts)
+        figures["stages"] = pipes[name].counts() if name in pipes else {}
+        result["methods"][name] = figures
+    for name, st in stats.method_statistics(counts, BASELINE, resamples).items():
         result["methods"][name].update(st)
-    empty = [i for i, t in enumerate(raw) if not t.strip()]
-    base_edits = [counts[BASELINE][i][0] for i in range(len(rows))]
-    read = [i for i in range(len(rows)) if i not in set(empty)]
-    result["empty_output"] = {
-        "lines": len(empty),
-        "share_of_baseline_edits": round(sum(base_edits[i] for i in empty) / sum(base_edits), 4),
-        "cer_on_read_lines": {
-            m: round(sum(counts[m][i][0] for i in read) / sum(counts[m][i][1] for i in read), 4)
-            for m in outputs
-        },
-    }
+    result.update(diagnostics(rows, raw, nbests, counts))
     lexicon = words_of(train)
     ref_words = words_of(r["text"] for r in rows)
     result["lexicon"] = {
@@ -182,6 +215,7 @@ def report(res: dict) -> str:
             out.append(f"    stages {m['stages']}")
     out.append(f"lexicon {res['lexicon']}")
     out.append(f"empty Tesseract output {res['empty_output']}")
+    out.append(f"n-best (lstm_choice_mode=2) {res['nbest']}")
     return "\n".join(out)
 
 
@@ -191,10 +225,11 @@ def main() -> None:
     parser.add_argument("--set", type=Path, help="the rendered set's folder (default: a temp dir)")
     parser.add_argument("--seed", type=int, help="the set's seed (default: postcorrect_set.SEED)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--resamples", type=int, default=RESAMPLES)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        res = run(args.set or Path(tmp), args.workers, args.seed)
+        res = run(args.set or Path(tmp), args.workers, args.seed, args.resamples)
     print(report(res))
     if args.json:
         args.json.write_text(json.dumps(res, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

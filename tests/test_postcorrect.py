@@ -6,16 +6,21 @@ Real Odia lines (the bundled sample's labels) as training text and as text that 
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from gpu_worker.contract.methods import parse_method
 from gpu_worker.contract.postprocess import STAGE_SETTINGS
 from gpu_worker.postcorrect import STAGES, build
 from gpu_worker.postcorrect.charlm import CharLM, Rescore
 from gpu_worker.postcorrect.lexicon import Lexicon, distance
 from gpu_worker.postcorrect.odia import Clean
+from gpu_worker.tesseract_nbest import nbest, parse_hocr, recognize_nbest
+from tests.needs import requires_tesseract
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "labels.jsonl"
 LINES = [json.loads(r)["text"] for r in SAMPLE.read_text(encoding="utf-8").splitlines()]
@@ -132,3 +137,45 @@ def test_pipeline_clean_then_lexicon():
     assert pipe.apply("ମହାନଦୀ ଓଡିଶାର ବଡ଼ ନଦୀ") == LINES[5]
     counts = pipe.counts()
     assert counts["clean"]["lines_changed"] == 1 and counts["lexicon"]["changed"] == 1
+
+
+HOCR = """<div class='ocr_page'><span class='ocr_line'>
+<span class='ocrx_word' id='word_1_1' title='bbox 0 0 9 9; x_wconf 70'>
+ <span class='ocrx_cinfo' title='x_bboxes 0 0 5 9; x_conf 95.8'>ଭ</span>
+  <span class='ocrx_cinfo' id='lstm_choices_1_1_1'>
+   <span class='ocrx_cinfo' id='choice_1_1_1' title='x_confs 60'>ଭ</span>
+   <span class='ocrx_cinfo' id='choice_1_1_2' title='x_confs 30'>ଗ</span>
+   <span class='ocrx_cinfo' id='choice_1_1_3' title='x_confs 0'>ର</span>
+  </span>
+ <span class='ocrx_cinfo' title='x_bboxes 5 0 9 9; x_conf 97.9'>ତ</span>
+  <span class='ocrx_cinfo' id='lstm_choices_1_1_2'>
+   <span class='ocrx_cinfo' id='choice_1_1_4' title='x_confs 87.4'>ତ</span>
+  </span>
+</span>
+<span class='ocrx_word' id='word_1_2' title='bbox 10 0 19 9; x_wconf 96'>
+ <span class='ocrx_cinfo' title='x_bboxes 10 0 19 9; x_conf 99'>ଓ</span>
+</span></span></div>"""
+
+
+def test_tesseract_nbest_from_lstm_choices():
+    words = parse_hocr(HOCR)
+    assert words == [
+        [[("ଭ", 95.8), ("ଭ", 60.0), ("ଗ", 30.0), ("ର", 0.0)], [("ତ", 97.9), ("ତ", 87.4)]],
+        [[("ଓ", 99.0)]],
+    ]
+    hyps = nbest(words, 5)
+    assert [t for t, _ in hyps] == ["ଭତ ଓ", "ଗତ ଓ"]  # a 0-confidence choice is no alternative
+    assert hyps[0][1] == pytest.approx(math.log(60 / 90)) and hyps[1][1] < hyps[0][1]
+    # the LM of real Odia text picks the word it knows: the n-best stage's whole job
+    assert Rescore({"weight": 1.0}, LINES).apply("ଭତ ଓ", hyps) == "ଗତ ଓ"
+    assert nbest([], 5) == []
+
+
+@requires_tesseract
+def test_tesseract_nbest_runs_tesseract():
+    method = parse_method("t", {"kind": "tesseract"})
+    with Image.open(SAMPLE.parent / "line-00.png") as img:
+        hyps = recognize_nbest(img.convert("L"), method, 4)
+    assert 1 <= len(hyps) <= 4
+    assert [lp for _, lp in hyps] == sorted((lp for _, lp in hyps), reverse=True)
+    assert all(lp <= 0 and len(t.split()) == len(hyps[0][0].split()) for t, lp in hyps)
