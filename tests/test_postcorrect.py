@@ -5,6 +5,7 @@ Real Odia lines (the bundled sample's labels) as training text and as text that 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import unicodedata
@@ -32,6 +33,21 @@ def test_registry_matches_the_settings_table():
     assert set(STAGES) == set(STAGE_SETTINGS)
     for name, cls in STAGES.items():
         assert cls({}, LINES).options == STAGE_SETTINGS[name]
+    with pytest.raises(ValueError, match=r"lexicon.max_edit: .*did you mean 'max_edits'"):
+        build([{"stage": "lexicon", "max_edit": 1}], LINES)
+
+
+def test_benchmark_set_keeps_training_and_test_text_apart():
+    spec = importlib.util.spec_from_file_location(
+        "postcorrect_set", SAMPLE.parent / "postcorrect_set.py"
+    )
+    pcset = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pcset)
+    corpus = pcset.read_corpus()
+    train, test = pcset.split(corpus, LINES, 80, 7)
+    assert len(corpus) > 200 and len(test) == 80 and len(train) == len(corpus) - 80
+    assert not set(train) & set(test) and not set(train) & set(LINES)
+    assert pcset.split(corpus, LINES, 80, 7) == (train, test)  # seeded
 
 
 def test_clean_fixes_unicode_and_leaves_clean_odia_alone():

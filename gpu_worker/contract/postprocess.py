@@ -27,6 +27,8 @@ The settings (see each stage's module for what it does):
 
 from __future__ import annotations
 
+from .hints import did_you_mean
+
 STAGE_SETTINGS: dict[str, dict[str, object]] = {
     "clean": {
         "digits": "auto",
@@ -50,5 +52,14 @@ STAGE_SETTINGS: dict[str, dict[str, object]] = {
 
 
 def with_defaults(stage: str, options: dict) -> dict:
-    """`options` for `stage` with every unset setting at its default (unknown keys kept)."""
-    return {**STAGE_SETTINGS[stage], **options}
+    """`options` for `stage` with every unset setting at its default; ValueError naming an
+    unknown stage or setting."""
+    if stage not in STAGE_SETTINGS:
+        hint = did_you_mean(stage, STAGE_SETTINGS)
+        raise ValueError(f"postprocess: unknown stage '{stage}'{hint}")
+    known = STAGE_SETTINGS[stage]
+    for key in options:
+        if key not in known:
+            hint = did_you_mean(str(key), known)
+            raise ValueError(f"postprocess {stage}.{key}: not a setting of {stage}{hint}")
+    return {**known, **options}
