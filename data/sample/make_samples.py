@@ -5,9 +5,9 @@ Debian's Odia fonts (fonts-lohit-orya, fonts-samyak-orya) and Pillow with raqm (
 it), which shapes Odia conjuncts and vowel signs correctly. Deterministic for a given SEED.
 Usage: python data/sample/make_samples.py
 
-`--postcorrect DIR [SEED]` writes the post-correction benchmark's set instead (postcorrect.py beside
-this file): the lines of postcorrect/odia.txt split into training text and rendered test lines,
-kept apart; the bundled lines above are test lines too, never training text.
+`--postcorrect DIR [SEED]` writes the post-correction benchmark's set instead (postcorrect_set.py
+beside this file): the lines of postcorrect/odia.txt split into training text and rendered test
+lines, kept apart; the bundled lines above are test lines too, never training text.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def degrade(img: Image.Image, rng: random.Random, np_rng: np.random.Generator) -
 
 def main() -> None:
     """Render every line and write labels.jsonl (or the post-correction set, see above)."""
+    if not features.check("raqm"):
+        raise SystemExit("Pillow without raqm cannot shape Odia; install Pillow's wheel")
     if len(sys.argv) in (3, 4) and sys.argv[1] == "--postcorrect":
         from postcorrect_set import SEED as PC_SEED
         from postcorrect_set import write_set
@@ -112,8 +114,6 @@ def main() -> None:
         seed = int(sys.argv[3]) if len(sys.argv) == 4 else PC_SEED
         print(write_set(Path(sys.argv[2]), LINES, render, FONTS, seed=seed))
         return
-    if not features.check("raqm"):
-        raise SystemExit("Pillow without raqm cannot shape Odia; install Pillow's wheel")
     fonts = [f for f in FONTS if Path(f).exists()]
     if not fonts:
         raise SystemExit("no Odia font: apt-get install fonts-lohit-orya fonts-samyak-orya")
