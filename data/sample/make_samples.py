@@ -4,12 +4,17 @@ Writes `line-NN.png` and `labels.jsonl` ({"image": ..., "text": ...}) next to th
 Debian's Odia fonts (fonts-lohit-orya, fonts-samyak-orya) and Pillow with raqm (its wheels have
 it), which shapes Odia conjuncts and vowel signs correctly. Deterministic for a given SEED.
 Usage: python data/sample/make_samples.py
+
+`--postcorrect DIR [SEED]` writes the post-correction benchmark's set instead (postcorrect_set.py
+beside this file): the lines of postcorrect/odia.txt split into training text and rendered test
+lines, kept apart; the bundled lines above are test lines too, never training text.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -99,9 +104,16 @@ def degrade(img: Image.Image, rng: random.Random, np_rng: np.random.Generator) -
 
 
 def main() -> None:
-    """Render every line and write labels.jsonl."""
+    """Render every line and write labels.jsonl (or the post-correction set, see above)."""
     if not features.check("raqm"):
         raise SystemExit("Pillow without raqm cannot shape Odia; install Pillow's wheel")
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--postcorrect":
+        from postcorrect_set import SEED as PC_SEED
+        from postcorrect_set import write_set
+
+        seed = int(sys.argv[3]) if len(sys.argv) == 4 else PC_SEED
+        print(write_set(Path(sys.argv[2]), LINES, render, FONTS, seed=seed))
+        return
     fonts = [f for f in FONTS if Path(f).exists()]
     if not fonts:
         raise SystemExit("no Odia font: apt-get install fonts-lohit-orya fonts-samyak-orya")

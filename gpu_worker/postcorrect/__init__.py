@@ -1,7 +1,8 @@
 """Post-correction stages: text in, text out, applied to a method's predictions after decoding.
 
-Contract (the worker's side; the playbook's `postprocess:` settings are validated in
-`gpu_worker.contract.methods` against `contract.STAGE_SETTINGS`, whose names must equal `STAGES`):
+Contract (the worker's side; the playbook's `postprocess:` settings are validated against
+`contract.postprocess.STAGE_SETTINGS` (stage -> {setting: default}), whose names equal `STAGES`;
+the stages take their defaults from it):
 - `STAGES` maps a stage name to its class; `@register("name")` adds one.
 - A stage is built once per run as `cls(options, train_texts)`: `options` are the playbook's
   settings for it (defaults filled in by the contract), `train_texts` the training lines' text
@@ -76,3 +77,7 @@ def build(stages: Sequence[dict], train_texts: Sequence[str]) -> Pipeline:
         options = {k: v for k, v in entry.items() if k != "stage"}
         built.append(STAGES[entry["stage"]](options, train_texts))
     return Pipeline(built)
+
+
+# The stages register themselves on import; imported last, once the names above exist.
+from . import charlm, lexicon, odia  # noqa: E402, F401
