@@ -24,16 +24,17 @@ NEG = -1.0e9
 class _Beams:
     """Per batch element: running beams, finished hypotheses, and whether it is done."""
 
-    def __init__(self, input_ids: torch.Tensor, config, n_eos: int) -> None:
+    def __init__(self, input_ids: torch.Tensor, config, eos: list[int]) -> None:
         rows, self.prompt = input_ids.shape
         self.nb = config.num_beams
         self.batch = rows // self.nb
         self.max_length = config.max_length
         self.length_penalty = config.length_penalty
         self.early_stopping = config.early_stopping
-        self.keep = max(2, 1 + n_eos) * self.nb
+        self.keep = max(2, 1 + len(eos)) * self.nb
         dev, b, nb = input_ids.device, self.batch, self.nb
-        fill = config.pad_token_id if config.pad_token_id is not None else -1
+        # as transformers: a pad id of 0 counts as none, and the first eos fills instead
+        fill = (config.pad_token_id or eos[0]) if eos else -1
         self.running = torch.full((b, nb, self.max_length), fill, dtype=torch.long, device=dev)
         self.running[:, :, : self.prompt] = input_ids.view(b, nb, self.prompt)
         self.seqs = self.running.clone()
@@ -119,8 +120,8 @@ def search(loop, input_ids, logits, processors, stopping, config) -> torch.Tenso
     from .decode import EOS_CHECK_EVERY
 
     eos = config.eos_token_id
-    n_eos = 0 if eos is None else len(eos) if isinstance(eos, list | tuple) else 1
-    beams = _Beams(input_ids, config, n_eos)
+    eos = [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
+    beams = _Beams(input_ids, config, eos)
     cur = beams.prompt
     while True:
         log_probs = torch.log_softmax(logits, dim=-1)

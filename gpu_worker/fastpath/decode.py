@@ -29,7 +29,7 @@ from . import beam, kvcache
 EOS_CHECK_EVERY = 8
 SUPPORTED = {
     "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams",
-    "early_stopping", "length_penalty", "logits_processor",
+    "early_stopping", "length_penalty", "logits_processor", "eos_token_id",
 }  # fmt: skip
 
 
@@ -125,7 +125,10 @@ def _greedy_or_sample(
     """Greedy or sampled tokens until every real row stopped (checked every k steps)."""
     rows, prompt = input_ids.shape
     max_length = config.max_length
-    pad = torch.tensor(config.pad_token_id, device=input_ids.device)
+    eos = config.eos_token_id
+    first_eos = eos[0] if isinstance(eos, list | tuple) else eos
+    pad_id = config.pad_token_id if config.pad_token_id is not None else first_eos
+    pad = torch.tensor(pad_id, device=input_ids.device)
     seqs = torch.full((rows, max_length), int(pad), dtype=input_ids.dtype, device=input_ids.device)
     seqs[:, :prompt] = input_ids
     unfinished = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
