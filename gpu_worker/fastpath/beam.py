@@ -115,10 +115,10 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.take_along_dim(t, idx, dim=1)
 
 
-def search(loop, input_ids, logits, processors, stopping, config) -> torch.Tensor:
-    """Beam search from the prefill's `logits`; the best sequence per batch element."""
-    from .decode import EOS_CHECK_EVERY
+def search(loop, input_ids, logits, processors, stopping, config, every: int) -> torch.Tensor:
+    """Beam search from the prefill's `logits`; the best sequence per batch element.
 
+    Whether the search is over is read on the host every `every` steps."""
     eos = config.eos_token_id
     eos = [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
     beams = _Beams(input_ids, config, eos)
@@ -131,7 +131,7 @@ def search(loop, input_ids, logits, processors, stopping, config) -> torch.Tenso
         kvcache.reorder_(loop.cache, rows, cur)
         cur += 1
         done = beams.update_done(cur)
-        if cur >= beams.max_length or (cur - beams.prompt) % EOS_CHECK_EVERY == 0 and bool(done):
+        if cur >= beams.max_length or (cur - beams.prompt) % every == 0 and bool(done):
             break
         logits = loop(beams.running[:, :, cur - 1].reshape(-1))
     return beams.best()

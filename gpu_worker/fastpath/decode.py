@@ -53,12 +53,12 @@ class Decoder:
     def __init__(self, compiled: bool = False, backend: str | None = None, device: str = "cpu"):
         self.pool = kvcache.CachePool()
         self.compiled = compiled
+        self.cuda_graphs = compiled and backend is None and device.startswith("cuda")
         if compiled:
-            cuda_graphs = backend is None and device.startswith("cuda")
             self.step = torch.compile(
                 _forward,
                 backend=backend or "inductor",
-                mode="reduce-overhead" if cuda_graphs else None,
+                mode="reduce-overhead" if self.cuda_graphs else None,
                 dynamic=False,
             )
         else:
@@ -95,8 +95,9 @@ class Decoder:
         loop = _Loop(self, model, cache, full, model_kwargs["position_ids"][..., -1:].clone())
         if generation_config.num_beams > 1:
             return beam.search(
-                loop, input_ids, logits, logits_processor, stopping_criteria, generation_config
-            )
+                loop, input_ids, logits, logits_processor, stopping_criteria, generation_config,
+                EOS_CHECK_EVERY,
+            )  # fmt: skip
         return _greedy_or_sample(
             loop, input_ids, logits, logits_processor, stopping_criteria, generation_config,
             real_rows,
@@ -113,6 +114,8 @@ class _Loop:
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits after feeding `tokens` `[rows]`, one per row (float32 `[rows, vocab]`)."""
         self.positions += 1
+        if self.decoder.cuda_graphs:  # a new step: the previous replay's outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         logits = self.decoder.step(
             self.model, tokens[:, None], self.positions, self.mask, self.cache
         )
