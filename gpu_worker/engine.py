@@ -200,6 +200,7 @@ class Engine:
             raise ValueError("this model has no LoRA checkpoints loaded")
         if self.mode == "peft":
             batch = self.inputs(images, prompt)
+            names += names[-1:] * (batch["input_ids"].shape[0] - len(names))  # bucket padding
             kwargs = dict(batch, adapter_names=[a if a is not None else BASE for a in names])
             return self._decode(batch, kwargs, gen, list(range(len(images))))[: len(images)]
         groups = list(dict.fromkeys(names))

@@ -144,3 +144,13 @@ def test_end_of_sequence_read_every_k_steps_changes_nothing(setup, monkeypatch):
     assert len(steps) < runs_k  # checking each step stops sooner; the texts are the same
     assert not decode.supports({"do_sample": True, "num_beams": 2})
     assert not decode.supports({"max_new_tokens": 4, "stop_strings": ["x"]})
+
+
+def test_peft_path_in_a_padded_bucket(tiny_model, setup):
+    _, images, _ = setup
+    ckpts = engine_mod.expand_checkpoints(str(tiny_model / "checkpoints"))
+    eng = engine_mod.load(str(tiny_model / "base"), ckpts, lora="peft")
+    mixed, gen = [None, eng.adapters[1], eng.adapters[3]], {"max_new_tokens": 4}
+    want = eng.generate(images, mixed, **gen)
+    eng.use_static(compiled=False, batch_size=4)  # adapter names padded with the batch
+    assert eng.generate(images, mixed, **gen) == want
