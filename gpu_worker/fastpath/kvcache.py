@@ -17,7 +17,7 @@ from collections import OrderedDict
 import torch
 from transformers import StaticCache
 
-MAX_CACHES = 8
+MAX_CACHES = 4
 
 
 class CachePool:
