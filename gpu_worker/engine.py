@@ -12,8 +12,10 @@ lazily: it costs seconds). Contract:
 - `Engine.generate_ensemble(images, names, logits=False, **gen)` decodes every checkpoint on
   every image in one batch (rows adapter-major; vision tower once per image on the fast path)
   and returns k strings per image; `logits=True` is `vote: logits`.
-- `Engine.use_static(...)`: static cache, padded batch buckets, prompts padded to
-  `shapes.PAD_TO`, torch.compile. `prefetch(images)` runs the processor ahead (a loader thread).
+- `Engine.use_static(...)`: padded batch buckets, prompts padded to `shapes.PAD_TO`, and our own
+  decode loop (`fastpath.decode`: static caches kept across calls, a compiled step, beams
+  reordered in place) behind `generate(custom_generate=...)`; settings it does not take decode
+  with transformers' loops. `prefetch(images)` runs the processor ahead (a loader thread).
 - bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged,
   except that a row without `<|vision_start|>` (a `raw` prompt) gets text M-RoPE positions for its
   image tokens, as transformers 4.x gave them (which found images by `<|vision_start|>`).
@@ -82,9 +84,9 @@ class Engine:
     """A loaded model with its processor and named adapters.
 
     `bank` set: the fast path (merged weights for one checkpoint, stacked LoRA for several);
-    `bank` None: peft's `adapter_names` (the reference path). `static` decodes with a static
-    cache, batches padded to a bucket and prompts to a multiple of `shapes.PAD_TO`; `compiled`
-    lets transformers compile the decode step as well.
+    `bank` None: peft's `adapter_names` (the reference path). `static` decodes with our loop
+    (`decoder`, static caches), batches padded to a bucket and prompts to a multiple of
+    `shapes.PAD_TO`; `compiled` compiles its step (CUDA graphs on CUDA).
     """
 
     model: object
