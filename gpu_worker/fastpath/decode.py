@@ -77,8 +77,8 @@ class Decoder:
     ) -> torch.Tensor:
         """Decode like `generate` (called by it, `custom_generate`): prompt + new tokens per row.
 
-        `real_rows` are the rows that are not bucket padding (None: all); beam search takes
-        them per batch element (before the rows were expanded to beams).
+        `real_rows` are the rows that are not bucket padding (None: all): only they sample, and
+        only they keep the loop going. Beam search draws nothing and decodes every row.
         """
         rows, prompt = input_ids.shape
         max_length = generation_config.max_length
