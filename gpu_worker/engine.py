@@ -12,8 +12,10 @@ lazily: it costs seconds). Contract:
 - `Engine.generate_ensemble(images, names, logits=False, **gen)` decodes every checkpoint on
   every image in one batch (rows adapter-major; vision tower once per image on the fast path)
   and returns k strings per image; `logits=True` is `vote: logits`.
-- `Engine.use_static(...)`: static cache, padded batch buckets, prompts padded to
-  `shapes.PAD_TO`, torch.compile. `prefetch(images)` runs the processor ahead (a loader thread).
+- `Engine.use_static(...)`: padded batch buckets, prompts padded to `shapes.PAD_TO`, and our own
+  decode loop (`fastpath.decode`: static caches kept across calls, a compiled step, beams
+  reordered in place) behind `generate(custom_generate=...)`; settings it does not take decode
+  with transformers' loops. `prefetch(images)` runs the processor ahead (a loader thread).
 - bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged,
   except that a row without `<|vision_start|>` (a `raw` prompt) gets text M-RoPE positions for its
   image tokens, as transformers 4.x gave them (which found images by `<|vision_start|>`).
@@ -30,7 +32,7 @@ from transformers import AutoProcessor, Qwen2_5_VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from .checkpoints import adapter_names, expand_checkpoints
-from .fastpath import shapes
+from .fastpath import decode, shapes
 from .prompts import DEFAULT_PROMPT, check_template, prompt_text
 
 __all__ = ["Engine", "expand_checkpoints", "load", "pick_device"]
@@ -82,9 +84,9 @@ class Engine:
     """A loaded model with its processor and named adapters.
 
     `bank` set: the fast path (merged weights for one checkpoint, stacked LoRA for several);
-    `bank` None: peft's `adapter_names` (the reference path). `static` decodes with a static
-    cache, batches padded to a bucket and prompts to a multiple of `shapes.PAD_TO`; `compiled`
-    lets transformers compile the decode step as well.
+    `bank` None: peft's `adapter_names` (the reference path). `static` decodes with our loop
+    (`decoder`, static caches), batches padded to a bucket and prompts to a multiple of
+    `shapes.PAD_TO`; `compiled` compiles its step (CUDA graphs on CUDA).
     """
 
     model: object
@@ -97,6 +99,7 @@ class Engine:
     compiled: bool = False
     batch_size: int = 8
     compile_backend: str | None = None
+    decoder: object = None  # `fastpath.decode.Decoder` once `use_static` ran
     prompt_format: str = "chat"
     peft_reason: str | None = None  # why the peft path decodes (None: the fast path)
     notes: list[str] = field(default_factory=list)  # what loading changed (e.g. a resize)
@@ -120,6 +123,7 @@ class Engine:
         """
         self.static, self.compiled, self.batch_size = True, compiled, batch_size
         self.compile_backend = backend
+        self.decoder = decode.Decoder(compiled, backend, self.device)
         if compiled:  # methods x buckets x prompt lengths x (merged | stacked k): many graphs;
             config = torch._dynamo.config  # past the default 8 dynamo would fall back to eager
             config.cache_size_limit = max(config.cache_size_limit, COMPILED_GRAPHS)
@@ -169,24 +173,11 @@ class Engine:
         batch = entry[1] if entry is not None else self.preprocess(images, prompt)
         return batch.to(self.device)
 
-    def _gen_kwargs(self, gen: dict) -> dict:
-        if self.static:
-            gen = {"cache_implementation": "static", **gen}
-            if self.compiled and (self.compile_backend or not self.device.startswith("cuda")):
-                from transformers import CompileConfig
-
-                if self.compile_backend:
-                    config = CompileConfig(backend=self.compile_backend, mode=None)
-                else:
-                    config = CompileConfig()
-                config._compile_all_devices = True
-                gen.setdefault("compile_config", config)
-            elif not self.compiled:
-                gen["disable_compile"] = True
-        return gen
-
-    def _decode(self, batch, kwargs: dict, gen: dict) -> list[str]:
-        out = self.model.generate(**kwargs, **self._gen_kwargs(gen))
+    def _decode(self, batch, kwargs: dict, gen: dict, real: list[int] | None = None) -> list[str]:
+        """Texts of all rows; static: our loop (`fastpath.decode`), `real` the non-padding rows."""
+        if self.static and decode.supports(gen):
+            gen = dict(gen, custom_generate=self.decoder.run, real_rows=real)
+        out = self.model.generate(**kwargs, **gen)
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 
@@ -211,14 +202,15 @@ class Engine:
             raise ValueError("this model has no LoRA checkpoints loaded")
         if self.mode == "peft":
             batch = self.inputs(images, prompt)
+            names += names[-1:] * (batch["input_ids"].shape[0] - len(names))  # bucket padding
             kwargs = dict(batch, adapter_names=[a if a is not None else BASE for a in names])
-            return self._decode(batch, kwargs, gen)[: len(images)]
+            return self._decode(batch, kwargs, gen, list(range(len(images))))[: len(images)]
         groups = list(dict.fromkeys(names))
         if len(groups) == 1:
             if self.bank is not None:
                 self.bank.merge(groups[0])
             batch = self.inputs(images, prompt)
-            return self._decode(batch, dict(batch), gen)[: len(images)]
+            return self._decode(batch, dict(batch), gen, list(range(len(images))))[: len(images)]
         return self._generate_mixed(images, names, groups, prompt, gen)
 
     def _generate_mixed(self, images, names, groups, prompt, gen) -> list[str]:
@@ -270,7 +262,9 @@ class Engine:
             rows = batch["input_ids"].shape[0]
             kwargs = _repeat_vision(self.model, batch, k)
             with self.bank.stacked(list(names)):
-                texts = self._decode(batch, kwargs, gen)
+                texts = self._decode(
+                    batch, kwargs, gen, [a * rows + i for a in range(k) for i in range(n)]
+                )
             texts = [t for a in range(k) for t in texts[a * rows : a * rows + n]]
         return [[texts[a * n + i] for a in range(k)] for i in range(n)]
 
