@@ -185,6 +185,15 @@ def test_postprocess_errors_name_method_and_field(tmp_path, alphabet):
     assert "lex[0].weight: expected a number for stage rescore, got 'high'" in error(
         {"t": {**tess, "postprocess": bad}}, holdout=HOLDOUT
     )
+    assert error({"t": {**tess, "postprocess": {"lm": ["rescore"]}}}, holdout=HOLDOUT) == (
+        "methods.t.postprocess.lm[0]: rescore needs the method's n-best: set nbest: N on a beam "
+        "method"
+    )
+    beam = {"kind": "beam", "num_beams": 3, "nbest": 3}
+    assert error({"b": {**beam, "postprocess": {"lm": ["clean", "rescore"]}}}, holdout=HOLDOUT) == (
+        "methods.b.postprocess.lm[1]: rescore reads the n-best, which only the first stage sees: "
+        "put it first"
+    )
     assert error({"t": {**tess, "postprocess": {"lex": ["alphabet"]}}}).startswith(
         "methods.t.postprocess: stage alphabet learns from training text: set "
         "methods.t.postprocess_text"

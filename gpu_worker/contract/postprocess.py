@@ -165,6 +165,27 @@ def _stage(where: str, entry: object) -> dict:
     return {"stage": name, **{k: entry.get(k, d) for k, d in table.items()}}
 
 
+NBEST_STAGES = {"rescore"}  # stages that choose among the method's n-best hypotheses
+
+
+def _nbest_problem(where: str, stages: tuple[dict, ...], settings: dict) -> None:
+    """A stage that reads the n-best must come first (only the first sees it) and needs a method
+    that keeps one (`nbest: N` on a beam); else it would silently change nothing."""
+    for i, stage in enumerate(stages):
+        if stage["stage"] not in NBEST_STAGES:
+            continue
+        if i > 0:
+            raise PostprocessError(
+                f"{where}[{i}]: {stage['stage']} reads the n-best, which only the first stage "
+                "sees: put it first"
+            )
+        if not settings.get("nbest"):
+            raise PostprocessError(
+                f"{where}[0]: {stage['stage']} needs the method's n-best: set nbest: N "
+                "on a beam method"
+            )
+
+
 def parse_postprocess(method: str, body: dict, settings: dict) -> tuple[Derived, ...]:
     """The derived methods of method `method` (`body`: its playbook entry; `settings`: its
     results.json settings), or PostprocessError naming the field."""
@@ -185,6 +206,7 @@ def parse_postprocess(method: str, body: dict, settings: dict) -> tuple[Derived,
         if not isinstance(stages, list) or not stages:
             raise PostprocessError(f"{where}.{suffix}: expected a list of stages")
         built = tuple(_stage(f"{where}.{suffix}[{i}]", s) for i, s in enumerate(stages))
+        _nbest_problem(f"{where}.{suffix}", built, settings)
         name = f"{method}{SEPARATOR}{suffix}"
         out.append(Derived(name, method, built, text, tuple(settings.items())))
     return tuple(out)
