@@ -234,8 +234,6 @@ def run(
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
     Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
     """
-    from .follow import worst_state
-    from .shards import combine, started_records
     from .start import RunRequest, start_run
 
     if follow and as_json:
@@ -254,14 +252,7 @@ def run(
         echo(render.sharded_error_lines(sharded), err=True)
         if not follow:
             sys.exit(EXIT_FAILED if sharded.errors else 0)
-        some = len(sharded.errors) < sharded.num_shards  # else none started: nothing to follow
-        records = started_records(state.config(), sharded.parent) if some else []
-        finals = follow_log(state, records, 1000, reattach=sharded.parent) if records else []
-        show_status(finals, False)
-        echo(render.parent_lines(combine(state.config(), finals)))
-        states = [f.state for f in finals]
-        ok = len(finals) == sharded.num_shards and worst_state(states) == "succeeded"
-        sys.exit(0 if ok else EXIT_FAILED)
+        sys.exit(_follow_parent(state, sharded))
     record = started.record
     if not as_json:
         verb = "resumed" if started.resumed else "started"
@@ -270,6 +261,21 @@ def run(
         finals = follow_log(state, [record], 1000)
         show_status(finals, False)
         sys.exit(0 if finals and finals[0].state == "succeeded" else EXIT_FAILED)
+
+
+def _follow_parent(state: State, sharded) -> int:
+    """Follow a sharded run's started shards side by side; exit 0 only if every shard
+    succeeded (the parent's state is the worst of its shards')."""
+    from .follow import worst_state
+    from .shards import combine, started_records
+
+    some = len(sharded.errors) < sharded.num_shards  # else none started: nothing to follow
+    records = started_records(state.config(), sharded.parent) if some else []
+    finals = follow_log(state, records, 1000, reattach=sharded.parent) if records else []
+    show_status(finals, False)
+    echo(render.parent_lines(combine(state.config(), finals)))
+    ok = worst_state([f.state for f in finals]) == "succeeded"
+    return 0 if ok and len(finals) == sharded.num_shards else EXIT_FAILED
 
 
 @cli.command()
