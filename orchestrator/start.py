@@ -106,7 +106,7 @@ def _start_sharded(config: Config, req: RunRequest, on_push: Callable, hosts: Ho
         host = hosts.host(req.host_name) if req.host_name else None
         target = host or hosts.host(record.host)
         book = playbooks.resolve(config, record.playbook, tuple(record.overrides), target)
-        new = shards.resume(config, book, record, host, on_push, req.allow_concurrent)
+        new = shards.resume(config, book, record, host, on_push, req.allow_concurrent, hosts)
         return Started(record=new, resumed=True)
     if req.playbook is None:
         raise UsageError("name a PLAYBOOK to run")
