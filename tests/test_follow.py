@@ -177,3 +177,13 @@ def test_one_connection_per_host_per_command(fproj, orch, monkeypatch):
         f"{parent}-s1": "cancelled",
     }, res.output
     assert opened == ["gpu"]
+
+
+def test_other_usage_errors_exit_2(fproj, orch):
+    cases = {
+        ("push", "--host", "gpu", "--watch", "--dry-run"): "do not go together",
+        ("fetch", "--outputs"): "--outputs needs the RUN",
+    }
+    for args, message in cases.items():
+        res = orch(*args)
+        assert res.exit_code == 2 and message in res.output, res.output
