@@ -162,7 +162,7 @@ def push(state: State, host_name: str | None, dry_run: bool, watch: bool, as_jso
     with connected(state, host_name) as (cfg, host):
         if watch:
             if dry_run:
-                raise OrchError("--watch and --dry-run do not go together")
+                raise click.UsageError("--watch and --dry-run do not go together")
             click.echo(f"watching {cfg.root} (Ctrl-C to stop)")
             return sync.watch(cfg, host, lambda r: show_push(r, as_json))
         with progress(sys.stdout.isatty() and not as_json and not dry_run) as on_progress:

@@ -12,7 +12,6 @@ import click
 from . import render
 from .cli import cli, json_option
 from .console import State, echo, json_out, table
-from .errors import OrchError
 
 if TYPE_CHECKING:
     from .fetch import FetchReport
@@ -49,7 +48,7 @@ def fetch(state: State, runs: tuple[str, ...], outputs: str | None, as_json: boo
     from .states import FetchOutcome
 
     if outputs is not None and not runs:
-        raise OrchError("--outputs needs the RUN whose outputs to fetch")
+        raise click.UsageError("--outputs needs the RUN whose outputs to fetch")
     runs = latest_ids(state.config(), runs)
     ids, unstarted = split(state.config(), runs) if runs else ((), [])
     results = fetch_runs(state.config(), ids, state.hosts()) if ids or not runs else []

@@ -1,7 +1,7 @@
-"""Following runs' logs: `follow_runs` streams one run's log, or the logs of a sharded run's
-shards side by side (each line prefixed `[host/shard] `), until every job ends, reconnecting
-when a link drops (`stream_log`), and returns their final statuses; `worst_state` is the
-state a set of runs exits with.
+"""Runs' logs: `stream_log` prints one run's log (its tail; following it until the job ends,
+reconnecting when a link drops); `Follow` does so for one run or a sharded run's shards side by
+side (each line prefixed `[host/shard] `) and returns their final statuses; `worst_state` is
+the state a set of runs exits with.
 
 Several runs are followed on daemon threads; their lines reach `write` whole, one at a time.
 On Ctrl-C the caller calls `Follow.stop()`: nothing is written after it returns, and the jobs

@@ -27,6 +27,7 @@ from .backends import Options
 from .config import Config, HostConfig
 from .errors import ConfigError, JobNotFound, OrchError
 from .follow import worst_state
+from .hosts import Hosts, scoped
 from .jobs import launch, launch_one, run_host
 from .playbooks import Resolved
 from .records import RunRecord, check_run_id, new_run_id, parents_dir
@@ -211,27 +212,41 @@ def resume(
     host: HostConfig | None,
     on_push: Callable | None = None,
     allow_concurrent: bool = False,
+    hosts: Hosts | None = None,
 ) -> RunRecord:
     """Start `record`'s run again: on its own host it continues from its predictions; on another
     host it starts that shard afresh (the old host's files stay where they are). A copy fetched
-    before is renamed to `results/.<run_id>.before-resume-<time>`."""
-    target = host or run_host(config, record)
+    before is renamed to `results/.<run_id>.before-resume-<time>`. `hosts`: the command's
+    connections (None: this call's own)."""
+    with scoped(config, hosts) as own:
+        return _resume(config, book, record, host, on_push, allow_concurrent, own)
+
+
+def _resume(
+    config: Config,
+    book: Resolved,
+    record: RunRecord,
+    host: HostConfig | None,
+    on_push: Callable | None,
+    allow_concurrent: bool,
+    hosts: Hosts,
+) -> RunRecord:
+    target = host or run_host(config, record, hosts)
     same = target.name == record.host
     from .fetch import results_dir
 
     if record.num_shards:
         book = shard_playbook(book, record.shard or 0, record.num_shards)
-    with open_host(target) as h:
-        new = launch_one(
-            config,
-            h,
-            book,
-            Options(allow_concurrent),
-            on_push=on_push,
-            run_id=record.run_id,
-            resume=same,
-            parent=record.parent,
-        )
+    new = launch_one(
+        config,
+        hosts.open(target),
+        book,
+        Options(allow_concurrent),
+        on_push=on_push,
+        run_id=record.run_id,
+        resume=same,
+        parent=record.parent,
+    )
     fetched = results_dir(config) / record.run_id
     if fetched.exists():  # kept, out of the way of the new attempt's fetch (once it started)
         fetched.rename(fetched.with_name(f".{record.run_id}.before-resume-{int(time.time())}"))

@@ -136,7 +136,7 @@ def _start_sharded(config: Config, req: RunRequest, on_push: Callable, hosts: Ho
         target = host or hosts.host(record.host)
         file = record.playbook_file or record.playbook  # `name:` may differ from the file
         book = playbooks.resolve(config, file, tuple(record.overrides), target)
-        new = shards.resume(config, book, record, host, on_push, req.allow_concurrent)
+        new = shards.resume(config, book, record, host, on_push, req.allow_concurrent, hosts)
         return Started(record=new, resumed=True)
     if req.playbook is None:
         raise UsageError("name a PLAYBOOK to run")

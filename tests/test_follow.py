@@ -107,6 +107,28 @@ def test_ctrl_c_on_sharded_follow_leaves_jobs_running(fproj, orch):
         "parent_removed": False,
     }
 
+    # one run: followed in the main thread
+    proc = subprocess.Popen(
+        orch_cmd("run", "job", "--host", "gpu", "--follow", *sets),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = ""
+    for line in proc.stdout:
+        run_id = run_id or (line.startswith("started ") and line.split()[1]) or ""
+        if line == "step 2\n":
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    err = proc.stderr.read()
+    assert err.splitlines() == [
+        f"orch: stopped following; {run_id} keeps running on gpu; "
+        f"re-attach with `orch logs {run_id} --follow`"
+    ]
+    assert json.loads(orch("status", "--json", run_id).stdout)[0]["state"] == "running"
+    assert orch("cancel", run_id, "--grace", "1").exit_code == 0
+
 
 def test_run_json_is_one_object(fproj, orch):
     res = orch("run", "job", "--host", "gpu", "--json")
@@ -155,3 +177,13 @@ def test_one_connection_per_host_per_command(fproj, orch, monkeypatch):
         f"{parent}-s1": "cancelled",
     }, res.output
     assert opened == ["gpu"]
+
+
+def test_other_usage_errors_exit_2(fproj, orch):
+    cases = {
+        ("push", "--host", "gpu", "--watch", "--dry-run"): "do not go together",
+        ("fetch", "--outputs"): "--outputs needs the RUN",
+    }
+    for args, message in cases.items():
+        res = orch(*args)
+        assert res.exit_code == 2 and message in res.output, res.output
