@@ -74,11 +74,11 @@ class RunComparison:
 
 
 def fetched_folder(config: Config, ref: str) -> Path:
-    """The fetched folder `ref` names: a run id, a unique prefix, or `latest:PLAYBOOK`."""
-    from .runrefs import LATEST, latest_ids
+    """The fetched folder `ref` names: a run id, a unique prefix, or `@latest[:PLAYBOOK]`."""
+    from .records import LATEST, LEGACY_LATEST, resolve
 
-    if ref.startswith(LATEST):
-        ref = latest_ids(config, (ref,))[0]
+    if ref == LATEST or ref.startswith((LATEST + ":", LEGACY_LATEST)):
+        ref = resolve(config, ref, parents=True)
     base = results_dir(config)
     folders = sorted(p for p in base.glob("*/results.json") if p.parent.name.startswith(ref))
     exact = [p for p in folders if p.parent.name == ref]

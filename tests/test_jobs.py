@@ -186,7 +186,9 @@ def test_two_status_at_once(jobs_project, orch):
 def test_status_host_finds_runs_without_local_records(jobs_project, orch):
     run_id = start(orch, "gpu", "job.steps=2")
     shutil.rmtree(jobs_project / ".orch" / "runs")  # another laptop, or .orch/ lost
-    assert status(orch) == {}
+    assert run_id in status(orch)  # no local state at all: the hosts of orch.yaml are asked
+    (jobs_project / ".orch" / "runs" / f"{run_id}.json").unlink()
+    assert status(orch) == {}  # local state again: only what it records
     seen = status(orch, "--host", "gpu")
     assert run_id in seen
     wait_for(orch, run_id)

@@ -208,7 +208,7 @@ def test_stopped_job_resumes_from_its_predictions(cluster_worker, orch):
     assert watch(orch, run_id)[-1][0] == "cancelled"
 
     res = orch("run", "--resume", run_id)
-    assert res.exit_code == 0 and f"resumed {run_id} on cluster" in res.stdout
+    assert res.exit_code == 0 and f"resumed {run_id} on cluster" in res.stdout, res.output
     assert watch(orch, run_id, limit=180)[-1][0] == "succeeded"
     assert orch("fetch", run_id).exit_code == 0
     dest = cluster_worker / "results" / run_id

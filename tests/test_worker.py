@@ -70,7 +70,7 @@ def test_every_method_runs_and_results_match_the_schema(tmp_path, tiny_model):
     lines = predictions(out)
     assert len(lines) == 6 * len(ALL_METHODS)
     assert {tuple(sorted(line)) for line in lines} == {
-        ("cer", "index", "method", "prediction", "reference", "seconds")
+        ("cer", "char_edits", "chars", "index", "method", "prediction", "reference", "seconds")
     }
     for name in ALL_METHODS:
         body = results[name]
@@ -341,7 +341,9 @@ def test_tesseract_reads_the_bundled_samples(tmp_path):
     assert 0.05 < t["cer"] < 0.40, t["cer"]
     assert t["time_per_image_s"] > 0
     line = predictions(tmp_path / "o")[0]
-    assert set(line) == {"cer", "index", "method", "prediction", "reference", "seconds"}
+    assert set(line) == {
+        *("cer", "char_edits", "chars", "index", "method", "prediction", "reference", "seconds")
+    }
     validate_results(json.loads((tmp_path / "o" / "results.json").read_text()))
 
 

@@ -114,17 +114,27 @@ def dependency_args(after: RunRecord) -> list[str]:
     return [f"--dependency=afterok:{after.job_id}", "--kill-on-invalid-dep=yes"]
 
 
+CANCEL_SETTLE_S = 30  # how long a resume waits for a cancelled job to leave Slurm's queue
+
+
 def still_queued_check(d: Quoted) -> str:
     """Shell lines refusing to resume the run in folder `d` while Slurm still lists its job
-    (exit STILL_QUEUED) or cannot say (exit SLURM_DOWN): one job per run folder, ever."""
+    (exit STILL_QUEUED) or cannot say (exit SLURM_DOWN): one job per run folder, ever. A job
+    `orch cancel` stopped is given `CANCEL_SETTLE_S` seconds to leave the queue (Slurm lists it
+    while it completes)."""
     job = f'sed -n \'s/.*"slurm_job": *"\\([0-9_]*\\)".*/\\1/p\' {d}/run.json'
     return f"""job=$({job} 2>/dev/null || true)
-if [ -n "$job" ]; then
+waited=0
+while [ -n "$job" ]; do
   if ! q=$(squeue -h -r -u "$(id -un)" -o %i 2>&1); then
     printf '%s\\n' "$q" | head -n 1; exit {SLURM_DOWN}
   fi
-  if printf '%s\\n' "$q" | grep -qx -- "$job"; then echo "$job"; exit {STILL_QUEUED}; fi
-fi"""
+  printf '%s\\n' "$q" | grep -qx -- "$job" || break
+  if [ -f {d}/cancelled ] && [ "$waited" -lt {CANCEL_SETTLE_S} ]; then
+    waited=$((waited + 1)); sleep 1; continue
+  fi
+  echo "$job"; exit {STILL_QUEUED}
+done"""
 
 
 def _output(first_run_id: str, array: bool) -> str:
