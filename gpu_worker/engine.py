@@ -12,6 +12,8 @@ lazily: it costs seconds). Contract:
 - `Engine.generate_ensemble(images, names, logits=False, **gen)` decodes every checkpoint on
   every image in one batch (rows adapter-major; vision tower once per image on the fast path)
   and returns k strings per image; `logits=True` is `vote: logits`.
+- Fast path: the vision tower runs all images of a call in one attention call per layer
+  (`fastpath.vision`); the peft path keeps the stock tower (the reference).
 - `Engine.use_static(...)`: static cache, padded batch buckets, prompts padded to
   `shapes.PAD_TO`, torch.compile. `prefetch(images)` runs the processor ahead (a loader thread).
 - bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged,
@@ -339,6 +341,10 @@ def load(
         except Unsupported as exc:
             why = str(exc)
             warnings.warn(f"{exc}; decoding with peft instead", stacklevel=2)
+    if bank is not None or not checkpoints:  # the fast path: one attention call per layer
+        from .fastpath.vision import install
+
+        install(model)
     if checkpoints and bank is None:
         model = attach_peft(model, list(checkpoints), names, files)
         model.to(device).eval()
