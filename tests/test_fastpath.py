@@ -134,12 +134,23 @@ def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):
     assert fallback.mode == "peft" and fallback.bank is None
 
 
-def test_buckets_and_the_compile_decision():
+def test_buckets_and_the_compile_decision(tmp_path):
     assert shapes.buckets(8) == [1, 2, 4, 8] and shapes.buckets(24) == [1, 2, 4, 8, 16, 24]
     assert [shapes.bucket(n, 24) for n in (1, 3, 9, 17, 24)] == [1, 4, 16, 24, 24]
     assert not shapes.want_compile("auto", "cpu", 10**6)
     assert not shapes.want_compile("auto", "cuda", 50)  # a quickwin stays eager
-    assert shapes.want_compile("auto", "cuda", shapes.AUTO_MIN_IMAGES)
+    assert shapes.want_compile("auto", "cuda", shapes.min_rows("greedy"))
+    assert not shapes.want_compile("auto", "cuda", shapes.min_rows("greedy") - 1)
+    # per method: 300 images pay back for the combined method's 25 rows each, not for greedy
+    assert shapes.want_compile("auto", "cuda", 300 * 25, "combined")
+    assert not shapes.want_compile("auto", "cuda", 300, "greedy")
+    # a warm cache's measured cost lowers the bar
+    costs = shapes.CompileCosts(tmp_path, "2x64-float32-cuda")
+    assert costs.get("greedy") is None
+    costs.put("greedy", 4.0)
+    assert shapes.CompileCosts(tmp_path, "2x64-float32-cuda").get("greedy") == 4.0
+    assert shapes.CompileCosts(tmp_path, "36x2048-bfloat16-cuda").get("greedy") is None
+    assert shapes.want_compile("auto", "cuda", 300, "greedy", costs.get("greedy"))
     assert shapes.want_compile("on", "cpu", 1) and not shapes.want_compile("off", "cuda", 10**6)
 
 
