@@ -223,7 +223,8 @@ def side_tables(args, head: dict, fast, peft, pool: list, gen: dict) -> None:
         for r in head["vision"]:
             print(f"vision tower batch {r['batch']} ({r['patches']} patches): stock "
                   f"{r['stock'] * 1e3:.1f} ms ({r['stock_calls']} attention calls), batched "
-                  f"{r['batched'] * 1e3:.1f} ms ({r['batched_calls']}): {r['speedup']:.2f}x")  # fmt: skip
+                  f"{r['batched'] * 1e3:.1f} ms ({r['batched_calls']}): "
+                  f"{r['speedup']:.2f}x")  # fmt: skip
 
 
 def compile_table(args, folder: Path, device: str) -> list[dict]:
