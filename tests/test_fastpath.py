@@ -154,6 +154,30 @@ def test_buckets_and_the_compile_decision(tmp_path):
     assert shapes.want_compile("on", "cpu", 1) and not shapes.want_compile("off", "cuda", 10**6)
 
 
+def test_compile_is_decided_per_method(engines, tmp_path, monkeypatch):
+    from gpu_worker import runner
+
+    _, fast = engines
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    methods = {"g": {"kind": "greedy"}, "c": {"kind": "combined", "num_beams": 5}}
+    doc = {"model": {"base": "b"}, "data": {"source": "d"}, "methods": methods}
+    auto = parse_playbook({**doc, "generation": {"compile": "auto"}})
+    logs = []
+    for method in auto.methods:  # CPU: auto stays eager whatever the rows
+        assert runner._compile_for(auto, fast, method, 10**6, str(tmp_path), logs.append) is None
+        assert not fast.static and not fast.compiled
+    forced = parse_playbook({**doc, "generation": {"compile": "on"}})
+    greedy = forced.methods[0]
+    costs = runner._compile_for(forced, fast, greedy, 8, str(tmp_path), logs.append)
+    try:
+        assert fast.static and fast.compiled and costs is not None
+        runner._record_compile(costs, greedy, {"batches": 3, "warmup_s": 5.0, "steady_s": 2.0})
+        assert costs.get("greedy") == 4.0  # first batch 5 s less a steady one (2 s / 2)
+        assert (tmp_path / "inductor" / "compile_costs.json").is_file()
+    finally:
+        fast.static = fast.compiled = False
+
+
 def test_generation_settings_are_validated():
     doc = {"model": {"base": "b"}, "data": {"source": "d"}, "methods": {"g": {"kind": "greedy"}}}
     spec = parse_playbook({**doc, "generation": {"compile": True, "lora": "peft"}})

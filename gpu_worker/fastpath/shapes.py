@@ -106,10 +106,12 @@ def compile_cache(root: str | Path) -> str:
     hand (no ORCH_RUN_DIR): `<root>/.orch-cache/inductor`. An explicit TORCHINDUCTOR_CACHE_DIR wins.
     """
     run_dir = os.environ.get("ORCH_RUN_DIR")
-    if run_dir:
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    elif run_dir:
         folder = Path(run_dir).resolve().parent.parent / "cache" / "inductor"
     else:
         folder = Path(root) / ".orch-cache" / "inductor"
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
-    return os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return str(folder)
