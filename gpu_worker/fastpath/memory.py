@@ -9,7 +9,8 @@
   processor: the template's text tokens plus the longest image's tokens (the image processor's
   own count from the image size), rounded up to `shapes.PAD_TO` when static.
 - `budget(device, given)`: the bytes a call may use: `given` when set (tests, a user's cap),
-  else on CUDA the free memory (`torch.cuda.mem_get_info`) x `FREE_FRACTION`; on CPU None: no cap.
+  else on CUDA the free memory (`torch.cuda.mem_get_info`, plus what torch's caching allocator
+  reserved and does not use) x `FREE_FRACTION`; on CPU None: no cap.
 - `images_per_call(images, rows_per_image, per_row, budget)`: how many images one call takes so
   that images x rows_per_image rows (rows = images x beams x checkpoints) fit (at least 1).
 - `split_calls(call, n, limit)`: `call(start, stop)` over consecutive slices of at most `limit`
@@ -74,8 +75,10 @@ def budget(device: str, given: int | None = None) -> int | None:
     if given is not None:
         return given
     if device.startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free * FREE_FRACTION)
+        where = torch.device(device)
+        free, _ = torch.cuda.mem_get_info(where)  # plus what torch's allocator holds unused
+        held = torch.cuda.memory_reserved(where) - torch.cuda.memory_allocated(where)
+        return int((free + held) * FREE_FRACTION)
     return None
 
 
