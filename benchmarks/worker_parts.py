@@ -107,6 +107,18 @@ def merge_agreement(fast, peft, images: list, gen: dict) -> dict:
     return out
 
 
+@torch.inference_mode()
+def _tower_seconds(fast, pixels, grid, batched: bool) -> float:
+    """One vision-tower call's seconds, stock or batched."""
+    vision.install(fast.model) if batched else vision.uninstall(fast.model)
+    visual = fast.model.model.visual
+    fast.synchronize()
+    start = time.perf_counter()
+    visual(pixels.to(visual.dtype), grid_thw=grid)
+    fast.synchronize()
+    return time.perf_counter() - start
+
+
 def vision_table(fast, pool: list, batches: list[int], repeat: int) -> list[dict]:
     """Seconds per vision-tower call, stock against batched, per batch size."""
     rows = []
@@ -120,17 +132,12 @@ def vision_table(fast, pool: list, batches: list[int], repeat: int) -> list[dict
         full = len(visual.fullatt_block_indexes)
         row["stock_calls"] = p.windows.n * (len(visual.blocks) - full) + p.frames.n * full
         row["batched_calls"] = len(visual.blocks)
-        for name, patched in (("stock", False), ("batched", True)):
-            vision.install(fast.model) if patched else vision.uninstall(fast.model)
-            times = []
-            with torch.inference_mode():
-                for _ in range(repeat + 1):
-                    fast.synchronize()
-                    start = time.perf_counter()
-                    visual(pixels.to(visual.dtype), grid_thw=grid)
-                    fast.synchronize()
-                    times.append(time.perf_counter() - start)
-            row[name] = min(times[1:])  # the least disturbed call: CPUs are shared
+        times = {"stock": [], "batched": []}
+        for _ in range(repeat + 1):  # alternated, so a busy spell hits both alike
+            for name, spent in times.items():
+                spent.append(_tower_seconds(fast, pixels, grid, name == "batched"))
+        for name, spent in times.items():
+            row[name] = min(spent[1:])  # the least disturbed call: CPUs are shared
         vision.install(fast.model)
         row["speedup"] = row["stock"] / row["batched"]
         rows.append(row)
