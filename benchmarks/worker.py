@@ -217,7 +217,7 @@ def side_tables(args, head: dict, fast, peft, pool: list, gen: dict) -> None:
         print(f"merge vs peft unmerged ({ag['dtype']}, greedy, {args.agreement} images): "
               + ", ".join(f"{rule} {ag[rule]['identical']}/{ag[rule]['of']} identical "
                           f"(common prefix {ag[rule]['common_prefix']} chars)"
-                          for rule in ("cast_once", "delta_cast")))  # fmt: skip
+                          for rule in ("cast_once", "delta_cast", "stacked")))  # fmt: skip
     if args.vision:
         head["vision"] = parts.vision_table(fast, pool, args.vision, max(1, args.repeat))
         for r in head["vision"]:

@@ -6,7 +6,8 @@
   merges in place, so `fast.bank.restore()` must run before the view decodes (`use_peft`).
 - `merge_agreement(fast, peft, images, gen)`: greedy token agreement between peft's unmerged
   path and merged weights, under both merge rules (`LoraBank.cast_once`: float32 sum cast once,
-  or the float32 delta cast first and added in the weights' dtype).
+  or the float32 delta cast first and added in the weights' dtype), and the unmerged stacked
+  path (base in the weights' dtype plus the LoRA product in float32, as peft computes it).
 - `vision_table(fast, pool, batches, repeat)`: the vision tower's seconds per call (the fastest
   of `repeat` after a warm-up) and attention calls per batch, the stock per-window loop against
   `fastpath.vision`'s one call per layer, same images, same run.
@@ -104,6 +105,8 @@ def merge_agreement(fast, peft, images: list, gen: dict) -> dict:
     finally:
         fast.bank.restore()
         fast.bank.cast_once = rule
+    per_image = fast.generate_ensemble(images, [last], **gen)  # unmerged: stacked LoRA, k = 1
+    out["stacked"] = agree(ref, [texts[0] for texts in per_image])
     return out
 
 
