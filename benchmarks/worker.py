@@ -216,7 +216,7 @@ def side_tables(args, head: dict, fast, peft, pool: list, gen: dict) -> None:
         ag = head["merge_agreement"] = parts.merge_agreement(fast, peft, images, gen)
         print(f"merge vs peft unmerged ({ag['dtype']}, greedy, {args.agreement} images): "
               + ", ".join(f"{rule} {ag[rule]['identical']}/{ag[rule]['of']} identical "
-                          f"(common prefix {ag[rule]['common_prefix']} chars)"
+                          f"(common prefix {ag[rule]['common_prefix']} chars of ids)"
                           for rule in ("cast_once", "delta_cast", "stacked")))  # fmt: skip
     if args.vision:
         head["vision"] = parts.vision_table(fast, pool, args.vision, max(1, args.repeat))

@@ -4,7 +4,7 @@
   engine (a meta-device copy of the module tree with the tensors assigned, peft attached to it):
   the 3B model in bf16 is held once (7.5 GB), not twice in float32 (30 GB). The fast engine
   merges in place, so `fast.bank.restore()` must run before the view decodes (`use_peft`).
-- `merge_agreement(fast, peft, images, gen)`: greedy token agreement between peft's unmerged
+- `merge_agreement(fast, peft, images, gen)`: greedy token-id agreement between peft's unmerged
   path and merged weights, under both merge rules (`LoraBank.cast_once`: float32 sum cast once,
   or the float32 delta cast first and added in the weights' dtype), and the unmerged stacked
   path (base in the weights' dtype plus the LoRA product in float32, as peft computes it).
@@ -89,24 +89,37 @@ def agree(a: list[str], b: list[str]) -> dict:
     return {"identical": same, "of": len(a), "common_prefix": round(statistics.mean(prefix), 1)}
 
 
+@torch.inference_mode()
+def _token_ids(eng, images: list, gen: dict, names: list | None = None) -> list[str]:
+    """The new token ids per row, as text (`generate` directly: the random 3B model's ids mostly
+    fall outside the test tokenizer and would all decode to empty strings)."""
+    batch = eng.inputs(images)
+    extra = {"adapter_names": names} if names else {}
+    out = eng.model.generate(**batch, **extra, **gen)
+    return [" ".join(map(str, row)) for row in out[:, batch["input_ids"].shape[1] :].tolist()]
+
+
 def merge_agreement(fast, peft, images: list, gen: dict) -> dict:
-    """Greedy on the last checkpoint: peft unmerged against merged weights, both merge rules."""
+    """Greedy token ids on the last checkpoint: peft unmerged against merged weights (both merge
+    rules) and the unmerged stacked path. `common_prefix` counts characters of the id lists."""
     last, n = fast.adapters[-1], len(images)
     use_peft(fast)
-    ref = peft.generate(images, [last] * n, **gen)
+    ref = _token_ids(peft, images, gen, [last] * n)
     out = {"dtype": str(next(fast.model.parameters()).dtype).removeprefix("torch.")}
     rule = fast.bank.cast_once
     try:
         for cast_once in (True, False):
             fast.bank.restore()
             fast.bank.cast_once = cast_once
-            texts = fast.generate(images, [last] * n, **gen)
-            out["cast_once" if cast_once else "delta_cast"] = agree(ref, texts)
+            fast.bank.merge(last)
+            out["cast_once" if cast_once else "delta_cast"] = agree(
+                ref, _token_ids(fast, images, gen)
+            )
     finally:
         fast.bank.restore()
         fast.bank.cast_once = rule
-    per_image = fast.generate_ensemble(images, [last], **gen)  # unmerged: stacked LoRA, k = 1
-    out["stacked"] = agree(ref, [texts[0] for texts in per_image])
+    with fast.bank.stacked([last]):  # unmerged: stacked LoRA, k = 1
+        out["stacked"] = agree(ref, _token_ids(fast, images, gen))
     return out
 
 
