@@ -12,7 +12,13 @@ first, its seconds printed apart), for each method and batch size:
 Methods: greedy, beam 5, sampling, ensemble of 5 (mbr and logits), combined (beam 5 x 5
 checkpoints). Batches `--batches` (images per call); configurations over `--max-rows` rows
 (images x checkpoints x beams) are skipped, and peft above `--peft-max-rows` (it is slow).
-Cold vs warm compile: run twice; the second run reuses Inductor's cache (`.orch-cache/`).
+One set of weights serves both engines (`worker_parts.peft_view`): `--size 3b --device cpu`
+loads the 3B model once in bf16 (7.5 GB; `--dtype` overrides) and fits a 24 GB machine.
+Beside the table, measured in the same run: the vision tower stock vs batched (`--vision`), the
+memory plan (images per call under the budget: CUDA's free memory or `--memory-budget` GB),
+token agreement of merged weights with peft's unmerged path under both merge rules
+(`--agreement` images) and, with `--compile-cost METHODS`, compile seconds with a cold and a
+warm Inductor cache (two fresh processes each; see worker_parts.py).
 The floor: the language model's weight bytes read once per decode step over a measured
 device-to-device copy rate; `new/floor` is the new figure over the images/s that floor allows.
 Usage: python benchmarks/worker.py [--size tiny|3b] [--device auto|cpu|cuda] [--tokens 16]
@@ -35,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks import worker_parts as parts  # noqa: E402
 from gpu_worker import engine as engine_mod  # noqa: E402
 from gpu_worker import tiny  # noqa: E402
 from gpu_worker.data import DataSpec, Samples  # noqa: E402
@@ -42,8 +49,7 @@ from gpu_worker.ensemble import vote  # noqa: E402
 from gpu_worker.fastpath import shapes  # noqa: E402
 
 METHODS = ("greedy", "beam5", "sample", "ensemble5_mbr", "ensemble5_logits", "combined")
-ROWS_PER_IMAGE = {"greedy": 1, "beam5": 5, "sample": 1, "ensemble5_mbr": 5,
-                  "ensemble5_logits": 5, "combined": 25}  # fmt: skip
+ROWS_PER_IMAGE = parts.ROWS_PER_IMAGE
 
 
 def decode(eng, method: str, images: list, gen: dict) -> list[str]:
@@ -121,12 +127,24 @@ def parse_args():
     parser.add_argument("--peft-repeat", type=int, default=1, help="timed peft calls")
     parser.add_argument("--runner-batch", type=int, default=32, help="runner end to end (0: skip)")
     parser.add_argument("--json", help="write every figure to this file as well")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 for 3b on CPU, else the "
+                        "engine's (bf16 on CUDA, float32 on CPU)")  # fmt: skip
+    parser.add_argument("--agreement", type=int, default=8, help="images for the merge check")
+    parser.add_argument("--vision", help="batches for the vision tower table (default --batches;"
+                        " 0: skip)")  # fmt: skip
+    parser.add_argument("--memory-budget", type=float, help="GB a call may use (memory plan)")
+    parser.add_argument("--compile-cost", default="", help="methods to time cold/warm compiles of")
     args = parser.parse_args()
     args.tokens = args.tokens or (64 if args.size == "3b" else 16)
+    cpu = args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available())
+    if args.dtype == "auto" and args.size == "3b" and cpu:
+        args.dtype = "bfloat16"
     batches = args.batches or ("8,32,128" if args.size == "3b" else "8,32")
     args.batches = [int(b) for b in batches.split(",")]
     args.methods = args.methods.split(",")
-    unknown = set(args.methods) - set(METHODS)
+    args.vision = [int(b) for b in (args.vision or batches).split(",") if int(b)]
+    args.compile_cost = [m for m in args.compile_cost.split(",") if m]
+    unknown = (set(args.methods) | set(args.compile_cost)) - set(METHODS)
     if unknown:
         parser.error(
             f"--methods: unknown {', '.join(sorted(unknown))}; known: {', '.join(METHODS)}"
@@ -143,8 +161,10 @@ def main() -> None:
     if not (last / "adapter_model.safetensors").is_file():  # missing or cut off half-way
         tiny.build(folder, size=args.size)
     base, ckpts = str(folder / "base"), engine_mod.expand_checkpoints(str(folder / "checkpoints"))
-    fast = engine_mod.load(base, ckpts, device=args.device)
-    peft = engine_mod.load(base, ckpts, device=args.device, lora="peft")
+    fast = engine_mod.load(base, ckpts, device=args.device, dtype=args.dtype)
+    peft = parts.peft_view(fast, ckpts)  # the same weight tensors: one copy of the model
+    if args.memory_budget:
+        fast.memory_budget = int(args.memory_budget * 1e9)
     device = fast.device
     compiled = shapes.want_compile(args.compile, device, 10**9)
     if compiled:
@@ -157,12 +177,15 @@ def main() -> None:
         "size": args.size, "device": device, "gpu": engine_mod.gpu_name(), "tokens": args.tokens,
         "compiled": compiled, "weight_bytes": weight_bytes(fast.model),
         "floor_step_s": floor_step, "setup_s": time.perf_counter() - t0, "rows": [],
+        "dtype": str(next(fast.model.parameters()).dtype).removeprefix("torch."),
     }  # fmt: skip
     print(
-        f"{args.size} model on {device} ({head['gpu'] or 'no GPU'}), {args.tokens} new tokens/row, "
-        f"compile {'on' if compiled else 'off'}; floor {floor_step * 1e3:.3f} ms/step "
-        f"({head['weight_bytes'] / 1e6:.1f} MB of weights per step); setup {head['setup_s']:.0f} s"
+        f"{args.size} model on {device} ({head['gpu'] or 'no GPU'}), {head['dtype']}, "
+        f"{args.tokens} new tokens/row, compile {'on' if compiled else 'off'}; "
+        f"floor {floor_step * 1e3:.3f} ms/step ({head['weight_bytes'] / 1e6:.1f} MB of weights "
+        f"per step); setup {head['setup_s']:.0f} s"
     )
+    side_tables(args, head, fast, peft, pool, gen)
     print(f"{'method':<18}{'batch':>6}{'peft':>9}{'eager':>9}{'new':>9}{'plain':>9}"
           f"{'floor':>11}{'new/floor':>10}{'new/peft':>9}{'warmup_s':>9}  (images/s)")  # fmt: skip
     for method in args.methods:
@@ -174,8 +197,48 @@ def main() -> None:
     if args.runner_batch and set(args.methods) & set(RUNNER_METHODS):
         del peft
         head["runner"] = runner_table(args, folder, device, compiled, head["rows"])
+    if args.compile_cost:
+        head["compile_cost"] = compile_table(args, folder, device)
     if args.json:
         Path(args.json).write_text(json.dumps(head, indent=2))
+
+
+def side_tables(args, head: dict, fast, peft, pool: list, gen: dict) -> None:
+    """The memory plan, the merge agreement and the vision tower, printed and kept in `head`."""
+    plan = head["memory"] = parts.memory_table(fast, pool, args.batches, args.methods, args.tokens)
+    cap = plan["budget_bytes"]
+    print(f"memory plan ({f'{cap / 1e9:.1f} GB a call' if cap else 'no cap'}): "
+          + ", ".join(f"{r['method']}@{r['batch']}: {r['rows']} rows x "
+                      f"{r['bytes_per_row'] / 1e6:.1f} MB -> {r['calls']} call(s)"
+                      for r in plan["rows"]))  # fmt: skip
+    if args.agreement:
+        images = [pool[i % len(pool)] for i in range(args.agreement)]
+        ag = head["merge_agreement"] = parts.merge_agreement(fast, peft, images, gen)
+        print(f"merge vs peft unmerged ({ag['dtype']}, greedy, {args.agreement} images): "
+              + ", ".join(f"{rule} {ag[rule]['identical']}/{ag[rule]['of']} identical "
+                          f"(common prefix {ag[rule]['common_prefix']} chars of ids)"
+                          for rule in ("cast_once", "delta_cast", "stacked")))  # fmt: skip
+    if args.vision:
+        head["vision"] = parts.vision_table(fast, pool, args.vision, max(1, args.repeat))
+        for r in head["vision"]:
+            print(f"vision tower batch {r['batch']} ({r['patches']} patches): stock "
+                  f"{r['stock'] * 1e3:.1f} ms ({r['stock_calls']} attention calls), batched "
+                  f"{r['batched'] * 1e3:.1f} ms ({r['batched_calls']}): "
+                  f"{r['speedup']:.2f}x")  # fmt: skip
+
+
+def compile_table(args, folder: Path, device: str) -> list[dict]:
+    """Cold and warm compile seconds per method (first batch size), fresh processes."""
+    out = []
+    print(f"\ncompile cost (fresh process each, batch {args.batches[0]}, {args.tokens} tokens)")
+    for method in args.compile_cost:
+        r = parts.compile_seconds(folder, device, args.dtype, method, args.batches[0], args.tokens)
+        out.append(r)
+        print(f"{method:<18} cold {r['cold']['compile_s']:.1f} s (first call "
+              f"{r['cold']['first_s']:.1f} s), warm {r['warm']['compile_s']:.1f} s (first call "
+              f"{r['warm']['first_s']:.1f} s), steady call {r['warm']['steady_s']:.2f} s",
+              flush=True)  # fmt: skip
+    return out
 
 
 RUNNER_METHODS = {
@@ -241,6 +304,7 @@ def measure(args, method, batch, pool, gen, fast, peft, compiled) -> dict:
         return batch / steady, warm
 
     if batch * ROWS_PER_IMAGE[method] <= args.peft_max_rows:
+        parts.use_peft(fast)  # the weights are shared: nothing merged while peft decodes
         row["peft"], _ = rate(peft, repeat=args.peft_repeat)
     fast.static = fast.compiled = False
     row["eager"], row["warmup_s"] = rate(fast)

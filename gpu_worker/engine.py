@@ -12,10 +12,13 @@ lazily: it costs seconds). Contract:
 - `Engine.generate_ensemble(images, names, logits=False, **gen)` decodes every checkpoint on
   every image in one batch (rows adapter-major; vision tower once per image on the fast path)
   and returns k strings per image; `logits=True` is `vote: logits`.
+- Fast path: the vision tower runs all images of a call in one attention call per layer
+  (`fastpath.vision`); the peft path keeps the stock tower (the reference).
 - `Engine.use_static(...)`: padded batch buckets, prompts padded to `shapes.PAD_TO`, and our own
   decode loop (`fastpath.decode`: static caches kept across calls, a compiled step, beams
   reordered in place) behind `generate(custom_generate=...)`; settings it does not take decode
   with transformers' loops. `prefetch(images)` runs the processor ahead (a loader thread).
+- A call whose rows x cache would not fit the free memory is split (`fastpath.memory`).
 - bf16 on CUDA, float32 on CPU; left padding; the processor's outputs go to `generate` unchanged,
   except that a row without `<|vision_start|>` (a `raw` prompt) gets text M-RoPE positions for its
   image tokens, as transformers 4.x gave them (which found images by `<|vision_start|>`).
@@ -32,7 +35,7 @@ from transformers import AutoProcessor, Qwen2_5_VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from .checkpoints import adapter_names, expand_checkpoints
-from .fastpath import decode, shapes
+from .fastpath import decode, memory, shapes
 from .prompts import DEFAULT_PROMPT, check_template, prompt_text
 
 __all__ = ["Engine", "expand_checkpoints", "load", "pick_device"]
@@ -103,6 +106,7 @@ class Engine:
     prompt_format: str = "chat"
     peft_reason: str | None = None  # why the peft path decodes (None: the fast path)
     notes: list[str] = field(default_factory=list)  # what loading changed (e.g. a resize)
+    memory_budget: int | None = None  # bytes a call may use (None: free CUDA memory; CPU: any)
     _ready: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -194,12 +198,20 @@ class Engine:
 
         `seed` seeds torch's generators first, for reproducible sampling. On the fast path one
         adapter for all rows runs on merged weights; mixed rows are regrouped adapter-major.
+        Rows that would not fit the free memory are decoded in smaller calls (`fastpath.memory`).
         """
         if seed is not None:
             torch.manual_seed(seed)
         names = list(adapters or [None] * len(images))
         if not self.adapters and any(a is not None for a in names):
             raise ValueError("this model has no LoRA checkpoints loaded")
+        limit = memory.plan_call(self, images, gen.get("num_beams") or 1, gen, prompt)
+        return memory.split_calls(
+            lambda a, b: self._generate(images[a:b], names[a:b], prompt, gen), len(images), limit
+        )
+
+    def _generate(self, images: list, names: list, prompt: str | None, gen: dict) -> list[str]:
+        """`generate` for rows that fit in one call."""
         if self.mode == "peft":
             batch = self.inputs(images, prompt)
             names += names[-1:] * (batch["input_ids"].shape[0] - len(names))  # bucket padding
@@ -244,16 +256,25 @@ class Engine:
 
         Rows are adapter-major. `logits=True` averages the k rows' log-probs at each step
         (`vote: logits`): all k strings of an image are then the same. On the fast path the
-        vision tower runs once per image and its embeddings are repeated k times.
+        vision tower runs once per image and its embeddings are repeated k times. Images whose
+        k x beams rows would not fit the free memory are decoded in smaller calls.
         """
-        k, n = len(names), len(images)
         gen = dict(gen)
         if logits:
             from transformers import LogitsProcessorList
 
             from .fastpath.vote import MeanLogProbs
 
-            gen["logits_processor"] = LogitsProcessorList([MeanLogProbs(k)])
+            gen["logits_processor"] = LogitsProcessorList([MeanLogProbs(len(names))])
+        rows = len(names) * (gen.get("num_beams") or 1)
+        limit = memory.plan_call(self, images, rows, gen, prompt)
+        return memory.split_calls(
+            lambda a, b: self._ensemble(images[a:b], names, prompt, gen), len(images), limit
+        )
+
+    def _ensemble(self, images: list, names: list[str], prompt, gen: dict) -> list[list[str]]:
+        """`generate_ensemble` for images whose rows fit in one call."""
+        k, n = len(names), len(images)
         if self.mode == "peft":
             rows = [img for _ in names for img in images]
             texts = self.generate(rows, [a for a in names for _ in images], prompt, **gen)
@@ -333,6 +354,10 @@ def load(
         except Unsupported as exc:
             why = str(exc)
             warnings.warn(f"{exc}; decoding with peft instead", stacklevel=2)
+    if bank is not None or not checkpoints:  # the fast path: one attention call per layer
+        from .fastpath.vision import install
+
+        install(model)
     if checkpoints and bank is None:
         model = attach_peft(model, list(checkpoints), names, files)
         model.to(device).eval()

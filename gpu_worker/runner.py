@@ -68,11 +68,11 @@ def model_folders(spec: RunSpec, root: str) -> ModelPaths:
     return locate(spec.model, root)
 
 
-def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], None]):
+def _load_engine(spec: RunSpec, root: str, log: Callable[[str], None]):
     """The loaded engine (None when no method needs a model), its base and checkpoints.
 
-    Static-cache compiled decoding is switched on here when `generation.compile` asks for it
-    (`auto`: CUDA and a run big enough to pay the compile back); its cache lives under `root`.
+    Whether a method decodes with static cache + torch.compile is decided per method
+    (`_compile_for`).
     """
     if not any(m.needs_model for m in spec.methods):
         return None, None, []
@@ -91,15 +91,40 @@ def _load_engine(spec: RunSpec, root: str, n_images: int, log: Callable[[str], N
     )
     for note in engine.notes:
         log(note)
-    rows = n_images * sum(m.needs_model for m in spec.methods)
-    if shapes.want_compile(spec.compile, engine.device, rows):
-        if engine.mode != "fast":
-            log("generation.compile: needs the fast LoRA path; decoding eagerly with peft")
-        else:
-            cache = shapes.compile_cache(root)
-            log(f"static cache + torch.compile, buckets {shapes.buckets(spec.batch_size)}, {cache}")
-            engine.use_static(compiled=True, batch_size=spec.batch_size)
     return engine, base, checkpoints
+
+
+def _compile_for(spec: RunSpec, engine, method, pending: int, root: str, log):
+    """Switch static cache + torch.compile on or off for `method` (`generation.compile`; `auto`:
+    CUDA and enough rows to pay the compile back, `shapes.want_compile`). Returns where its
+    compile cost is to be recorded (None: eager)."""
+    if engine is None or not method.needs_model:
+        return None
+    engine.static = engine.compiled = False
+    if spec.compile == "off" or (spec.compile == "auto" and not engine.device.startswith("cuda")):
+        return None
+    cache = shapes.compile_cache(root)
+    costs = shapes.CompileCosts(cache, shapes.model_shape(engine.model, engine.device))
+    rows = pending * kind_of(method).relative_cost(len(engine.adapters))
+    cost = costs.get(method.kind)
+    if not shapes.want_compile(spec.compile, engine.device, rows, method.kind, cost):
+        need = shapes.min_rows(method.kind, cost)
+        log(f"{method.name}: eager ({rows:.0f} rows; compiling pays from {need} rows)")
+        return None
+    if engine.mode != "fast":
+        log("generation.compile: needs the fast LoRA path; decoding eagerly with peft")
+        return None
+    log(f"{method.name}: static cache + torch.compile, buckets {shapes.buckets(spec.batch_size)},"
+        f" {cache}")  # fmt: skip
+    engine.use_static(compiled=True, batch_size=spec.batch_size)
+    return costs
+
+
+def _record_compile(costs, method, timing: dict) -> None:
+    """The compile seconds of a compiled method: its first batch less a steady one."""
+    if costs is not None and timing["batches"] > 1 and timing["steady_s"] > 0:
+        steady = timing["steady_s"] / (timing["batches"] - 1)
+        costs.put(method.kind, timing["warmup_s"] - steady)
 
 
 def run(
@@ -136,12 +161,13 @@ def run(
     progress.update(len(done), spec.methods[0].name, 0.0, force=True)
     for method in spec.methods:  # what each needs on this host (Tesseract and its data)
         kind_of(method).check()
-    engine, base, checkpoints = _load_engine(spec, root, len(indices), log)
+    engine, base, checkpoints = _load_engine(spec, root, log)
     gates = _check_adapters(spec, engine, log)
     progress.tracker.costs = {
         m.name: kind_of(m).relative_cost(len(checkpoints)) for m in spec.methods
     }
-    timings = _decode(spec, (engine, samples), indices, (lines, done), pred_path, progress, log)
+    using = (engine, samples, root)
+    timings = _decode(spec, using, indices, (lines, done), pred_path, progress, log)
     with open(pred_path, "a", encoding="utf-8") as sink:  # derived methods (postprocess:)
 
         def keep(new: list[dict]) -> None:
@@ -194,8 +220,9 @@ def _decode(
     log: Callable[[str], None],
 ) -> dict[str, dict]:
     """Decode, method by method, the (index, method) pairs not `done` with `using` (engine,
-    samples); append the new lines to `lines` and the predictions file; return the timings."""
-    (engine, samples), (lines, done) = using, state
+    samples, root); append the new lines to `lines` and the predictions file; return the
+    timings."""
+    (engine, samples, root), (lines, done) = using, state
     timings: dict[str, dict] = {}
     with open(pred_path, "a", encoding="utf-8") as sink:
         for method in spec.methods:
@@ -222,7 +249,9 @@ def _decode(
                 word = "_".join(name.split())  # a progress line's values are single words
                 log(schema.progress_line(mine[0], len(indices), method=word, images_per_s=rate))
 
+            costs = _compile_for(spec, engine, method, len(pending), root, log)
             timings[method.name] = run_method(engine, method, spec, samples, pending, record)
+            _record_compile(costs, method, timings[method.name])
     progress.update(len(done), spec.methods[-1].name, progress.rate, force=True)
     return timings
 

@@ -122,9 +122,11 @@ def build(folder: str | Path, seed: int = 0, steps=CHECKPOINT_STEPS, size: str =
     torch.manual_seed(seed)
     processor = make_processor()
     config = make_config(processor.tokenizer, size)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    if size == "3b":
-        model = model.to(torch.bfloat16)  # 7.5 GB on disk instead of 15
+    if size == "3b":  # made in bf16: 7.5 GB of memory and disk instead of 15 (24 GB machines)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    else:
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    model.eval()
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.save_pretrained(base_dir)

@@ -134,13 +134,48 @@ def test_unsupported_checkpoint_falls_back_to_peft(tiny_model, tmp_path):
     assert fallback.mode == "peft" and fallback.bank is None
 
 
-def test_buckets_and_the_compile_decision():
+def test_buckets_and_the_compile_decision(tmp_path):
     assert shapes.buckets(8) == [1, 2, 4, 8] and shapes.buckets(24) == [1, 2, 4, 8, 16, 24]
     assert [shapes.bucket(n, 24) for n in (1, 3, 9, 17, 24)] == [1, 4, 16, 24, 24]
     assert not shapes.want_compile("auto", "cpu", 10**6)
     assert not shapes.want_compile("auto", "cuda", 50)  # a quickwin stays eager
-    assert shapes.want_compile("auto", "cuda", shapes.AUTO_MIN_IMAGES)
+    assert shapes.want_compile("auto", "cuda", shapes.min_rows("greedy"))
+    assert not shapes.want_compile("auto", "cuda", shapes.min_rows("greedy") - 1)
+    # per method: 300 images pay back for the combined method's 25 rows each, not for greedy
+    assert shapes.want_compile("auto", "cuda", 300 * 25, "combined")
+    assert not shapes.want_compile("auto", "cuda", 300, "greedy")
+    # a warm cache's measured cost lowers the bar
+    costs = shapes.CompileCosts(tmp_path, "2x64-float32-cuda")
+    assert costs.get("greedy") is None
+    costs.put("greedy", 4.0)
+    assert shapes.CompileCosts(tmp_path, "2x64-float32-cuda").get("greedy") == 4.0
+    assert shapes.CompileCosts(tmp_path, "36x2048-bfloat16-cuda").get("greedy") is None
+    assert shapes.want_compile("auto", "cuda", 300, "greedy", costs.get("greedy"))
     assert shapes.want_compile("on", "cpu", 1) and not shapes.want_compile("off", "cuda", 10**6)
+
+
+def test_compile_is_decided_per_method(engines, tmp_path, monkeypatch):
+    from gpu_worker import runner
+
+    _, fast = engines
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    methods = {"g": {"kind": "greedy"}, "c": {"kind": "combined", "num_beams": 5}}
+    doc = {"model": {"base": "b"}, "data": {"source": "d"}, "methods": methods}
+    auto = parse_playbook({**doc, "generation": {"compile": "auto"}})
+    logs = []
+    for method in auto.methods:  # CPU: auto stays eager whatever the rows
+        assert runner._compile_for(auto, fast, method, 10**6, str(tmp_path), logs.append) is None
+        assert not fast.static and not fast.compiled
+    forced = parse_playbook({**doc, "generation": {"compile": "on"}})
+    greedy = forced.methods[0]
+    costs = runner._compile_for(forced, fast, greedy, 8, str(tmp_path), logs.append)
+    try:
+        assert fast.static and fast.compiled and costs is not None
+        runner._record_compile(costs, greedy, {"batches": 3, "warmup_s": 5.0, "steady_s": 2.0})
+        assert costs.get("greedy") == 4.0  # first batch 5 s less a steady one (2 s / 2)
+        assert (tmp_path / "inductor" / "compile_costs.json").is_file()
+    finally:
+        fast.static = fast.compiled = False
 
 
 def test_generation_settings_are_validated():

@@ -10,6 +10,9 @@
   then keeps peft.
 - `LoraBank.merge(name)` folds one adapter into the touched base projections in place,
   `W += scaling * (B @ A)` (peft's own order), after saving one copy of only those projections;
+  the sum is taken in float32 and cast to the weights' dtype once (`cast_once`; False: the
+  float32 delta is cast first and added in bf16, two roundings: benchmarks/worker.py measures
+  both against peft's unmerged path);
   `merge(None)` / `restore()` copies the saved weights back: bit-identical base.
 - `LoraBank.stacked(names)` swaps every touched projection for a `StackedLoRALinear` holding
   A `[k, in, r]`, B `[k, r, out]` and the k scalings; rows are adapter-major (row `a*n + i` is
@@ -134,6 +137,7 @@ class LoraBank:
         self.saved: dict[str, torch.Tensor] = {}
         self.merged: str | None = None
         self._stacks: dict[tuple, dict[str, StackedLoRALinear]] = {}
+        self.cast_once = True
 
     @property
     def names(self) -> list[str]:
@@ -165,7 +169,10 @@ class LoraBank:
                 self.saved[module_name] = weight.detach().clone()
             a, b = a.to(weight.device, torch.float32), b.to(weight.device, torch.float32)
             delta = (b @ a) * scaling
-            weight.add_(delta.to(weight.dtype))
+            if self.cast_once:
+                weight.copy_((weight.float() + delta).to(weight.dtype))
+            else:
+                weight.add_(delta.to(weight.dtype))
         self.merged = name
 
     @contextmanager
