@@ -6,9 +6,10 @@
   (prompt + max_new_tokens) takes few values.
 - `want_compile(setting, device, rows, kind, cost)`: `on`/`off` as given; `auto` decides per
   method, on CUDA only: compile when the rows it will decode (images x beams x checkpoints:
-  `eta.relative_cost`) times the seconds compiling saves per row of that kind (`SAVED_S_PER_ROW`)
-  reach its compile cost: `cost` when measured, else `COMPILE_COST_S` (declared, cold cache, 3B
-  shapes on an H100: a first compile of 40-70 s, beams and stacked LoRA trace more).
+  `methods.kind_of(m).relative_cost`) times the seconds compiling saves per row of that kind
+  (`SAVED_S_PER_ROW`) reach its compile cost: `cost` when measured, else `COMPILE_COST_S`
+  (declared, cold cache, 3B shapes on an H100: a first compile of 40-70 s, beams and stacked
+  LoRA trace more).
 - `compile_cache(root)`: where Inductor keeps compiled kernels, so a later run starts warm.
 - `CompileCosts(folder)`: the compile seconds each method kind measured last (first batch less
   a steady one), kept beside that cache in `compile_costs.json` per model shape and device; a
