@@ -186,9 +186,11 @@ def results(
     comparison = results_rows(state.config(), filters)
     echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
     if as_json:
-        return json_out(comparison.rows)
+        return json_out([row.to_json() for row in comparison.rows])
     if not comparison.rows:
         return click.echo(
             "no fetched results; run `orch fetch`" if filters == Filters() else "no results match"
         )
-    table(render.results_table(comparison.rows))
+    from .render_results import results_table
+
+    table(results_table(comparison.rows))

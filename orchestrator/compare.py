@@ -75,7 +75,8 @@ class RunComparison:
 
 def fetched_folder(config: Config, ref: str) -> Path:
     """The fetched folder `ref` names: a run id, a unique prefix, or `latest:PLAYBOOK`."""
-    from .runrefs import LATEST, latest_ids
+    from .records import LATEST
+    from .runrefs import latest_ids
 
     if ref.startswith(LATEST):
         ref = latest_ids(config, (ref,))[0]
