@@ -119,6 +119,9 @@ def publish(
 ) -> None:
     """Results tables into README.md, plots, git commit, push, model card on the Hub.
 
+    RUN: a fetched run's id, a unique prefix or suffix, @latest or @latest:PLAYBOOK; none:
+    each playbook's pinned or newest run.
+
     Exit codes: 0 done; 1 refused before any change; 4 written, not committed; 5 committed,
     not pushed; 6 committed (and pushed), not uploaded.
 
@@ -126,8 +129,10 @@ def publish(
     """
     from . import publish as pub
     from .publish_steps import apply_plan
+    from .runrefs import fetched_ids
 
     cfg = state.config()
+    runs = fetched_ids(cfg, runs)
     if adapter:
         from .adapters import publish_adapter
 
