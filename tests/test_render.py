@@ -1,4 +1,5 @@
-"""The pure views of `orchestrator/render.py`: tables, ages, status, fetch and publish text."""
+"""The pure views of `orchestrator/render.py` and `render_results.py`: tables, ages, status,
+fetch, publish and results text."""
 
 import json
 from dataclasses import replace
