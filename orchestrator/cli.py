@@ -221,7 +221,7 @@ def setup(state: State, host_name: str | None) -> None:
 @click.option(
     "--after",
     metavar="RUN",
-    help="Queue on the host behind RUN (or latest:PLAYBOOK); start only if it succeeds.",
+    help="Queue on the host behind RUN (or @latest:PLAYBOOK); start only if it succeeds.",
 )
 @click.pass_obj
 def run(
@@ -244,7 +244,7 @@ def run(
     Example: orch run quickwin --host gpu1 --set data.n_samples=20 --follow
     Example: orch run --resume quickwin-20261124-101200-ab12 (continue a killed run)
     Example: orch run validation --host gpu1,gpu2; orch run --resume RUN --shard 1 --host gpu3
-    Example: orch run eval --host gpu1 --after latest:train (starts once train succeeded)
+    Example: orch run eval --host gpu1 --after @latest:train (starts once train succeeded)
     """
     from dataclasses import replace
 

@@ -36,7 +36,7 @@ def wait(
 
     \b
     Example: orch wait quickwin-20261124-101200-ab12 && orch fetch
-    Example: orch wait latest:train --interval 60 --timeout 14400
+    Example: orch wait @latest:train --interval 60 --timeout 14400
     """
     from .waiting import wait_for
 

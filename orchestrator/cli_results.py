@@ -118,6 +118,9 @@ def publish(
 ) -> None:
     """Results tables into README.md, plots, git commit, push, model card on the Hub.
 
+    RUN: a fetched run's id, a unique prefix or suffix, @latest or @latest:PLAYBOOK; none:
+    each playbook's pinned or newest run.
+
     Exit codes: 0 done; 1 refused before any change; 4 written, not committed; 5 committed,
     not pushed; 6 committed (and pushed), not uploaded.
 
@@ -125,8 +128,10 @@ def publish(
     """
     from . import publish as pub
     from .publish_steps import apply_plan
+    from .runrefs import fetched_ids
 
     cfg = state.config()
+    runs = fetched_ids(cfg, runs)
     if adapter:
         from .adapters import publish_adapter
 
@@ -185,9 +190,11 @@ def results(
     comparison = results_rows(state.config(), filters)
     echo([f"orch: warning: {w}" for w in comparison.warnings], err=True)
     if as_json:
-        return json_out(comparison.rows)
+        return json_out([row.to_json() for row in comparison.rows])
     if not comparison.rows:
         return click.echo(
             "no fetched results; run `orch fetch`" if filters == Filters() else "no results match"
         )
-    table(render.results_table(comparison.rows))
+    from .render_results import results_table
+
+    table(results_table(comparison.rows))

@@ -248,43 +248,6 @@ def render_run(table: RunTable) -> str:
     return "\n".join(lines)
 
 
-def view_cells(row: dict) -> list[str]:
-    """The `orch results` cells of one comparison row (`publish.comparison_rows`): method,
-    CER with interval or `failed (k of n)`, ΔCER vs base with its interval (`*`: significant),
-    p (and its Holm adjustment when several methods were compared), lines needed, WER, exact,
-    s/image, images/s, n, wrong script (share of letters)."""
-    if row["cer"] is None:
-        cer = f"failed ({row['failures']} of {row['n']})"
-    else:
-        cer = _fmt(row["cer"], ci=row.get("cer_ci")).replace("–", "-")
-    delta = p = needed = "-"
-    if row.get("delta_cer") is not None:
-        lo, hi = row["delta_ci"]
-        mark = " *" if row["significant"] else ""
-        delta = f"{row['delta_cer']:+.3f} ({lo:+.3f}..{hi:+.3f}){mark}"
-        p = f"{row['p_value']:.3g}"
-        if row.get("p_holm") is not None and row["p_holm"] != row["p_value"]:
-            p += f" (Holm {row['p_holm']:.3g})"
-        needed = "identical" if row.get("identical") else str(row["lines_needed"])
-
-    def num(value, digits):
-        return "-" if value is None else f"{value:.{digits}f}"
-
-    return [
-        row["method"],
-        cer,
-        delta,
-        p,
-        needed,
-        num(row["wer"], 3),
-        num(row["exact_match"], 3),
-        num(row["time_per_image_s"], 3),
-        num(row["images_per_s"], 2),
-        str(row["n"]) + (f" ({row['failures']} failed)" if row.get("failures") else ""),
-        num(row.get("wrong_script_rate"), 3),
-    ]
-
-
 def _facts(table: RunTable) -> list[str]:
     """The provenance line's parts; every value from the results file is escaped."""
     run = table.results.get("run", {})

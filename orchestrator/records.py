@@ -144,6 +144,10 @@ LATEST = "@latest"
 LEGACY_LATEST = "latest:"  # `latest:PLAYBOOK`, as playbooks' checkpoint references write it
 
 
+class AmbiguousRun(JobNotFound):
+    """A run reference that names several runs (exit 2, as any unknown run)."""
+
+
 def parents_dir(config: Config) -> Path:
     """Where sharded runs' parent records live: `.orch/shards/`."""
     return config.root / ".orch" / "shards"
@@ -182,7 +186,7 @@ def resolve(
             f"no run '{ref}' in .orch/runs; see `orch status -a` (a fresh clone: `orch status`)"
         )
     shown = ", ".join(sorted(hits)[:10]) + (f" and {len(hits) - 10} more" if len(hits) > 10 else "")
-    raise JobNotFound(f"run '{ref}' is ambiguous: {shown}; give more of its id")
+    raise AmbiguousRun(f"run '{ref}' is ambiguous: {shown}; give more of its id")
 
 
 def _latest(ref: str, records: list[RunRecord], parents: bool) -> str:

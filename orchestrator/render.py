@@ -8,7 +8,6 @@ library returns and gives back lines (or a `Table` of cells), so every view has 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -352,41 +351,3 @@ def publish_error_line(res: PublishResult) -> str | None:
         return None
     after = _AFTER_FAILURE.get(res.exit_code)
     return f"orch: error: {res.error}" + (f"; {after}" if after else "")
-
-
-RESULTS_COLUMNS = ["run", "date", "method", "CER (95% CI)", "ΔCER vs base", "p", "lines needed"] + [
-    "WER",
-    "exact",
-    "s/image",
-    "images/s",
-    "n",
-    "wrong script",
-    "$/1k lines",
-    "overrides",
-    "LoRA path",
-]
-
-
-def money(value: float | None) -> str:
-    """A price: `$0.022`, `$1.40`; `-` when unknown (never `$-0.00`: a negative is shown as 0)."""
-    if value is None:
-        return "-"
-    value = max(0.0, value)
-    return f"${value:.3f}" if value < 1 else f"${value:.2f}"
-
-
-def results_table(rows: list[dict]) -> Table:
-    """`orch results`: one row per run and method (cells from `readme.view_cells`)."""
-    from .readme import view_cells
-
-    return Table(
-        None,
-        RESULTS_COLUMNS,
-        [
-            [r["run_id"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["started_at"]))]
-            + view_cells(r)
-            + [money(r.get("cost_per_1k_lines")), " ".join(r.get("overrides") or []) or "-"]
-            + [str(r.get("lora_path") or "-")]
-            for r in rows
-        ],
-    )

@@ -1,5 +1,5 @@
-"""References to other runs: `model.checkpoints: {run: RUN_ID, path: checkpoints}` in a playbook
-and `orch run --after RUN`.
+"""References to other runs: `model.checkpoints: {run: RUN_ID, path: checkpoints}` in a playbook,
+`orch run --after RUN` and `orch publish RUN` (`fetched_id`: a fetched folder needs no record).
 
 A reference names a run as every command does (`records.resolve`: an id, a unique prefix or
 suffix, `@latest`, `@latest:PLAYBOOK` or `latest:PLAYBOOK`). A checkpoints reference resolves,
@@ -11,11 +11,13 @@ entries are kept as written.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+from gpu_worker.contract.layout import RUN_ID_RE
 
 from .config import Config, HostConfig
-from .errors import ConfigError
-from .records import RunRecord, find_record, resolve
+from .errors import ConfigError, JobNotFound
+from .records import LATEST, LEGACY_LATEST, AmbiguousRun, RunRecord, find_record, resolve
 
 DEFAULT_PATH = "checkpoints"
 
@@ -29,6 +31,30 @@ def find_run(config: Config, ref: str) -> RunRecord:
 def latest_ids(config: Config, refs: tuple[str, ...]) -> tuple[str, ...]:
     """The run ids `refs` name (a sharded run's parent included), each resolved once."""
     return tuple(resolve(config, r, parents=True) for r in refs)
+
+
+def fetched_ids(config: Config, refs: tuple[str, ...]) -> tuple[str, ...]:
+    """The fetched run ids `refs` name, for `orch publish` (see `fetched_id`)."""
+    from .fetch import results_dir
+
+    return tuple(fetched_id(config, results_dir(config), r) for r in refs)
+
+
+def fetched_id(config: Config, base: Path, ref: str) -> str:
+    """A folder of the results folder `base` as written (a fetched run needs no local record),
+    else `records.resolve` over the local records and sharded parents. Ambiguous, or an
+    `@latest` with no run: `JobNotFound` (exit 2); a name no record matches is returned as
+    written, for publish to refuse (an invalid id, or no fetched results: `orch fetch` first)."""
+    if RUN_ID_RE.match(ref) and (base / ref / "results.json").is_file():
+        return ref
+    try:
+        return resolve(config, ref, parents=True)
+    except AmbiguousRun:
+        raise
+    except JobNotFound:
+        if ref.startswith((LATEST, LEGACY_LATEST)):
+            raise
+        return ref
 
 
 def remote_runs_dir(host: HostConfig) -> str:

@@ -80,11 +80,12 @@ def test_identical_methods_say_identical_not_lines_needed():
     table = readme.RunTable("r1", "p", {"run": {}, "a": {"cer": 0.1, "n": 40}, "b": body})
     line = readme.sample_size_line(table)
     assert "b: identical" in line and "≈ 2" not in line and "Rerun" not in line
-    row = {"cer": 0.1, "wer": 0.2, "exact_match": 0.0, "n": 40, "failures": 0,
-           "time_per_image_s": 1.0, "images_per_s": 1.0, "method": "b", "delta_cer": 0.0,
-           "delta_ci": [0.0, 0.0], "significant": False, "p_value": 1.0, "lines_needed": 0,
-           "identical": True}  # fmt: skip
-    assert readme.view_cells(row)[4] == "identical"
+    from orchestrator.comparison import ComparisonRow
+    from orchestrator.render_results import view_cells
+
+    scored = {"wer": 0.2, "exact_match": 0.0, "failures": 0, "time_per_image_s": 1.0,
+              "images_per_s": 1.0, **body}  # fmt: skip
+    assert view_cells(ComparisonRow.from_results("r1", "p", 0.0, "b", scored))[4] == "identical"
     different = stats.paired(np.array(edits), np.array(edits[1:] + edits[:1]), np.array(lengths))
     assert not different.identical and different.lines_needed >= 2
 

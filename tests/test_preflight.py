@@ -202,8 +202,11 @@ def test_wrong_script_rate_in_results(tmp_path):
     text = readme.render_run(readme.RunTable("r1", "t", stored))
     assert "| images/s | n | wrong script |" in text
     assert f"| 8 | {rate:.3f} |" in text
-    row = {"method": "ori", **stored["ori"], "wrong_script_rate": rate}
-    assert readme.view_cells(row)[-1] == f"{rate:.3f}"  # the `orch results` column
+    from orchestrator.comparison import ComparisonRow
+    from orchestrator.render_results import view_cells
+
+    row = ComparisonRow.from_results("r1", "t", 0.0, "ori", stored["ori"])
+    assert view_cells(row)[-1] == f"{rate:.3f}"  # the `orch results` column
 
 
 def test_negligible_delta_is_a_noop_too():

@@ -1,9 +1,12 @@
-"""The pure views of `orchestrator/render.py`: tables, ages, status, fetch and publish text."""
+"""The pure views of `orchestrator/render.py` and `render_results.py`: tables, ages, status,
+fetch, publish and results text."""
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 from orchestrator import render
+from orchestrator.comparison import ComparisonRow
 from orchestrator.doctor import Check, DoctorReport
 from orchestrator.envsetup import SetupResult
 from orchestrator.fetch import FetchOutcome, FetchReport, FetchResult
@@ -13,6 +16,7 @@ from orchestrator.jobs import StatusReport
 from orchestrator.publish import PublishOptions, PublishPlan
 from orchestrator.publish_steps import PublishResult
 from orchestrator.records import RunRecord
+from orchestrator.render_results import results_table
 from orchestrator.shards import ShardedRun
 from orchestrator.start import StartResult
 from orchestrator.states import CheckStatus, RunState
@@ -164,10 +168,10 @@ def test_setup_line():
 def test_status_and_results_show_the_lora_path():
     status = Status(method="ensemble", lora_path="stacked")
     assert render.status_table([status]).rows[0][5] == "ensemble (stacked)"
-    row = {"run_id": "r", "started_at": 0, "method": "greedy", "cer": 0.1, "wer": 0.2,
-           "exact_match": 0.0, "n": 2, "failures": 0, "time_per_image_s": 1.0,
-           "images_per_s": 1.0, "lora_path": "peft (generation.lora: peft)"}  # fmt: skip
-    table = render.results_table([row])
+    body = {"cer": 0.1, "wer": 0.2, "exact_match": 0.0, "n": 2, "failures": 0,
+            "time_per_image_s": 1.0, "images_per_s": 1.0,
+            "lora_path": "peft (generation.lora: peft)"}  # fmt: skip
+    table = results_table([ComparisonRow.from_results("r", "p", 0, "greedy", body)])
     assert table.rows[0][-1] == "peft (generation.lora: peft)" and table.columns[-1] == "LoRA path"
 
 
@@ -217,3 +221,39 @@ def test_results_carry_their_exit_code_from_the_state_enums():
     assert followed.exit_code == 0 and replace(followed, finals=[ok, bad]).exit_code == 1
     assert replace(followed, finals=[ok]).exit_code == 1  # a shard whose end was not seen
     assert render.start_lines(StartResult(sharded=sharded))[0] == "started p: 2 shards"
+
+
+def test_results_table_cells_from_real_comparison_rows():
+    """Every cell kind of `orch results` from `ComparisonRow`s built as `comparison_rows` does."""
+    from orchestrator.render_results import view_cells
+
+    def body(cer, tpi, **more):
+        return {"cer": cer, "wer": cer and cer * 2, "exact_match": 0.0, "n": 4, "failures": 0,
+                "time_per_image_s": tpi, "images_per_s": 1 / tpi, **more}  # fmt: skip
+
+    vs = {"method": "base", "delta_cer": -0.05, "ci": [-0.08, -0.01], "p_value": 0.01,
+          "p_holm": 0.02, "significant": True, "lines_needed": 30, "identical": False}  # fmt: skip
+    same = {**vs, "delta_cer": 0.0, "ci": [0.0, 0.0], "p_value": 1.0, "p_holm": 1.0,
+            "significant": False, "lines_needed": 0, "identical": True}  # fmt: skip
+    bodies = {
+        "base": body(0.2, 0.1, cer_ci=[0.1, 0.3], wrong_script_rate=0.01),
+        "beam": body(0.15, 0.4, vs_baseline=vs, failures=1, lora_path="peft"),
+        "same": body(0.2, 0.3, vs_baseline=same),
+        "broken": body(None, 0.1, failures=4),
+    }
+    rows = [ComparisonRow.from_results("a-1", "a", 0.0, m, b) for m, b in bodies.items()]
+    rows = [replace(r, overrides=("x=1", "y=2"), cost_per_1k_lines=0.05) for r in rows]
+    cells = [row[2:] for row in results_table(rows).rows]
+    assert cells[0] == ["base", "0.200 (0.100-0.300)", "-", "-", "-", "0.400", "0.000"] + [
+        "0.100", "10.00", "4", "0.010", "$0.050", "x=1 y=2", "-"]  # fmt: skip
+    assert cells[1][2:5] == ["-0.050 (-0.080..-0.010) *", "0.01 (Holm 0.02)", "30"]
+    assert cells[1][9] == "4 (1 failed)" and cells[1][-1] == "peft"
+    assert cells[2][2:5] == ["+0.000 (+0.000..+0.000)", "1", "identical"]
+    assert cells[3][1] == "failed (4 of 4)" and cells[3][5] == "-"
+    assert view_cells(rows[0]) == cells[0][:11]
+    assert results_table(rows).rows[0][:2] == ["a-1", "1970-01-01 00:00"]
+    as_json = rows[1].to_json()  # `orch results --json`: the fields in order, no run_costs
+    assert list(as_json)[:4] == ["run_id", "playbook", "started_at", "method"]
+    assert list(as_json)[-3:] == ["overrides", "hourly_rate", "cost_per_1k_lines"]
+    assert as_json["delta_ci"] == (-0.08, -0.01) and "run_costs" not in as_json
+    assert json.loads(render.to_json(as_json))["delta_ci"] == [-0.08, -0.01]

@@ -102,7 +102,9 @@ def test_status_cost_is_never_negative():
     s = to_status("gpu", "job-1", seen, now=1001.0, read_at=1001.0)
     assert s.elapsed_s == 0.0 and s.cost == 0.0
     assert render.status_table([s]).rows[0][-1] == "$0.00"
-    assert render.money(-0.001) == "$0.000" and render.money(None) == "-"
+    from orchestrator.render_results import money
+
+    assert money(-0.001) == "$0.000" and money(None) == "-"
 
 
 def prediction_lines(method_name: str, edits: list[int], lengths: list[int], refs=None):

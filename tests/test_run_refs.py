@@ -87,3 +87,26 @@ def test_a_bug_is_one_line_and_its_traceback_is_behind_v(project, orch, monkeypa
         "orch: internal error: RuntimeError: boom (run with -v)\n"
     )
     assert "Traceback" in orch("-v", "forget", "x").stderr
+
+
+def test_publish_takes_any_run_name(project, orch):
+    """`orch publish RUN`: any name `resolve` takes (a fetched folder's own id needs no record:
+    test_publish.py); ambiguous exits 2; a run named but not fetched says to fetch it."""
+    from tests.test_publish import write_results
+
+    _records(load_config())
+    write_results(project, "eval-20261125-090000-ef56", {"greedy": 0.3}, playbook="eval")
+    write_results(project, "train-20261124-101200-ab12", {"greedy": 0.4}, playbook="train")
+    res = orch("publish", "--no-hub", "--dry-run", "ef56", "@latest:train")
+    assert res.exit_code == 0, res.output  # a suffix and @latest:PLAYBOOK (test_publish: ids)
+    headings = [x for x in res.stdout.splitlines() if x.startswith("+### ")]
+    assert headings == ["+### eval", "+### train"]
+    ambiguous = orch("publish", "--no-hub", "--dry-run", "eval")
+    assert ambiguous.exit_code == 2 and "ambiguous: eval-20261124-111200-cd34, eval-" in (
+        ambiguous.stderr
+    )
+    unfetched = orch("publish", "--no-hub", "--dry-run", "cd34")
+    assert unfetched.exit_code == 1
+    assert "no fetched results for eval-20261124-111200-cd34 in results/" in unfetched.stderr
+    assert orch("publish", "--no-hub", "@latest:nope").exit_code == 2
+    assert not (project / "README.md").exists()
