@@ -29,9 +29,9 @@ def generate_nbest(engine, images: list, adapter: str | None, n: int, **gen):
         )
     elif engine.bank is not None:
         engine.bank.merge(adapter)
-    out = engine.model.generate(
+    out = engine.model.generate(  # transformers' own beam search: our loop keeps one hypothesis
         **kwargs,
-        **engine._gen_kwargs(gen),
+        **gen,
         num_return_sequences=n,
         output_scores=True,
         return_dict_in_generate=True,

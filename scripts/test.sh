@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh dev,worker
 python3 -m ruff check .
 python3 -m ruff format --check .
-python3 -m pytest -q "$@"
+# two workers: most tests wait on hosts (sshd, tmux, Slurm), so a 2-core machine runs two at once;
+# ORCH_TEST_WORKERS=0 runs them in this process (one after the other)
+python3 -m pytest -q -n "${ORCH_TEST_WORKERS:-2}" "$@"
