@@ -40,7 +40,7 @@ from .jobs import collect_status, run_host, unknown_host
 from .records import RunRecord, check_run_id, find_record, load_records, save_record
 from .scripts import run_dir
 from .shell import join, trusted
-from .states import FINISHED, FetchOutcome, worst_exit
+from .states import FINISHED, FetchOutcome, RunState, worst_exit
 from .transport import Host
 
 FILES = FETCH_FILES  # the same on every backend
@@ -268,8 +268,8 @@ def _fetch(config: Config, run_ids: tuple[str, ...], hosts: Hosts) -> list[Fetch
         if rec.error:
             out.append(FetchResult(rec.run_id, FetchOutcome.ERROR, rec.state, error=rec.error))
             continue
-        if s is None:  # its folder vanished from the host (or an interrupted launch never made
-            # one): skipped with the hint, so the others are fetched
+        if s is None or s.state == RunState.GONE:  # its folder vanished from the host (or an
+            # interrupted launch never made one): skipped with the hint, so the others are fetched
             why = f"not found on {rec.host}; `orch forget {rec.run_id}` drops its record"
             gone = FetchOutcome.ERROR if run_ids else FetchOutcome.GONE
             out.append(FetchResult(rec.run_id, gone, f"last seen {rec.state}", error=why))

@@ -256,7 +256,8 @@ def _status_report(
         if remote_dir:
             host_cfg = replace(host_cfg, remote_dir=remote_dir)
         try:
-            return host_status(hosts.open(host_cfg), ids)
+            seen = host_status(hosts.open(host_cfg), ids)
+            return seen + _gone(name, ids, seen, records)
         except HostUnreachable as exc:  # a ConfigError is the user's to fix: exit 2
             unreachable[name] = str(exc)
             known = [
@@ -278,13 +279,32 @@ def _status_report(
     with ThreadPoolExecutor(max(1, len(wanted))) as pool:
         results = [s for batch in pool.map(ask, list(wanted)) for s in batch]
     for s in results:
-        if s.reachable:
+        if s.reachable and s.state != RunState.GONE:  # a gone run keeps its last seen state
             _remember(config, records.get(s.run_id), s)
     notify_ended(config, results, records)
     results += never
     order = {rid: r.started_at for rid, r in records.items()}
     runs = sorted(results, key=lambda s: (order.get(s.run_id, 0), s.run_id))
     return StatusReport(runs, dict(sorted(unreachable.items())))
+
+
+def _gone(
+    host: str, asked: list[str] | None, seen: list[RunStatus], records: dict[str, RunRecord]
+) -> list[RunStatus]:
+    """The runs asked for by id that the host answered without: their folder is gone."""
+    found = {s.run_id for s in seen}
+    return [
+        RunStatus(
+            run_id=rid,
+            host=host,
+            playbook=records[rid].playbook if rid in records else "",
+            state=RunState.GONE,
+            note=f"its folder is gone from {host}; `orch forget {rid}` drops its record",
+            read_at=time.time(),
+        )
+        for rid in asked or ()
+        if rid not in found
+    ]
 
 
 RECORD_REFRESH_S = 60.0

@@ -200,7 +200,7 @@ def status_notes(statuses: Sequence[RunStatus], detail: bool = False) -> list[st
     log tail with `detail` (the runs were named), else one line: its last log line."""
     lines = []
     for s in statuses:
-        noted = ("lost", "queued", "not started", "skipped")
+        noted = ("lost", "queued", "not started", "skipped", "gone")
         if s.state == "failed" and not detail:
             lines.append(_failed_line(s))
         elif s.note and (not s.reachable or s.state in noted or s.state == "failed"):

@@ -45,6 +45,7 @@ class RunState(Word):
     LOST = "lost"
     NOT_STARTED = "not started"  # a shard whose launch failed or was killed (no run record)
     SKIPPED = "skipped"  # queued `--after` a run that did not succeed: never started
+    GONE = "gone"  # its folder vanished from the host (deleted, or the machine was replaced)
 
     @property
     def finished(self) -> bool:
@@ -58,7 +59,14 @@ class RunState(Word):
 
 
 FINISHED = frozenset(
-    {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.LOST, RunState.SKIPPED}
+    {
+        RunState.SUCCEEDED,
+        RunState.FAILED,
+        RunState.CANCELLED,
+        RunState.LOST,
+        RunState.SKIPPED,
+        RunState.GONE,
+    }
 )
 
 

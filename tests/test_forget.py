@@ -22,6 +22,11 @@ def test_a_vanished_run_does_not_block_fetch_and_can_be_forgotten(pub, orch):
     _record(pub, DONE, "running", 0)
     _record(pub, GONE, "running", 0)
     shutil.rmtree(remote_dir_of(pub) / "runs" / GONE)  # vanished from the host
+    shown = orch("status", "--json")
+    assert shown.exit_code == 0, shown.output
+    state = {r["run_id"]: r["state"] for r in json.loads(shown.stdout)}
+    assert state[GONE] == "gone" and state[DONE] != "gone"
+    assert f"{GONE}: its folder is gone from local" in orch("status").stdout
     res = orch("fetch")
     assert res.exit_code == 0, res.output
     assert f"{DONE}: fetched (succeeded)" in res.stdout
