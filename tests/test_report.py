@@ -50,7 +50,8 @@ def fetched(tmp_path_factory) -> Path:
     book = base / "ocr.yaml"
     book.write_text(
         f"name: ocr\ndata: {{source: {lines}}}\nscoring: {{group_by: font}}\n"
-        "methods:\n  baseline: {kind: tesseract, psm: 7}\n  raw: {kind: tesseract, psm: 13}\n"
+        "methods:\n  baseline: {kind: tesseract, psm: 7}\n"
+        "  raw: {kind: tesseract, psm: 13, postprocess: {c: [clean]}}\n"
     )
     remote = base / "remote" / RUN
     cmd = [sys.executable, "-m", "gpu_worker", "run", str(book), "--out", str(remote)]
@@ -110,6 +111,8 @@ def test_report_renders_in_chromium_with_table_diff_and_escaped_text(proj, orch,
     dom = dom.stdout
     assert "<th>method</th>" in dom and "CER (95% CI)" in dom  # the README's results table
     assert re.search(r"<td>raw</td>\s*<td[^>]*>(<strong>)?0\.\d{3}", dom)
+    assert re.search(r"<td>raw\+c</td>\s*<td[^>]*>(<strong>)?0\.\d{3}", dom)  # post-correction
+    assert "Post-correction raw+c vs raw" in dom  # its paired test against its source
     assert "<th>font</th>" in dom  # the per-group table and the error classes by group
     assert "<th>virama_conjunct</th>" in dom and "most frequent confusions" in dom
     assert '<img class="plot" src="data:image/png;base64,' in dom
@@ -154,7 +157,7 @@ def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, 
     res = orch("report", RUN, "--json")
     assert res.exit_code == 0, res.output
     [out] = json.loads(res.stdout)
-    assert out["thumbnails"] == 0 and out["lines"] == N and out["methods"] == ["baseline", "raw"]
+    assert out["thumbnails"] == 0 and out["lines"] == N and out["methods"] == ["baseline", "raw", "raw+c"]
     assert out["notes"] == [
         "no thumbnails (the images are not fetched): /srv/gpu1/lines is not a labels.jsonl folder "
         "on this machine; pass --images DIR"
