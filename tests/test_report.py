@@ -157,7 +157,8 @@ def test_other_data_gives_no_thumbnails_and_bad_predictions_write_nothing(proj, 
     res = orch("report", RUN, "--json")
     assert res.exit_code == 0, res.output
     [out] = json.loads(res.stdout)
-    assert out["thumbnails"] == 0 and out["lines"] == N and out["methods"] == ["baseline", "raw", "raw+c"]
+    assert out["thumbnails"] == 0 and out["lines"] == N
+    assert out["methods"] == ["baseline", "raw", "raw+c"]
     assert out["notes"] == [
         "no thumbnails (the images are not fetched): /srv/gpu1/lines is not a labels.jsonl folder "
         "on this machine; pass --images DIR"
