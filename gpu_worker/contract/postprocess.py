@@ -232,14 +232,9 @@ def text_problem(methods: list, holdout: object) -> str | None:
 
 
 def with_defaults(stage: str, options: dict) -> dict:
-    """`options` for `stage` with every unset setting at its default; ValueError naming an
-    unknown stage or setting."""
-    if stage not in STAGE_SETTINGS:
-        hint = did_you_mean(stage, STAGE_SETTINGS)
-        raise ValueError(f"postprocess: unknown stage '{stage}'{hint}")
-    known = STAGE_SETTINGS[stage]
-    for key in options:
-        if key not in known:
-            hint = did_you_mean(str(key), known)
-            raise ValueError(f"postprocess {stage}.{key}: not a setting of {stage}{hint}")
-    return {**known, **options}
+    """`options` for `stage` with every unset setting at its default, checked as a playbook's
+    are (`_stage`): a `PostprocessError` (a ValueError) names an unknown stage, setting or
+    value."""
+    entry = _stage(f"postprocess {stage}", {**options, "stage": stage})
+    del entry["stage"]
+    return entry

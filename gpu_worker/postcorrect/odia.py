@@ -32,7 +32,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from ..contract.postprocess import STAGE_CHOICES, with_defaults
+from ..contract.postprocess import with_defaults
 from . import NBest, Stage, register
 
 JOINERS = "\u200c\u200d"
@@ -42,7 +42,6 @@ INDIC = (0x0900, 0x0D7F)
 DANDAS = {0x0964, 0x0965}
 ODIA_ZERO = 0x0B66
 _SPACES = re.compile(r"\s+")
-CHOICES = STAGE_CHOICES["clean"]
 VARIANTS = (("\u0b35", "\u0b71"),)
 
 
@@ -105,12 +104,6 @@ class Clean(Stage):
 
     def __init__(self, options: dict, train_texts: Sequence[str]) -> None:
         super().__init__(with_defaults("clean", options), train_texts)
-        for key, allowed in CHOICES.items():
-            if self.options[key] not in allowed:
-                raise ValueError(
-                    f"postprocess clean.{key}: unknown '{self.options[key]}'; "
-                    f"known: {', '.join(allowed)}"
-                )
         digits = self.options["digits"]
         self.digits = digit_script(train_texts) if digits == "auto" else digits
         joiners = self.options["joiners"]
