@@ -75,9 +75,9 @@ class RunComparison:
 
 def fetched_folder(config: Config, ref: str) -> Path:
     """The fetched folder `ref` names: a run id, a unique prefix, or `@latest[:PLAYBOOK]`."""
-    from .records import LATEST, LEGACY_LATEST, resolve
+    from .records import names_latest, resolve
 
-    if ref == LATEST or ref.startswith((LATEST + ":", LEGACY_LATEST)):
+    if names_latest(ref):
         ref = resolve(config, ref, parents=True)
     base = results_dir(config)
     folders = sorted(p for p in base.glob("*/results.json") if p.parent.name.startswith(ref))

@@ -148,6 +148,11 @@ class AmbiguousRun(JobNotFound):
     """A run reference that names several runs (exit 2, as any unknown run)."""
 
 
+def names_latest(ref: str) -> bool:
+    """Whether `ref` is `@latest`, `@latest:PLAYBOOK` or `latest:PLAYBOOK`."""
+    return ref == LATEST or ref.startswith((LATEST + ":", LEGACY_LATEST))
+
+
 def parents_dir(config: Config) -> Path:
     """Where sharded runs' parent records live: `.orch/shards/`."""
     return config.root / ".orch" / "shards"
@@ -169,7 +174,7 @@ def resolve(
     prefix or suffix name that parent. Unknown or ambiguous: `JobNotFound` (exit 2) listing
     the candidates."""
     records = load_records(config) if records is None else records
-    if ref == LATEST or ref.startswith((LATEST + ":", LEGACY_LATEST)):
+    if names_latest(ref):
         return _latest(ref, records, parents)
     ids = {r.run_id: r.parent for r in records}
     if parents:
